@@ -1,0 +1,307 @@
+"""Parsing and validation of pushed pool records: JSON array, JSON Lines, CSV.
+
+Pure Python (no Django): bytes in, ``CleanRecord`` / ``RejectedRecord`` out, so the rules can be
+tested and benchmarked alone. Validation is a hand-written loop rather than a DRF serializer per
+record: a serializer costs tens of microseconds per field and a 100k-record push must validate in
+well under a second.
+
+Rules for one record ``{external_id, text, metadata?, embedding?}``:
+- ``external_id``: a non-empty string (or an integer, kept as its decimal string), at most 255 chars;
+  unique within the request.
+- ``text``: a non-empty string (not only whitespace), at most ``max_text_chars`` characters.
+- ``metadata``: a JSON object; absent or null keeps what the item already has.
+- ``embedding``: a list of ``embedding_dim`` finite numbers; absent leaves the embedding to the
+  encoder.
+- No other fields (a typo such as ``txt`` is an error, not silently dropped).
+- No NUL characters anywhere (PostgreSQL cannot store them in text or JSON).
+
+Malformed payloads (broken JSON, broken CSV, not UTF-8, wrong top-level shape, too many records)
+raise ``PayloadError``: the whole request is refused. Record-level problems are collected as
+``RejectedRecord`` with the record's index (JSON) or line (JSON Lines, CSV).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAX_EXTERNAL_ID_CHARS = 255
+RECORD_FIELDS = ("external_id", "text", "metadata", "embedding")
+
+
+class PayloadError(ValueError):
+    """The payload as a whole cannot be read; nothing in it is accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    position: int  # 0-based index in a JSON array, 1-based line in JSON Lines / CSV
+    value: Any
+
+
+@dataclass(slots=True)
+class CleanRecord:
+    position: int
+    external_id: str
+    text: str
+    text_hash: str
+    metadata: dict | None  # None: not given, keep the item's current metadata
+    embedding: bytes | None  # little-endian float32, or None: not given
+
+
+@dataclass(slots=True)
+class RejectedRecord:
+    position: int
+    external_id: str | None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ValidationResult:
+    records: list[CleanRecord]
+    rejected: list[RejectedRecord]
+    position_kind: str  # "index" or "line"
+
+
+def text_digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def _decode(payload: bytes) -> str:
+    try:
+        return payload.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"payload is not valid UTF-8 (byte {exc.start})") from None
+
+
+def parse_json_array(payload: bytes) -> list[RawRecord]:
+    text = _decode(payload)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, list):
+        raise PayloadError(
+            f"expected a JSON array of records, got a JSON {type(data).__name__}"
+            " (send JSON Lines as application/x-ndjson)"
+        )
+    return [RawRecord(index, value) for index, value in enumerate(data)]
+
+
+def parse_json_lines(payload: bytes) -> list[RawRecord]:
+    text = _decode(payload)
+    records = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PayloadError(f"malformed JSON on line {line_number} column {exc.colno}: {exc.msg}") from None
+        records.append(RawRecord(line_number, value))
+    return records
+
+
+def parse_csv(payload: bytes) -> list[RawRecord]:
+    """CSV with a header row. Columns ``external_id`` and ``text`` are required; ``metadata``
+    (a JSON object) and ``embedding`` (a JSON array) are optional; any other column is added to
+    the item's metadata as a string."""
+    text = _decode(payload)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise PayloadError("CSV payload is empty: expected a header row with external_id,text") from None
+    except csv.Error as exc:
+        raise PayloadError(f"malformed CSV on line 1: {exc}") from None
+    header = [name.strip() for name in header]
+    missing = [name for name in ("external_id", "text") if name not in header]
+    if missing:
+        raise PayloadError(f"CSV header (line 1) lacks required column(s): {', '.join(missing)}; found {header}")
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise PayloadError(f"CSV header (line 1) repeats column(s): {', '.join(duplicated)}")
+    extra_columns = [name for name in header if name not in RECORD_FIELDS]
+
+    records = []
+    line_after_previous = 2
+    try:
+        for row in reader:
+            start_line, line_after_previous = line_after_previous, reader.line_num + 1
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != len(header):
+                records.append(RawRecord(start_line, _CsvWidthError(len(row), len(header))))
+                continue
+            cells = dict(zip(header, row))
+            records.append(RawRecord(start_line, _csv_record(cells, extra_columns)))
+    except csv.Error as exc:
+        raise PayloadError(f"malformed CSV on line {reader.line_num}: {exc}") from None
+    return records
+
+
+@dataclass(frozen=True, slots=True)
+class _CsvWidthError:
+    found: int
+    expected: int
+
+
+@dataclass(frozen=True, slots=True)
+class _CsvJsonError:
+    column: str
+    message: str
+
+
+def _csv_record(cells: dict[str, str], extra_columns: list[str]) -> dict | _CsvJsonError:
+    record: dict[str, Any] = {"external_id": cells["external_id"], "text": cells["text"]}
+    metadata: dict[str, Any] | None = None
+    if cells.get("metadata", "").strip():
+        try:
+            metadata = json.loads(cells["metadata"])
+        except json.JSONDecodeError as exc:
+            return _CsvJsonError("metadata", f"not valid JSON ({exc.msg})")
+        if not isinstance(metadata, dict):
+            return _CsvJsonError("metadata", "must be a JSON object")
+    if extra_columns:
+        metadata = dict(metadata or {})
+        for name in extra_columns:
+            metadata[name] = cells[name]
+    if metadata is not None:
+        record["metadata"] = metadata
+    if cells.get("embedding", "").strip():
+        try:
+            record["embedding"] = json.loads(cells["embedding"])
+        except json.JSONDecodeError as exc:
+            return _CsvJsonError("embedding", f"not valid JSON ({exc.msg})")
+    return record
+
+
+PARSERS = {"json": parse_json_array, "jsonl": parse_json_lines, "csv": parse_csv}
+POSITION_KIND = {"json": "index", "jsonl": "line", "csv": "line"}
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _clean_embedding(value: Any, dim: int) -> tuple[bytes | None, str | None]:
+    if not isinstance(value, list):
+        return None, f"must be a list of {dim} numbers"
+    if len(value) != dim:
+        return None, f"has {len(value)} values, this project's embeddings have {dim}"
+    if any(type(v) not in (int, float) for v in value):
+        return None, "must contain only numbers"
+    vector = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(vector).all() or np.abs(vector).max(initial=0.0) > np.finfo(np.float32).max:
+        return None, "must contain only finite float32 values"
+    return vector.astype("<f4").tobytes(), None
+
+
+def validate_records(
+    raw_records: Iterable[RawRecord],
+    *,
+    embedding_dim: int,
+    max_text_chars: int,
+    position_kind: str,
+) -> ValidationResult:
+    records: list[CleanRecord] = []
+    rejected: list[RejectedRecord] = []
+    first_seen: dict[str, int] = {}
+
+    for raw in raw_records:
+        value = raw.value
+        if isinstance(value, _CsvWidthError):
+            rejected.append(
+                RejectedRecord(raw.position, None, {"row": f"has {value.found} fields, the header has {value.expected}"})
+            )
+            continue
+        if isinstance(value, _CsvJsonError):
+            rejected.append(RejectedRecord(raw.position, None, {value.column: value.message}))
+            continue
+        if not isinstance(value, dict):
+            rejected.append(
+                RejectedRecord(raw.position, None, {"record": f"must be an object, got {type(value).__name__}"})
+            )
+            continue
+
+        errors: dict[str, str] = {}
+        unknown = [key for key in value if key not in RECORD_FIELDS]
+        if unknown:
+            errors["record"] = f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(RECORD_FIELDS)}"
+
+        external_id = value.get("external_id")
+        if type(external_id) is int:
+            external_id = str(external_id)
+        if external_id is None:
+            errors["external_id"] = "is required"
+        elif not isinstance(external_id, str):
+            errors["external_id"] = f"must be a string, got {type(external_id).__name__}"
+            external_id = None
+        elif not external_id.strip():
+            errors["external_id"] = "must not be empty"
+        elif len(external_id) > MAX_EXTERNAL_ID_CHARS:
+            errors["external_id"] = f"is longer than {MAX_EXTERNAL_ID_CHARS} characters"
+        elif "\x00" in external_id:
+            errors["external_id"] = "must not contain NUL characters"
+        elif external_id in first_seen:
+            errors["external_id"] = (
+                f"duplicate within this request (first at {position_kind} {first_seen[external_id]})"
+            )
+        if "external_id" not in errors:
+            first_seen[external_id] = raw.position
+
+        text = value.get("text")
+        if text is None:
+            errors["text"] = "is required"
+        elif not isinstance(text, str):
+            errors["text"] = f"must be a string, got {type(text).__name__}"
+        elif not text.strip():
+            errors["text"] = "must not be empty"
+        elif len(text) > max_text_chars:
+            errors["text"] = f"has {len(text)} characters, the limit is {max_text_chars}"
+        elif "\x00" in text:
+            errors["text"] = "must not contain NUL characters"
+
+        metadata = value.get("metadata")
+        if metadata is not None:
+            if not isinstance(metadata, dict):
+                errors["metadata"] = f"must be an object, got {type(metadata).__name__}"
+            elif _has_nul(metadata):
+                errors["metadata"] = "must not contain NUL characters"
+
+        embedding = None
+        if value.get("embedding") is not None:
+            embedding, problem = _clean_embedding(value["embedding"], embedding_dim)
+            if problem:
+                errors["embedding"] = problem
+
+        if errors:
+            rejected.append(RejectedRecord(raw.position, external_id if isinstance(external_id, str) else None, errors))
+            continue
+        records.append(CleanRecord(raw.position, external_id, text, text_digest(text), metadata, embedding))
+
+    return ValidationResult(records, rejected, position_kind)
+
+
+def iter_chunks(values: list, size: int) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

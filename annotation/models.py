@@ -1,0 +1,249 @@
+"""The people side's data: projects, their label sets, pooled items, members, ingest batches.
+
+Models hold data and constraints only; every write goes through ``annotation.services``.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def default_encoder() -> str:
+    return settings.QUORUM_ENCODER
+
+
+def default_embedding_dim() -> int:
+    return settings.QUORUM_EMBEDDING_DIM
+
+
+class TaskType(models.TextChoices):
+    TEXT_CLASSIFICATION = "text_classification", "Single-label text classification"
+
+
+class Strategy(models.TextChoices):
+    MSAL = "msal", "MSAL (uncertainty + diversity)"
+    MARGIN = "margin", "Margin"
+    ENTROPY = "entropy", "Entropy"
+    LEAST_CONFIDENCE = "least_confidence", "Least confidence"
+    BALD = "bald", "BALD"
+    QBC = "qbc", "Query by committee"
+    CORESET = "coreset", "Core-set (k-center)"
+    RANDOM = "random", "Random"
+
+
+class Role(models.TextChoices):
+    ANNOTATOR = "annotator", "Annotator"
+    REVIEWER = "reviewer", "Reviewer"
+    ADMIN = "admin", "Admin"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True, help_text="Shown to annotators above every item.")
+    task_type = models.CharField(max_length=40, choices=TaskType.choices, default=TaskType.TEXT_CLASSIFICATION)
+
+    # Acquisition: how the queue is filled.
+    acquisition_strategy = models.CharField(max_length=32, choices=Strategy.choices, default=Strategy.MSAL)
+    batch_size = models.PositiveIntegerField(default=50, help_text="Items added to the queue per scoring run.")
+    exploration_fraction = models.FloatField(
+        default=0.1, help_text="Share of every batch drawn uniformly at random (unbiased estimates)."
+    )
+
+    # Consensus: how many people label an item and when it goes to review.
+    labels_per_item = models.PositiveSmallIntegerField(default=2)
+    max_labels_per_item = models.PositiveSmallIntegerField(
+        default=3, help_text="Upper bound when disagreement asks for extra labels before review."
+    )
+    review_all_below_kappa = models.FloatField(
+        default=0.6, help_text="Project kappa under which every item is reviewed."
+    )
+    review_disagreements_below_kappa = models.FloatField(
+        default=0.8, help_text="Project kappa under which disagreements are reviewed."
+    )
+    min_consensus_confidence = models.FloatField(
+        default=0.8, help_text="Aggregated-label confidence under which an item needs more labels or review."
+    )
+
+    # The loop: retraining and leases.
+    retrain_after = models.PositiveIntegerField(default=100, help_text="New final labels that trigger retraining.")
+    lease_seconds = models.PositiveIntegerField(default=600, help_text="How long an annotator holds an item.")
+
+    encoder = models.CharField(max_length=200, default=default_encoder)
+    embedding_dim = models.PositiveIntegerField(default=default_embedding_dim)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(batch_size__gte=1), name="project_batch_size_positive",
+                violation_error_message="batch_size must be at least 1."),
+            models.CheckConstraint(
+                condition=Q(exploration_fraction__gte=0) & Q(exploration_fraction__lte=1),
+                name="project_exploration_fraction_range",
+                violation_error_message="exploration_fraction must be between 0 and 1.",
+            ),
+            models.CheckConstraint(condition=Q(labels_per_item__gte=1), name="project_labels_per_item_positive",
+                violation_error_message="labels_per_item must be at least 1."),
+            models.CheckConstraint(
+                condition=Q(max_labels_per_item__gte=models.F("labels_per_item")),
+                name="project_max_labels_at_least_labels",
+                violation_error_message="max_labels_per_item must be at least labels_per_item.",
+            ),
+            models.CheckConstraint(
+                condition=Q(review_all_below_kappa__gte=-1)
+                & Q(review_disagreements_below_kappa__lte=1)
+                & Q(review_all_below_kappa__lte=models.F("review_disagreements_below_kappa")),
+                name="project_kappa_thresholds_ordered",
+                violation_error_message="kappa thresholds must satisfy -1 <= review_all_below_kappa <= review_disagreements_below_kappa <= 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_consensus_confidence__gte=0) & Q(min_consensus_confidence__lte=1),
+                name="project_min_confidence_range",
+                violation_error_message="min_consensus_confidence must be between 0 and 1.",
+            ),
+            models.CheckConstraint(condition=Q(retrain_after__gte=1), name="project_retrain_after_positive",
+                violation_error_message="retrain_after must be at least 1."),
+            models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_at_least_10s",
+                violation_error_message="lease_seconds must be at least 10."),
+            models.CheckConstraint(condition=Q(embedding_dim__gte=1), name="project_embedding_dim_positive",
+                violation_error_message="embedding_dim must be at least 1."),
+            models.CheckConstraint(
+                condition=Q(task_type__in=TaskType.values), name="project_task_type_valid",
+                violation_error_message="unknown task_type."
+            ),
+            models.CheckConstraint(
+                condition=Q(acquisition_strategy__in=Strategy.values), name="project_strategy_valid",
+                violation_error_message="unknown acquisition_strategy."
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LabelClass(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=500, blank=True)
+    order = models.PositiveIntegerField()
+    shortcut = models.CharField(max_length=1, blank=True, help_text="Key that picks this label (1-9, 0, a-z).")
+
+    class Meta:
+        ordering = ["project", "order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="label_name_unique_per_project"),
+            models.UniqueConstraint(
+                fields=["project", "shortcut"],
+                condition=~Q(shortcut=""),
+                name="label_shortcut_unique_per_project",
+            ),
+            models.CheckConstraint(condition=~Q(name=""), name="label_name_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ItemStatus(models.TextChoices):
+    UNLABELED = "unlabeled", "Unlabeled"
+    QUEUED = "queued", "Queued"
+    IN_PROGRESS = "in_progress", "Being labelled"
+    IN_REVIEW = "in_review", "In review"
+    FINALIZED = "finalized", "Finalized"
+
+
+class EmbeddingState(models.TextChoices):
+    PENDING = "pending", "Waiting for an embedding"
+    QUEUED = "queued", "Embedding requested"
+    READY = "ready", "Embedded"
+    FAILED = "failed", "Embedding failed"
+
+
+class Item(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=255)
+    text = models.TextField()
+    # blake2b-128 of the text: ingest compares hashes instead of pulling every text back.
+    text_hash = models.CharField(max_length=32)
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=ItemStatus.choices, default=ItemStatus.UNLABELED)
+    embedding_state = models.CharField(
+        max_length=16, choices=EmbeddingState.choices, default=EmbeddingState.PENDING
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="item_external_id_unique_per_project"),
+            models.CheckConstraint(condition=~Q(external_id=""), name="item_external_id_not_empty"),
+            models.CheckConstraint(condition=Q(status__in=ItemStatus.values), name="item_status_valid"),
+            models.CheckConstraint(
+                condition=Q(embedding_state__in=EmbeddingState.values), name="item_embedding_state_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "status"], name="item_project_status"),
+            models.Index(fields=["project", "embedding_state"], name="item_project_embedding_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}:{self.external_id}"
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project"], name="membership_unique_user_project"),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="membership_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.project}"
+
+
+class IngestFormat(models.TextChoices):
+    JSON = "json", "JSON array"
+    JSONL = "jsonl", "JSON Lines"
+    CSV = "csv", "CSV"
+
+
+class IngestBatch(models.Model):
+    """One accepted push of records into a project's pool (an audit trail and a job to follow)."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed by a worker"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ingest_batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    format = models.CharField(max_length=8, choices=IngestFormat.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    records = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    # Items of this batch left waiting for an embedding (new or changed text, none pushed).
+    awaiting_embedding = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="ingest_batch_project_recent")]

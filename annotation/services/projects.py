@@ -1,0 +1,142 @@
+"""Creating and changing projects and their label sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from ..errors import ServiceError
+from ..models import LabelClass, Membership, Project, Role
+
+# Keys the labelling page keeps for itself: s = skip, u = undo.
+RESERVED_SHORTCUTS = frozenset("su")
+SHORTCUT_KEYS = "1234567890" + "".join(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in RESERVED_SHORTCUTS)
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    name: str
+    shortcut: str | None = None  # None: assign the next free key
+    description: str = ""
+
+
+def _assign_shortcuts(specs: list[LabelSpec], taken: set[str]) -> list[str]:
+    """Explicit shortcuts are kept; the others get the next free key of 1-9, 0, a-z (or none)."""
+    used = set(taken) | {spec.shortcut for spec in specs if spec.shortcut}
+    free = (key for key in SHORTCUT_KEYS if key not in used)
+    return [spec.shortcut if spec.shortcut is not None else next(free, "") for spec in specs]
+
+
+def _check_label_specs(specs: list[LabelSpec], existing: list[LabelClass] = ()) -> None:
+    seen: dict[str, str] = {label.name.casefold(): label.name for label in existing}
+    keys = {label.shortcut: label.name for label in existing if label.shortcut}
+    for spec in specs:
+        folded = spec.name.casefold()
+        if folded in seen:
+            raise ServiceError({"labels": f"label {spec.name!r} repeats {seen[folded]!r}"}, code="duplicate_label")
+        seen[folded] = spec.name
+        if spec.shortcut:
+            if spec.shortcut in RESERVED_SHORTCUTS:
+                raise ServiceError(
+                    {"labels": f"shortcut {spec.shortcut!r} of {spec.name!r} is reserved (s: skip, u: undo)"}
+                )
+            if spec.shortcut in keys:
+                raise ServiceError(
+                    {"labels": f"shortcut {spec.shortcut!r} of {spec.name!r} is already used by {keys[spec.shortcut]!r}"}
+                )
+            keys[spec.shortcut] = spec.name
+
+
+@transaction.atomic
+def project_create(*, user, name: str, labels: list[LabelSpec], **settings) -> Project:
+    """Create a project with its label set; the creator becomes its admin."""
+    if not labels:
+        raise ServiceError({"labels": "a project needs at least one label"})
+    _check_label_specs(labels)
+    project = Project(name=name, created_by=user, **settings)
+    _validate(project)
+    project.save()
+    _add_labels(project, labels, start_order=0, taken=set())
+    Membership.objects.create(user=user, project=project, role=Role.ADMIN)
+    return project
+
+
+def _validate(project: Project) -> None:
+    try:
+        project.full_clean(exclude=["created_by"])
+    except ValidationError as exc:
+        raise ServiceError(exc.message_dict, code="invalid_settings") from None
+
+
+def _add_labels(project: Project, specs: list[LabelSpec], *, start_order: int, taken: set[str]) -> None:
+    shortcuts = _assign_shortcuts(specs, taken)
+    LabelClass.objects.bulk_create(
+        LabelClass(
+            project=project,
+            name=spec.name,
+            description=spec.description,
+            order=start_order + offset,
+            shortcut=shortcut,
+        )
+        for offset, (spec, shortcut) in enumerate(zip(specs, shortcuts))
+    )
+
+
+@transaction.atomic
+def project_update(*, project: Project, labels: list[LabelSpec] | None = None, **settings) -> Project:
+    """Change settings; ``labels`` may add labels (appended) or change the description or shortcut
+    of existing ones, but not remove or rename any: annotations refer to them."""
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    for field_name, value in settings.items():
+        setattr(project, field_name, value)
+    _validate(project)
+    project.save()
+    if labels is not None:
+        _update_labels(project, labels)
+    return project
+
+
+def _update_labels(project: Project, specs: list[LabelSpec]) -> None:
+    current = list(project.labels.all())
+    by_name = {label.name: label for label in current}
+    missing = [label.name for label in current if label.name not in {spec.name for spec in specs}]
+    if missing:
+        raise ServiceError(
+            {"labels": f"labels cannot be removed or renamed once a project exists; missing: {missing}"},
+            code="labels_removed",
+        )
+    changed, new_specs = [], []
+    for spec in specs:
+        label = by_name.get(spec.name)
+        if label is None:
+            new_specs.append(spec)
+            continue
+        if spec.description != label.description or (spec.shortcut is not None and spec.shortcut != label.shortcut):
+            label.description = spec.description
+            if spec.shortcut is not None:
+                label.shortcut = spec.shortcut
+            changed.append(label)
+    _check_label_specs(new_specs, [label for label in current if label not in changed])
+    _check_shortcuts_unique(current)
+    if changed:
+        # Free the keys first so that two labels may swap shortcuts in one request.
+        LabelClass.objects.filter(pk__in=[label.pk for label in changed]).update(shortcut="")
+        LabelClass.objects.bulk_update(changed, ["description", "shortcut"])
+    taken = {label.shortcut for label in current if label.shortcut}
+    _add_labels(project, new_specs, start_order=max((label.order for label in current), default=-1) + 1, taken=taken)
+
+
+def _check_shortcuts_unique(labels: list[LabelClass]) -> None:
+    seen: dict[str, str] = {}
+    for label in labels:
+        if not label.shortcut:
+            continue
+        if label.shortcut in RESERVED_SHORTCUTS:
+            raise ServiceError({"labels": f"shortcut {label.shortcut!r} of {label.name!r} is reserved (s: skip, u: undo)"})
+        if label.shortcut in seen:
+            raise ServiceError(
+                {"labels": f"shortcut {label.shortcut!r} is given to both {seen[label.shortcut]!r} and {label.name!r}"}
+            )
+        seen[label.shortcut] = label.name

@@ -1,0 +1,54 @@
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from annotation import services
+from annotation.models import Role
+from annotation.services.projects import LabelSpec
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username: str, *, staff: bool = False, superuser: bool = False, password: str = "pw-12345-quorum"):
+        return get_user_model().objects.create_user(
+            username=username, password=password, is_staff=staff or superuser, is_superuser=superuser
+        )
+
+    return make
+
+
+@pytest.fixture
+def admin_user(make_user):
+    return make_user("alice", superuser=False, staff=True)
+
+
+@pytest.fixture
+def project(admin_user):
+    labels = [LabelSpec("refund"), LabelSpec("card_lost"), LabelSpec("other")]
+    return services.project_create(user=admin_user, name="Support", labels=labels, embedding_dim=4)
+
+
+@pytest.fixture
+def api_for():
+    def client(user):
+        api = APIClient()
+        if user is not None:
+            api.force_authenticate(user)
+        return api
+
+    return client
+
+
+@pytest.fixture
+def admin_api(api_for, admin_user):
+    return api_for(admin_user)
+
+
+@pytest.fixture
+def member(make_user, project):
+    def make(username: str, role: str = Role.ANNOTATOR):
+        user = make_user(username)
+        services.membership_set(project=project, username=username, role=role)
+        return user
+
+    return make
