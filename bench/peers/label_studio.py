@@ -373,6 +373,7 @@ def running_label_studio(
     token: str | None = None,
     startup_timeout: float = 180,
     extra_env: dict[str, str] | None = None,
+    enable_legacy_token_flag: bool = True,
 ) -> Iterator[LabelStudioServer]:
     """Run ``label-studio start`` on 127.0.0.1:``port`` for the duration of the ``with`` block.
 
@@ -384,6 +385,9 @@ def running_label_studio(
     ``startup_timeout`` s (first start runs all migrations) for ``/health`` and
     a successful token-authenticated ``/api/current-user/whoami``.  On exit the whole
     process group is terminated (SIGTERM, then SIGKILL).
+
+    ``enable_legacy_token_flag=False`` leaves out ``--enable-legacy-api-token``
+    and its env var (only useful to exercise the session-login fallback).
     """
     exe = pathlib.Path(exe)
     if not exe.exists():
@@ -409,7 +413,7 @@ def running_label_studio(
     env.update(
         {
             "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
-            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true" if enable_legacy_token_flag else "false",
             "LATEST_VERSION_CHECK": "false",
             "COLLECT_ANALYTICS": "false",
             "SENTRY_DSN": "",
@@ -442,8 +446,9 @@ def running_label_studio(
         password,
         "--user-token",
         token,
-        "--enable-legacy-api-token",
     ]
+    if enable_legacy_token_flag:
+        cmd.append("--enable-legacy-api-token")
     base_url = f"http://{host}:{port}"
     _log(f"starting label-studio ({database}) on {base_url}, data dir {data_dir}, log {log_path}")
     log_file = open(log_path, "ab")

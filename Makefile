@@ -1,0 +1,36 @@
+# Quorum — the two set-up commands:
+#   make demo   install everything, then run the app on the embedded default (SQLite, filesystem
+#               broker, a real Celery worker, the demo project) at http://127.0.0.1:8000/
+#   make test   install everything, then run the test suite
+# Both honour DATABASE_URL / CELERY_BROKER_URL from the environment (see README.md).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: demo test install bench clean
+
+install: $(STAMP)
+
+# torch first, pinned, so that the project's torch range is already satisfied and pip never
+# replaces it with another build.
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py rundemo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) var
