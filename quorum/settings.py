@@ -177,7 +177,7 @@ SPECTACULAR_SETTINGS = {
 # --- Celery ---------------------------------------------------------------------------
 # Default broker: kombu's filesystem transport, so the embedded set-up runs a real worker
 # process without any server. Production: redis://… or amqp://… (see README).
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://localhost//"
 BROKER_DIR = Path(env_str("QUORUM_BROKER_DIR", str(DATA_DIR / "broker")))
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
