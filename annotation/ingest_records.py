@@ -13,7 +13,9 @@ Rules for one record ``{external_id, text, metadata?, embedding?}``:
 - ``embedding``: a list of ``embedding_dim`` finite numbers; absent leaves the embedding to the
   encoder.
 - No other fields (a typo such as ``txt`` is an error, not silently dropped).
-- No NUL characters anywhere (PostgreSQL cannot store them in text or JSON).
+- No NUL characters anywhere (PostgreSQL cannot store them in text or JSON), no lone surrogates
+  (not encodable as UTF-8), no NaN or infinite numbers in metadata (not JSON that PostgreSQL
+  accepts), metadata nested at most ``MAX_METADATA_DEPTH`` levels.
 
 Malformed payloads (broken JSON, broken CSV, not UTF-8, wrong top-level shape, too many records)
 raise ``PayloadError``: the whole request is refused. Record-level problems are collected as
@@ -26,6 +28,8 @@ import csv
 import hashlib
 import io
 import json
+import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +37,7 @@ from typing import Any
 import numpy as np
 
 MAX_EXTERNAL_ID_CHARS = 255
+MAX_METADATA_DEPTH = 64
 RECORD_FIELDS = ("external_id", "text", "metadata", "embedding")
 
 
@@ -84,12 +89,24 @@ def _decode(payload: bytes) -> str:
         raise PayloadError(f"payload is not valid UTF-8 (byte {exc.start})") from None
 
 
+def _json_loads(text: str) -> Any:
+    """``json.loads`` whose failures are all ``ValueError``: besides ``JSONDecodeError``, Python
+    raises a bare ``ValueError`` for integers of more than 4,300 digits and ``RecursionError``
+    for very deep nesting."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def parse_json_array(payload: bytes) -> list[RawRecord]:
     text = _decode(payload)
     try:
-        data = json.loads(text)
+        data = _json_loads(text)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except ValueError as exc:
+        raise PayloadError(f"malformed JSON: {exc}") from None
     if not isinstance(data, list):
         raise PayloadError(
             f"expected a JSON array of records, got a JSON {type(data).__name__}"
@@ -98,16 +115,23 @@ def parse_json_array(payload: bytes) -> list[RawRecord]:
     return [RawRecord(index, value) for index, value in enumerate(data)]
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def parse_json_lines(payload: bytes) -> list[RawRecord]:
     text = _decode(payload)
     records = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    # Only \n (\r\n, \r) ends a line: str.splitlines() would also split at U+2028, U+2029 and
+    # U+0085, which JSON allows unescaped inside strings.
+    for line_number, line in enumerate(_LINE_BREAK.split(text), start=1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = _json_loads(line)
         except json.JSONDecodeError as exc:
             raise PayloadError(f"malformed JSON on line {line_number} column {exc.colno}: {exc.msg}") from None
+        except ValueError as exc:
+            raise PayloadError(f"malformed JSON on line {line_number}: {exc}") from None
         records.append(RawRecord(line_number, value))
     return records
 
@@ -117,7 +141,8 @@ def parse_csv(payload: bytes) -> list[RawRecord]:
     (a JSON object) and ``embedding`` (a JSON array) are optional; any other column is added to
     the item's metadata as a string."""
     text = _decode(payload)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: an unterminated quote is an error instead of swallowing the rest of the file.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -146,7 +171,9 @@ def parse_csv(payload: bytes) -> list[RawRecord]:
             cells = dict(zip(header, row))
             records.append(RawRecord(start_line, _csv_record(cells, extra_columns)))
     except csv.Error as exc:
-        raise PayloadError(f"malformed CSV on line {reader.line_num}: {exc}") from None
+        raise PayloadError(
+            f"malformed CSV on line {reader.line_num} (in the row starting on line {line_after_previous}): {exc}"
+        ) from None
     return records
 
 
@@ -167,9 +194,9 @@ def _csv_record(cells: dict[str, str], extra_columns: list[str]) -> dict | _CsvJ
     metadata: dict[str, Any] | None = None
     if cells.get("metadata", "").strip():
         try:
-            metadata = json.loads(cells["metadata"])
-        except json.JSONDecodeError as exc:
-            return _CsvJsonError("metadata", f"not valid JSON ({exc.msg})")
+            metadata = _json_loads(cells["metadata"])
+        except ValueError as exc:
+            return _CsvJsonError("metadata", f"not valid JSON ({getattr(exc, 'msg', exc)})")
         if not isinstance(metadata, dict):
             return _CsvJsonError("metadata", "must be a JSON object")
     if extra_columns:
@@ -180,9 +207,9 @@ def _csv_record(cells: dict[str, str], extra_columns: list[str]) -> dict | _CsvJ
         record["metadata"] = metadata
     if cells.get("embedding", "").strip():
         try:
-            record["embedding"] = json.loads(cells["embedding"])
-        except json.JSONDecodeError as exc:
-            return _CsvJsonError("embedding", f"not valid JSON ({exc.msg})")
+            record["embedding"] = _json_loads(cells["embedding"])
+        except ValueError as exc:
+            return _CsvJsonError("embedding", f"not valid JSON ({getattr(exc, 'msg', exc)})")
     return record
 
 
@@ -193,14 +220,41 @@ POSITION_KIND = {"json": "index", "jsonl": "line", "csv": "line"}
 # --- validation ------------------------------------------------------------------------------
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+# NUL: PostgreSQL cannot store it in text or JSON. Lone surrogates (legal as JSON \uXXXX
+# escapes): not encodable as UTF-8, so no database can store them.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _string_problem(value: str) -> str | None:
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "must not contain NUL characters"
+    return "must not contain lone surrogates (invalid Unicode)"
+
+
+def _metadata_problem(metadata: dict) -> str | None:
+    """Iterative (no recursion limit to hit) check that the metadata can be stored as JSON."""
+    stack: list[tuple[Any, int]] = [(metadata, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            problem = _string_problem(value)
+            if problem:
+                return problem
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return "must not contain NaN or infinite numbers"
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_METADATA_DEPTH:
+                return f"is nested more than {MAX_METADATA_DEPTH} levels deep"
+            if isinstance(value, dict):
+                stack.extend((key, depth) for key in value)
+                stack.extend((child, depth + 1) for child in value.values())
+            else:
+                stack.extend((child, depth + 1) for child in value)
+    return None
 
 
 def _clean_embedding(value: Any, dim: int) -> tuple[bytes | None, str | None]:
@@ -210,7 +264,10 @@ def _clean_embedding(value: Any, dim: int) -> tuple[bytes | None, str | None]:
         return None, f"has {len(value)} values, this project's embeddings have {dim}"
     if any(type(v) not in (int, float) for v in value):
         return None, "must contain only numbers"
-    vector = np.asarray(value, dtype=np.float64)
+    try:
+        vector = np.asarray(value, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        return None, "must contain only finite float32 values"
     if not np.isfinite(vector).all() or np.abs(vector).max(initial=0.0) > np.finfo(np.float32).max:
         return None, "must contain only finite float32 values"
     return vector.astype("<f4").tobytes(), None
@@ -260,8 +317,8 @@ def validate_records(
             errors["external_id"] = "must not be empty"
         elif len(external_id) > MAX_EXTERNAL_ID_CHARS:
             errors["external_id"] = f"is longer than {MAX_EXTERNAL_ID_CHARS} characters"
-        elif "\x00" in external_id:
-            errors["external_id"] = "must not contain NUL characters"
+        elif problem := _string_problem(external_id):
+            errors["external_id"] = problem
         elif external_id in first_seen:
             errors["external_id"] = (
                 f"duplicate within this request (first at {position_kind} {first_seen[external_id]})"
@@ -278,15 +335,15 @@ def validate_records(
             errors["text"] = "must not be empty"
         elif len(text) > max_text_chars:
             errors["text"] = f"has {len(text)} characters, the limit is {max_text_chars}"
-        elif "\x00" in text:
-            errors["text"] = "must not contain NUL characters"
+        elif problem := _string_problem(text):
+            errors["text"] = problem
 
         metadata = value.get("metadata")
         if metadata is not None:
             if not isinstance(metadata, dict):
                 errors["metadata"] = f"must be an object, got {type(metadata).__name__}"
-            elif _has_nul(metadata):
-                errors["metadata"] = "must not contain NUL characters"
+            elif problem := _metadata_problem(metadata):
+                errors["metadata"] = problem
 
         embedding = None
         if value.get("embedding") is not None:

@@ -8,6 +8,7 @@ import pytest
 
 from annotation.ingest_records import (
     MAX_EXTERNAL_ID_CHARS,
+    MAX_METADATA_DEPTH,
     PARSERS,
     POSITION_KIND,
     CleanRecord,
@@ -93,7 +94,7 @@ class TestJsonArray:
             parse_json_array(payload)
 
     def test_not_utf8(self):
-        with pytest.raises(PayloadError, match=r"not valid UTF-8 \(byte 30\)"):
+        with pytest.raises(PayloadError, match=r"not valid UTF-8 \(byte 31\)"):
             parse_json_array(b'[{"external_id": "a", "text": "\xff"}]')
 
     def test_latin1_payload_is_refused_not_mis_decoded(self):
@@ -258,20 +259,20 @@ class TestCsv:
             parse_csv(payload)
         assert message in str(exc.value)
 
-    def test_unterminated_quote_is_malformed_with_line(self):
-        with pytest.raises(PayloadError, match=r"malformed CSV on line \d+"):
-            parse_csv(b'external_id,text\na,x\nb,"never closed\n')
+    def test_unterminated_quote_is_malformed_not_swallowing_later_rows(self):
+        # A lenient reader would read rows 3-4 as one text "never closed\nc,y\n".
+        with pytest.raises(PayloadError) as exc:
+            parse_csv(b'external_id,text\na,x\nb,"never closed\nc,y\n')
+        assert "malformed CSV" in str(exc.value)
+        assert "row starting on line 3" in str(exc.value)
 
-    def test_malformed_quoting_with_strict_reader_position(self):
-        # A quote in the middle of an unquoted field is legal CSV for Python's reader; a stray
-        # character after a closing quote is not a parse error either. What must not happen is
-        # a crash: either a PayloadError or a row.
-        try:
-            raw = parse_csv(b'external_id,text\na,"x"y\n')
-        except PayloadError as exc:
-            assert "line" in str(exc)
-        else:
-            assert raw[0].value["external_id"] == "a"
+    def test_text_after_a_closing_quote_is_malformed(self):
+        with pytest.raises(PayloadError, match=r"malformed CSV on line 3 .*line 3"):
+            parse_csv(b'external_id,text\na,x\nb,"quoted"trailing\n')
+
+    def test_a_quote_inside_an_unquoted_field_is_kept(self):
+        raw = parse_csv(b'external_id,text\na,5" screen\n')
+        assert raw[0].value["text"] == '5" screen'
 
     def test_not_utf8(self):
         with pytest.raises(PayloadError, match=r"not valid UTF-8 \(byte 19\)"):
@@ -400,7 +401,12 @@ class TestRecordRules:
         result = parse_and_validate("json", payload)
         assert [r.external_id for r in result.records] == ["d"]
         assert result.records[0].text == "ok \U0001f600"
-        assert [(r.position, sorted(r.errors)) for r in result.rejected] == [(0, ["text"]), (1, ["external_id"]), (2, ["metadata"])]
+        message = "must not contain lone surrogates (invalid Unicode)"
+        assert [(r.position, r.errors) for r in result.rejected] == [
+            (0, {"text": message}),
+            (1, {"external_id": message}),
+            (2, {"metadata": message}),
+        ]
 
     @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
     def test_metadata_with_non_finite_numbers_is_rejected(self, number):
@@ -409,6 +415,17 @@ class TestRecordRules:
         result = parse_and_validate("json", payload)
         assert result.records == []
         assert "metadata" in result.rejected[0].errors
+
+    @pytest.mark.parametrize("levels, accepted", [(1, True), (MAX_METADATA_DEPTH, True), (MAX_METADATA_DEPTH + 1, False), (300, False)])
+    def test_metadata_nesting_limit(self, levels, accepted):
+        nested: object = "leaf"
+        for level in range(levels):  # dicts and lists alternate, the outermost is a dict
+            nested = [nested] if (levels - 1 - level) % 2 else {"k": nested}
+        records, rejected = check_one({"external_id": "a", "text": "x", "metadata": nested})
+        if accepted:
+            assert rejected == [] and len(records) == 1
+        else:
+            assert rejected[0].errors == {"metadata": f"is nested more than {MAX_METADATA_DEPTH} levels deep"}
 
     def test_deeply_nested_metadata_is_rejected_not_crashing(self):
         nested: dict = {}

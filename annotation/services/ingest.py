@@ -9,17 +9,18 @@ INSERT … ON CONFLICT UPDATE of changed items, and the embedding upserts/delete
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from acquisition.models import ItemEmbedding
 
 from ..ingest_records import CleanRecord, RejectedRecord, iter_chunks
-from ..models import EmbeddingState, IngestBatch, Item, Project
+from ..models import EmbeddingState, IngestBatch, Item, ItemStatus, Project
 
 logger = logging.getLogger(__name__)
 
@@ -64,31 +65,16 @@ def items_ingest(
         existing = _existing_items(project, records)
         same_vector = _unchanged_vectors(records, existing)
 
-        new_items: list[Item] = []
-        new_vectors: list[bytes | None] = []
+        new_records: list[CleanRecord] = []
         changed_items: list[tuple[Item, tuple[str, ...]]] = []
-        changed_ids: list[int] = []
-        changed_vectors: list[bytes | None] = []
+        vectors: dict[int, bytes] = {}  # item id -> pushed vector to store (existing items)
         stale_embedding_ids: list[int] = []
         unchanged = 0
         now = timezone.now()
         for record in records:
             current = existing.get(record.external_id)
             if current is None:
-                state = EmbeddingState.READY if record.embedding else EmbeddingState.PENDING
-                new_items.append(
-                    Item(
-                        project=project,
-                        external_id=record.external_id,
-                        text=record.text,
-                        text_hash=record.text_hash,
-                        metadata=record.metadata or {},
-                        embedding_state=state,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                new_vectors.append(record.embedding)
+                new_records.append(record)
                 continue
             text_changed = current.text_hash != record.text_hash
             metadata_changed = record.metadata is not None and record.metadata != current.metadata
@@ -111,47 +97,35 @@ def items_ingest(
             if record.embedding is not None:
                 item.embedding_state = EmbeddingState.READY
                 fields.append("embedding_state")
+                if vector_changed or text_changed:
+                    vectors[current.id] = record.embedding
             elif text_changed:
                 item.embedding_state = EmbeddingState.PENDING
                 fields.append("embedding_state")
                 stale_embedding_ids.append(current.id)
             changed_items.append((item, tuple(fields)))
-            changed_ids.append(current.id)
-            changed_vectors.append(record.embedding if vector_changed or text_changed else None)
 
-        for chunk in iter_chunks(new_items, CHUNK):
-            Item.objects.bulk_create(chunk)
+        new_ids = _insert_items(project, new_records, now)
+        vectors.update((new_ids[r.external_id], r.embedding) for r in new_records if r.embedding is not None)
         _update_items(changed_items)
         for chunk in iter_chunks(stale_embedding_ids, CHUNK):
             ItemEmbedding.objects.filter(item_id__in=chunk).delete()
-        item_ids = [item.id for item in new_items] + changed_ids
-        embeddings = [
-            ItemEmbedding(item_id=item_id, project_id=project.pk, vector=vector, dim=project.embedding_dim, source=PROVIDED)
-            for item_id, vector in zip(item_ids, new_vectors + changed_vectors)
-            if vector is not None
-        ]
-        for chunk in iter_chunks(embeddings, CHUNK):
-            ItemEmbedding.objects.bulk_create(
-                chunk,
-                update_conflicts=True,
-                unique_fields=["item"],
-                update_fields=["vector", "dim", "source", "updated_at"],
-            )
+        _write_embeddings(project, vectors)
 
-        awaiting = sum(1 for v in new_vectors if v is None) + len(stale_embedding_ids)
+        awaiting = sum(1 for r in new_records if r.embedding is None) + len(stale_embedding_ids)
         batch = IngestBatch.objects.create(
             project=project,
             created_by=user if user is not None and user.is_authenticated else None,
             format=fmt,
             records=len(records) + len(rejected),
-            created=len(new_items),
+            created=len(new_records),
             updated=len(changed_items),
             unchanged=unchanged,
             rejected=len(rejected),
             awaiting_embedding=awaiting,
             duration_ms=int((time.perf_counter() - started) * 1000),
         )
-        if new_items or changed_items:
+        if new_records or changed_items:
             transaction.on_commit(lambda: _enqueue_followup(batch.pk))
         else:
             batch.status = IngestBatch.Status.PROCESSED
@@ -160,23 +134,82 @@ def items_ingest(
 
     return IngestReport(
         batch_id=batch.pk,
-        created=len(new_items),
+        created=len(new_records),
         updated=len(changed_items),
         unchanged=unchanged,
-        embeddings_written=len(embeddings),
+        embeddings_written=len(vectors),
         awaiting_embedding=awaiting,
         rejected=rejected,
     )
 
 
+INSERT_COLUMNS = (
+    "project_id", "external_id", "text", "text_hash", "metadata", "status", "embedding_state", "created_at", "updated_at",
+)
+LOOKUP_CHUNK = 50_000  # external ids per lookup query (sent as one JSON array parameter)
+
+
+def _ids_in_json(column: str) -> str:
+    """SQL for ``column IN (<the strings of a JSON array parameter>)``: one bound parameter instead
+    of thousands of placeholders, parsed by the database's JSON functions."""
+    if connection.vendor == "postgresql":
+        return f"{column} IN (SELECT jsonb_array_elements_text(%s::jsonb))"
+    return f"{column} IN (SELECT value FROM json_each(%s))"
+
+
+def _insert_items(project: Project, records: list[CleanRecord], now) -> dict[str, int]:
+    """Insert new items; return their ids by external id (only for records with an embedding).
+
+    Raw SQL instead of ``bulk_create``: Django builds a model instance and prepares each field in
+    Python (~40 µs per item, most of a 100k push); PostgreSQL's COPY through psycopg, or a plain
+    ``executemany`` on SQLite, does it in a few µs. Safe because the caller holds the project's
+    lock and has checked that none of these external ids exists yet.
+    """
+    if not records:
+        return {}
+    table = connection.ops.quote_name(Item._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(c) for c in INSERT_COLUMNS)
+    rows = (
+        (
+            project.pk, r.external_id, r.text, r.text_hash, json.dumps(r.metadata or {}), ItemStatus.UNLABELED,
+            EmbeddingState.READY if r.embedding is not None else EmbeddingState.PENDING, now, now,
+        )
+        for r in records
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            placeholders = ", ".join(["%s"] * len(INSERT_COLUMNS))
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", list(rows))
+    with_vectors = [r.external_id for r in records if r.embedding is not None]
+    return dict(_lookup(project, with_vectors, "external_id, id"))
+
+
+def _lookup(project: Project, external_ids: list[str], columns: str) -> list[tuple]:
+    table = connection.ops.quote_name(Item._meta.db_table)
+    rows: list[tuple] = []
+    with connection.cursor() as cursor:
+        for chunk in iter_chunks(external_ids, LOOKUP_CHUNK):
+            cursor.execute(
+                f"SELECT {columns} FROM {table} WHERE project_id = %s AND {_ids_in_json('external_id')}",
+                [project.pk, json.dumps(chunk)],
+            )
+            rows.extend(cursor.fetchall())
+    return rows
+
+
 def _existing_items(project: Project, records: list[CleanRecord]) -> dict[str, _Existing]:
-    external_ids = [record.external_id for record in records]
     want_metadata = any(record.metadata is not None for record in records)
-    columns = ["id", "external_id", "text_hash"] + (["metadata"] if want_metadata else [])
+    columns = "id, external_id, text_hash" + (", metadata" if want_metadata else "")
     found: dict[str, _Existing] = {}
-    for chunk in iter_chunks(external_ids, CHUNK):
-        for row in Item.objects.filter(project=project, external_id__in=chunk).values_list(*columns):
-            found[row[1]] = _Existing(row[0], row[2], row[3] if want_metadata else None)
+    for row in _lookup(project, [record.external_id for record in records], columns):
+        metadata = None
+        if want_metadata:
+            metadata = json.loads(row[3]) if isinstance(row[3], str) else row[3]
+        found[row[1]] = _Existing(row[0], row[2], metadata)
     return found
 
 
@@ -193,6 +226,17 @@ def _unchanged_vectors(records: list[CleanRecord], existing: dict[str, _Existing
             if bytes(vector) == pushed[item_id]:
                 same.add(item_id)
     return same
+
+
+def _write_embeddings(project: Project, vectors: dict[int, bytes]) -> None:
+    rows = [
+        ItemEmbedding(item_id=item_id, project_id=project.pk, vector=vector, dim=project.embedding_dim, source=PROVIDED)
+        for item_id, vector in vectors.items()
+    ]
+    for chunk in iter_chunks(rows, CHUNK):
+        ItemEmbedding.objects.bulk_create(
+            chunk, update_conflicts=True, unique_fields=["item"], update_fields=["vector", "dim", "source", "updated_at"]
+        )
 
 
 def _update_items(items: list[tuple[Item, tuple[str, ...]]]) -> None:

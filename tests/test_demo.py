@@ -1,0 +1,43 @@
+"""The demo loader: the shipped BANKING77 slice goes through the real ingest path."""
+
+import csv
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from annotation.models import Item, LabelClass, Membership, Project
+
+DEMO = Path(__file__).resolve().parent.parent / "annotation" / "demo"
+
+
+def test_demo_data_ships_with_its_licence():
+    assert "Attribution 4.0 International" in (DEMO / "LICENSE-banking77").read_text()
+    assert "CC BY 4.0" in (DEMO / "README.md").read_text()
+    with open(DEMO / "banking77_sample.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert 1900 <= len(rows) <= 2100
+    assert len({row["category"] for row in rows}) == 77
+
+
+@pytest.mark.django_db
+def test_load_demo_creates_project_users_and_items_and_is_idempotent():
+    out = StringIO()
+    call_command("load_demo", stdout=out)
+    project = Project.objects.get(name__contains="demo")
+    categories = json.loads((DEMO / "banking77_categories.json").read_text())
+    assert list(LabelClass.objects.filter(project=project).values_list("name", flat=True)) == categories
+    assert Item.objects.filter(project=project).count() == 2002
+    assert Membership.objects.filter(project=project).count() == 5
+    assert authenticate(username="annotator1", password="quorum-demo") is not None
+    assert "annotator1" in out.getvalue() and "quorum-demo" in out.getvalue()
+    # No gold label leaks to annotators through the item metadata.
+    assert not Item.objects.filter(project=project, metadata__has_key="category").exists()
+
+    again = StringIO()
+    call_command("load_demo", stdout=again)
+    assert "0 items created, 0 updated, 2002 unchanged" in again.getvalue()
+    assert Project.objects.filter(name__contains="demo").count() == 1
