@@ -26,5 +26,8 @@ class ItemEmbedding(models.Model):
             models.CheckConstraint(condition=models.Q(dim__gte=1), name="embedding_dim_positive"),
         ]
 
+    def __str__(self) -> str:
+        return f"embedding of item {self.item_id} ({self.dim}-d, {self.source})"
+
     def as_array(self) -> np.ndarray:
         return np.frombuffer(bytes(self.vector), dtype="<f4")

@@ -32,5 +32,16 @@ class ItemAdmin(admin.ModelAdmin):
 
 @admin.register(IngestBatch)
 class IngestBatchAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "format", "status", "records", "created", "updated", "unchanged", "rejected", "created_at"]
+    list_display = [
+        "id",
+        "project",
+        "format",
+        "status",
+        "records",
+        "created",
+        "updated",
+        "unchanged",
+        "rejected",
+        "created_at",
+    ]
     list_filter = ["status", "format"]

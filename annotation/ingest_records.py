@@ -168,7 +168,7 @@ def parse_csv(payload: bytes) -> list[RawRecord]:
             if len(row) != len(header):
                 records.append(RawRecord(start_line, _CsvWidthError(len(row), len(header))))
                 continue
-            cells = dict(zip(header, row))
+            cells = dict(zip(header, row, strict=True))
             records.append(RawRecord(start_line, _csv_record(cells, extra_columns)))
     except csv.Error as exc:
         raise PayloadError(
@@ -288,7 +288,9 @@ def validate_records(
         value = raw.value
         if isinstance(value, _CsvWidthError):
             rejected.append(
-                RejectedRecord(raw.position, None, {"row": f"has {value.found} fields, the header has {value.expected}"})
+                RejectedRecord(
+                    raw.position, None, {"row": f"has {value.found} fields, the header has {value.expected}"}
+                )
             )
             continue
         if isinstance(value, _CsvJsonError):
@@ -319,6 +321,8 @@ def validate_records(
             errors["external_id"] = f"is longer than {MAX_EXTERNAL_ID_CHARS} characters"
         elif problem := _string_problem(external_id):
             errors["external_id"] = problem
+            # Reported back in the response, which must be encodable: "\\udfff" instead of the character.
+            external_id = external_id.encode("utf-8", "backslashreplace").decode("utf-8")
         elif external_id in first_seen:
             errors["external_id"] = (
                 f"duplicate within this request (first at {position_kind} {first_seen[external_id]})"

@@ -80,15 +80,21 @@ class Project(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.CheckConstraint(condition=Q(batch_size__gte=1), name="project_batch_size_positive",
-                violation_error_message="batch_size must be at least 1."),
+            models.CheckConstraint(
+                condition=Q(batch_size__gte=1),
+                name="project_batch_size_positive",
+                violation_error_message="batch_size must be at least 1.",
+            ),
             models.CheckConstraint(
                 condition=Q(exploration_fraction__gte=0) & Q(exploration_fraction__lte=1),
                 name="project_exploration_fraction_range",
                 violation_error_message="exploration_fraction must be between 0 and 1.",
             ),
-            models.CheckConstraint(condition=Q(labels_per_item__gte=1), name="project_labels_per_item_positive",
-                violation_error_message="labels_per_item must be at least 1."),
+            models.CheckConstraint(
+                condition=Q(labels_per_item__gte=1),
+                name="project_labels_per_item_positive",
+                violation_error_message="labels_per_item must be at least 1.",
+            ),
             models.CheckConstraint(
                 condition=Q(max_labels_per_item__gte=models.F("labels_per_item")),
                 name="project_max_labels_at_least_labels",
@@ -106,19 +112,30 @@ class Project(models.Model):
                 name="project_min_confidence_range",
                 violation_error_message="min_consensus_confidence must be between 0 and 1.",
             ),
-            models.CheckConstraint(condition=Q(retrain_after__gte=1), name="project_retrain_after_positive",
-                violation_error_message="retrain_after must be at least 1."),
-            models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_at_least_10s",
-                violation_error_message="lease_seconds must be at least 10."),
-            models.CheckConstraint(condition=Q(embedding_dim__gte=1), name="project_embedding_dim_positive",
-                violation_error_message="embedding_dim must be at least 1."),
             models.CheckConstraint(
-                condition=Q(task_type__in=TaskType.values), name="project_task_type_valid",
-                violation_error_message="unknown task_type."
+                condition=Q(retrain_after__gte=1),
+                name="project_retrain_after_positive",
+                violation_error_message="retrain_after must be at least 1.",
             ),
             models.CheckConstraint(
-                condition=Q(acquisition_strategy__in=Strategy.values), name="project_strategy_valid",
-                violation_error_message="unknown acquisition_strategy."
+                condition=Q(lease_seconds__gte=10),
+                name="project_lease_at_least_10s",
+                violation_error_message="lease_seconds must be at least 10.",
+            ),
+            models.CheckConstraint(
+                condition=Q(embedding_dim__gte=1),
+                name="project_embedding_dim_positive",
+                violation_error_message="embedding_dim must be at least 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(task_type__in=TaskType.values),
+                name="project_task_type_valid",
+                violation_error_message="unknown task_type.",
+            ),
+            models.CheckConstraint(
+                condition=Q(acquisition_strategy__in=Strategy.values),
+                name="project_strategy_valid",
+                violation_error_message="unknown acquisition_strategy.",
             ),
         ]
 
@@ -172,9 +189,7 @@ class Item(models.Model):
     text_hash = models.CharField(max_length=32)
     metadata = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=ItemStatus.choices, default=ItemStatus.UNLABELED)
-    embedding_state = models.CharField(
-        max_length=16, choices=EmbeddingState.choices, default=EmbeddingState.PENDING
-    )
+    embedding_state = models.CharField(max_length=16, choices=EmbeddingState.choices, default=EmbeddingState.PENDING)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -247,3 +262,6 @@ class IngestBatch(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["project", "-created_at"], name="ingest_batch_project_recent")]
+
+    def __str__(self) -> str:
+        return f"ingest #{self.pk} into project {self.project_id} ({self.status})"

@@ -31,9 +31,7 @@ def roles_by_project(user, projects) -> dict[int, str]:
     """The user's role in each of ``projects``, in one query."""
     if user.is_superuser:
         return {project.pk: Role.ADMIN for project in projects}
-    return dict(
-        Membership.objects.filter(user=user, project__in=projects).values_list("project_id", "role")
-    )
+    return dict(Membership.objects.filter(user=user, project__in=projects).values_list("project_id", "role"))
 
 
 def has_role(role: str | None, minimum: str) -> bool:
@@ -51,8 +49,6 @@ def project_for_user(user, project_id: int) -> tuple[Project, str]:
 
 
 def item_counts(project: Project) -> dict[str, int]:
-    counts = dict(
-        project.items.order_by().values_list("status").annotate(n=Count("id")).values_list("status", "n")
-    )
+    counts = dict(project.items.order_by().values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     by_status = {status: counts.get(status, 0) for status in ItemStatus.values}
     return {"total": sum(by_status.values()), **by_status}

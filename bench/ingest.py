@@ -25,7 +25,6 @@ import csv
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -97,18 +96,41 @@ def quorum_server(kind: str, workdir: Path):
     env.pop("CELERY_RESULT_BACKEND", None)
     (workdir / "staticfiles").mkdir(exist_ok=True)
     run([PYTHON, "manage.py", "migrate", "--verbosity", "0"], env)
-    token = run(
-        [PYTHON, "manage.py", "shell", "-c",
-         "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
-         "u = User.objects.create_superuser('bench', 'bench@example.com', 'x');"
-         "print(Token.objects.create(user=u).key)"],
-        env,
-    ).strip().splitlines()[-1]
+    token = (
+        run(
+            [
+                PYTHON,
+                "manage.py",
+                "shell",
+                "-c",
+                "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
+                "u = User.objects.create_superuser('bench', 'bench@example.com', 'x');"
+                "print(Token.objects.create(user=u).key)",
+            ],
+            env,
+        )
+        .strip()
+        .splitlines()[-1]
+    )
     port = free_port()
     server = subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", "quorum.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-         "--timeout", "600", "--log-level", "warning"],
-        env=env, cwd=ROOT, start_new_session=True,
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "quorum.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--timeout",
+            "600",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -128,8 +150,10 @@ def push(session: requests.Session, base: str, project_id: int, records: list[di
     body = json.dumps(records).encode()
     started = time.perf_counter()
     response = session.post(
-        f"{base}/api/v1/projects/{project_id}/items", data=body,
-        headers={"Content-Type": "application/json"}, timeout=600,
+        f"{base}/api/v1/projects/{project_id}/items",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=600,
     )
     seconds = time.perf_counter() - started
     if response.status_code not in (200, 201):
@@ -143,7 +167,9 @@ def bench_quorum(kind: str, sizes: list[int], corpus: list[str]) -> dict[int, fl
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
         for n in sizes:
-            project = session.post(f"{base}/api/v1/projects", json={"name": f"bench {n}", "labels": ["a", "b", "c"]}).json()
+            project = session.post(
+                f"{base}/api/v1/projects", json={"name": f"bench {n}", "labels": ["a", "b", "c"]}
+            ).json()
             records = make_records(n, corpus, f"{kind}-{n}")
             seconds, report = push(session, base, project["id"], records)
             assert report["created"] == n, report
@@ -184,7 +210,9 @@ def bench_label_studio(kind: str, sizes: list[int], corpus: list[str]) -> dict[i
                 records = make_records(n, corpus, f"ls-{kind}-{n}")
                 seconds = ls.import_tasks(server.base_url, server.token, project_id, records)
                 rates[n] = n / seconds
-                print(f"label-st {kind:<8} {n:>7} new        {seconds:7.2f} s  {n / seconds:>9,.0f} items/s", flush=True)
+                print(
+                    f"label-st {kind:<8} {n:>7} new        {seconds:7.2f} s  {n / seconds:>9,.0f} items/s", flush=True
+                )
     return rates
 
 
@@ -197,7 +225,10 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     corpus = texts()
-    print(f"# {os.cpu_count()} CPUs, gunicorn 2 workers, one request per push, {len(corpus)} distinct base texts", flush=True)
+    print(
+        f"# {os.cpu_count()} CPUs, gunicorn 2 workers, one request per push, {len(corpus)} distinct base texts",
+        flush=True,
+    )
     summary = []
     for kind in args.databases.split(","):
         ours = bench_quorum(kind, sizes, corpus)
@@ -206,7 +237,9 @@ def main() -> None:
             theirs = bench_label_studio(kind, ls_sizes, corpus)
             for n, rate in theirs.items():
                 if n in ours:
-                    summary.append(f"{kind:<8} {n:>7} items: quorum {ours[n]:>9,.0f}/s  label-studio {rate:>7,.0f}/s  ratio {ours[n] / rate:6.1f}x")
+                    summary.append(
+                        f"{kind:<8} {n:>7} items: quorum {ours[n]:>9,.0f}/s  label-studio {rate:>7,.0f}/s  ratio {ours[n] / rate:6.1f}x"
+                    )
     if summary:
         print("\n# new-item ingest, quorum vs label-studio")
         print("\n".join(summary))

@@ -401,6 +401,7 @@ class TestRecordRules:
         result = parse_and_validate("json", payload)
         assert [r.external_id for r in result.records] == ["d"]
         assert result.records[0].text == "ok \U0001f600"
+        assert result.rejected[1].external_id == "b\\udfff"  # reported escaped: a response must be UTF-8
         message = "must not contain lone surrogates (invalid Unicode)"
         assert [(r.position, r.errors) for r in result.rejected] == [
             (0, {"text": message}),

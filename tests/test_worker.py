@@ -33,7 +33,7 @@ def test_ingest_follow_up_task_runs_on_a_real_worker(admin_api, project, tmp_pat
     assert batch.created == 25
     assert Item.objects.filter(project=project, embedding_state="pending").count() == 25
     log = log_path.read_text()
-    assert f"annotation.tasks.ingest_batch_process[" in log and "succeeded" in log
+    assert "annotation.tasks.ingest_batch_process[" in log and "succeeded" in log
     assert settings.CELERY_BROKER_URL.split(":")[0] in log  # the worker used the configured broker
 
 

@@ -50,7 +50,9 @@ class LabelSpecField(serializers.Field):
             raise serializers.ValidationError(f"label name {name[:20]!r}… is longer than 100 characters")
         shortcut = data.get("shortcut")
         if shortcut is not None:
-            if not isinstance(shortcut, str) or (shortcut and (len(shortcut) != 1 or shortcut.lower() not in SHORTCUT_KEYS + "su")):
+            if not isinstance(shortcut, str) or (
+                shortcut and (len(shortcut) != 1 or shortcut.lower() not in SHORTCUT_KEYS + "su")
+            ):
                 raise serializers.ValidationError(f"shortcut of {name!r} must be one character of 0-9 or a-z")
             shortcut = shortcut.lower()
         description = data.get("description") or ""
@@ -68,7 +70,17 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", *PROJECT_SETTINGS, "encoder", "embedding_dim", "labels", "my_role", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            *PROJECT_SETTINGS,
+            "encoder",
+            "embedding_dim",
+            "labels",
+            "my_role",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["id", "created_at", "updated_at", "my_role"]
 
     def get_my_role(self, project) -> str | None:
@@ -83,7 +95,10 @@ class ProjectSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         # Cross-field checks, against the stored values on a partial update.
         def current(name):
-            return attrs.get(name, getattr(self.instance, name, None) if self.instance else Project._meta.get_field(name).get_default())
+            return attrs.get(
+                name,
+                getattr(self.instance, name, None) if self.instance else Project._meta.get_field(name).get_default(),
+            )
 
         errors = {}
         if current("max_labels_per_item") < current("labels_per_item"):
@@ -98,7 +113,13 @@ class ProjectSerializer(serializers.ModelSerializer):
         ]:
             if name in attrs and not low <= attrs[name] <= high:
                 errors[name] = f"must be between {low} and {high}"
-        for name, low in [("batch_size", 1), ("labels_per_item", 1), ("retrain_after", 1), ("lease_seconds", 10), ("embedding_dim", 1)]:
+        for name, low in [
+            ("batch_size", 1),
+            ("labels_per_item", 1),
+            ("retrain_after", 1),
+            ("lease_seconds", 10),
+            ("embedding_dim", 1),
+        ]:
             if name in attrs and attrs[name] < low:
                 errors[name] = f"must be at least {low}"
         if self.instance is not None:
@@ -145,10 +166,7 @@ class RejectedRecordSerializer(serializers.Serializer):
 
 
 def rejected_as_dicts(rejected: list[RejectedRecord], position_kind: str, limit: int = 1000) -> list[dict]:
-    return [
-        {position_kind: r.position, "external_id": r.external_id, "errors": r.errors}
-        for r in rejected[:limit]
-    ]
+    return [{position_kind: r.position, "external_id": r.external_id, "errors": r.errors} for r in rejected[:limit]]
 
 
 class IngestReportSerializer(serializers.Serializer):
@@ -168,8 +186,19 @@ class IngestBatchSerializer(serializers.ModelSerializer):
     class Meta:
         model = IngestBatch
         fields = [
-            "id", "format", "status", "records", "created", "updated", "unchanged", "rejected",
-            "awaiting_embedding", "duration_ms", "created_by", "created_at", "processed_at",
+            "id",
+            "format",
+            "status",
+            "records",
+            "created",
+            "updated",
+            "unchanged",
+            "rejected",
+            "awaiting_embedding",
+            "duration_ms",
+            "created_by",
+            "created_at",
+            "processed_at",
         ]
 
 

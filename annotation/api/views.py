@@ -15,8 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors, services
-from ..ingest_records import POSITION_KIND, validate_records
 from ..errors import NotFound
+from ..ingest_records import POSITION_KIND, validate_records
 from ..models import IngestBatch, Item, LabelClass, Membership, Role
 from .parsers import INGEST_PARSERS, ParsedPayload
 from .serializers import (
@@ -141,7 +141,10 @@ class ItemListIngest(ProjectScopedMixin, generics.ListAPIView):
         },
         parameters=[
             OpenApiParameter(
-                "on_error", str, enum=["reject", "skip"], description="reject (default): all or nothing; skip: store the valid records"
+                "on_error",
+                str,
+                enum=["reject", "skip"],
+                description="reject (default): all or nothing; skip: store the valid records",
             )
         ],
         responses={
@@ -152,7 +155,10 @@ class ItemListIngest(ProjectScopedMixin, generics.ListAPIView):
         examples=[
             OpenApiExample(
                 "Two records",
-                value=[{"external_id": "t-1", "text": "My card has not arrived"}, {"external_id": "t-2", "text": "Refund please", "metadata": {"channel": "chat"}}],
+                value=[
+                    {"external_id": "t-1", "text": "My card has not arrived"},
+                    {"external_id": "t-2", "text": "Refund please", "metadata": {"channel": "chat"}},
+                ],
                 request_only=True,
             )
         ],
@@ -186,7 +192,11 @@ class ItemListIngest(ProjectScopedMixin, generics.ListAPIView):
                 status=status.HTTP_400_BAD_REQUEST,
             )
         report = services.items_ingest(
-            project=self.project, records=checked.records, rejected=checked.rejected, fmt=payload.format, user=request.user
+            project=self.project,
+            records=checked.records,
+            rejected=checked.rejected,
+            fmt=payload.format,
+            user=request.user,
         )
         body = {
             "batch_id": report.batch_id,
@@ -235,14 +245,18 @@ class MemberListCreate(ProjectScopedMixin, generics.ListAPIView):
         serializer = MembershipWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         membership, created = services.membership_set(project=self.project, **serializer.validated_data)
-        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            MembershipSerializer(membership).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class MemberDetail(ProjectScopedMixin, APIView):
     read_role = Role.REVIEWER
 
     def _membership(self, username):
-        membership = Membership.objects.select_related("user").filter(project=self.project, user__username=username).first()
+        membership = (
+            Membership.objects.select_related("user").filter(project=self.project, user__username=username).first()
+        )
         if membership is None:
             raise NotFound({"username": f"{username!r} is not a member of this project"})
         return membership
@@ -256,7 +270,9 @@ class MemberDetail(ProjectScopedMixin, APIView):
         self._membership(username)
         serializer = RoleSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        membership, _ = services.membership_set(project=self.project, username=username, role=serializer.validated_data["role"])
+        membership, _ = services.membership_set(
+            project=self.project, username=username, role=serializer.validated_data["role"]
+        )
         return Response(MembershipSerializer(membership).data)
 
     @extend_schema(responses={204: None})

@@ -144,7 +144,15 @@ def items_ingest(
 
 
 INSERT_COLUMNS = (
-    "project_id", "external_id", "text", "text_hash", "metadata", "status", "embedding_state", "created_at", "updated_at",
+    "project_id",
+    "external_id",
+    "text",
+    "text_hash",
+    "metadata",
+    "status",
+    "embedding_state",
+    "created_at",
+    "updated_at",
 )
 LOOKUP_CHUNK = 50_000  # external ids per lookup query (sent as one JSON array parameter)
 
@@ -171,8 +179,15 @@ def _insert_items(project: Project, records: list[CleanRecord], now) -> dict[str
     columns = ", ".join(connection.ops.quote_name(c) for c in INSERT_COLUMNS)
     rows = (
         (
-            project.pk, r.external_id, r.text, r.text_hash, json.dumps(r.metadata or {}), ItemStatus.UNLABELED,
-            EmbeddingState.READY if r.embedding is not None else EmbeddingState.PENDING, now, now,
+            project.pk,
+            r.external_id,
+            r.text,
+            r.text_hash,
+            json.dumps(r.metadata or {}),
+            ItemStatus.UNLABELED,
+            EmbeddingState.READY if r.embedding is not None else EmbeddingState.PENDING,
+            now,
+            now,
         )
         for r in records
     )
@@ -235,7 +250,10 @@ def _write_embeddings(project: Project, vectors: dict[int, bytes]) -> None:
     ]
     for chunk in iter_chunks(rows, CHUNK):
         ItemEmbedding.objects.bulk_create(
-            chunk, update_conflicts=True, unique_fields=["item"], update_fields=["vector", "dim", "source", "updated_at"]
+            chunk,
+            update_conflicts=True,
+            unique_fields=["item"],
+            update_fields=["vector", "dim", "source", "updated_at"],
         )
 
 

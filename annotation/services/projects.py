@@ -44,7 +44,9 @@ def _check_label_specs(specs: list[LabelSpec], existing: list[LabelClass] = ()) 
                 )
             if spec.shortcut in keys:
                 raise ServiceError(
-                    {"labels": f"shortcut {spec.shortcut!r} of {spec.name!r} is already used by {keys[spec.shortcut]!r}"}
+                    {
+                        "labels": f"shortcut {spec.shortcut!r} of {spec.name!r} is already used by {keys[spec.shortcut]!r}"
+                    }
                 )
             keys[spec.shortcut] = spec.name
 
@@ -80,7 +82,7 @@ def _add_labels(project: Project, specs: list[LabelSpec], *, start_order: int, t
             order=start_order + offset,
             shortcut=shortcut,
         )
-        for offset, (spec, shortcut) in enumerate(zip(specs, shortcuts))
+        for offset, (spec, shortcut) in enumerate(zip(specs, shortcuts, strict=True))
     )
 
 
@@ -134,7 +136,9 @@ def _check_shortcuts_unique(labels: list[LabelClass]) -> None:
         if not label.shortcut:
             continue
         if label.shortcut in RESERVED_SHORTCUTS:
-            raise ServiceError({"labels": f"shortcut {label.shortcut!r} of {label.name!r} is reserved (s: skip, u: undo)"})
+            raise ServiceError(
+                {"labels": f"shortcut {label.shortcut!r} of {label.name!r} is reserved (s: skip, u: undo)"}
+            )
         if label.shortcut in seen:
             raise ServiceError(
                 {"labels": f"shortcut {label.shortcut!r} is given to both {seen[label.shortcut]!r} and {label.name!r}"}

@@ -73,7 +73,9 @@ class Command(BaseCommand):
         with open(DEMO_DIR / "banking77_sample.csv", newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
         raw = [
-            RawRecord(line, {"external_id": row["external_id"], "text": row["text"], "metadata": {"source": "banking77"}})
+            RawRecord(
+                line, {"external_id": row["external_id"], "text": row["text"], "metadata": {"source": "banking77"}}
+            )
             for line, row in enumerate(rows, start=2)
         ]
         checked = validate_records(

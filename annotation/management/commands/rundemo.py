@@ -26,13 +26,29 @@ class Command(BaseCommand):
         worker = None
         if not no_worker:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "quorum", "worker", "-Q", "default,gpu",
-                 "--concurrency", "2", "--loglevel", "INFO", "--hostname", "demo@%h"],
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "quorum",
+                    "worker",
+                    "-Q",
+                    "default,gpu",
+                    "--concurrency",
+                    "2",
+                    "--loglevel",
+                    "INFO",
+                    "--hostname",
+                    "demo@%h",
+                ],
                 env=os.environ.copy(),
                 start_new_session=True,
             )
             self.stdout.write(f"Celery worker started (pid {worker.pid}) on broker {settings.CELERY_BROKER_URL}")
-        self.stdout.write(self.style.SUCCESS(f"Quorum is at http://{addrport}/  (API docs: http://{addrport}/api/v1/docs/)"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Quorum is at http://{addrport}/  (API docs: http://{addrport}/api/v1/docs/)")
+        )
         try:
             call_command("runserver", addrport, use_reloader=False)
         finally:
