@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..ingest_records import RejectedRecord
@@ -30,6 +31,22 @@ class LabelClassSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "order", "shortcut"]
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "description": "label name"},
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "maxLength": 100},
+                    "shortcut": {"type": "string", "maxLength": 1},
+                    "description": {"type": "string", "maxLength": 500},
+                },
+                "required": ["name"],
+            },
+        ]
+    }
+)
 class LabelSpecField(serializers.Field):
     """A label given as its name (``"refund"``) or as ``{"name", "shortcut"?, "description"?}``."""
 

@@ -125,6 +125,7 @@ class ItemListIngest(ProjectScopedMixin, generics.ListAPIView):
     """
 
     read_role = Role.REVIEWER
+    queryset = Item.objects.none()  # per request: get_queryset
     serializer_class = ItemSerializer
     filterset_class = ItemFilter
     pagination_class = ItemCursorPagination
@@ -215,6 +216,7 @@ class IngestBatchList(ProjectScopedMixin, generics.ListAPIView):
     """The project's ingest batches, newest first, with their counts and processing state."""
 
     read_role = Role.ADMIN
+    queryset = IngestBatch.objects.none()
     serializer_class = IngestBatchSerializer
 
     def get_queryset(self):
@@ -223,6 +225,7 @@ class IngestBatchList(ProjectScopedMixin, generics.ListAPIView):
 
 class IngestBatchDetail(ProjectScopedMixin, generics.RetrieveAPIView):
     read_role = Role.ADMIN
+    queryset = IngestBatch.objects.none()
     serializer_class = IngestBatchSerializer
     lookup_url_kwarg = "batch_id"
 
@@ -234,6 +237,7 @@ class MemberListCreate(ProjectScopedMixin, generics.ListAPIView):
     """Members of the project (reviewers, admins); admins add one or change a role."""
 
     read_role = Role.REVIEWER
+    queryset = Membership.objects.none()
     serializer_class = MembershipSerializer
     pagination_class = None
 
