@@ -11,7 +11,8 @@ For each database (SQLite, PostgreSQL) a fresh database is migrated, gunicorn is
 for N in --sizes (default 10,000 and 100,000). Texts are BANKING77 queries (../shared/datasets,
 or the demo slice shipped in the repo) with unique ids. Prints seconds and items/s.
 
-With --label-studio the peer is installed into its own virtualenv (bench/.venvs/label-studio),
+With --label-studio the peer is installed into its own virtualenv (bench/.venvs/label-studio,
+or $LS_BENCH_VENV),
 started on 127.0.0.1 on the same database kind, and the same records are imported through its
 API (POST /api/projects/{id}/import); the ratio is printed beside our figures.
 
@@ -190,29 +191,27 @@ def bench_quorum(kind: str, sizes: list[int], corpus: list[str]) -> dict[int, fl
 
 
 def bench_label_studio(kind: str, sizes: list[int], corpus: list[str]) -> dict[int, float]:
+    """Label Studio's import of the same records, each size into a fresh server and database."""
     sys.path.insert(0, str(ROOT))
     from bench.peers import label_studio as ls
 
-    exe = ls.ensure_venv(ROOT / "bench" / ".venvs" / "label-studio")
+    venv = Path(os.environ.get("LS_BENCH_VENV", ROOT / "bench" / ".venvs" / "label-studio"))
     rates = {}
-    with tempfile.TemporaryDirectory(prefix="ls-bench-") as tmp:
-        pg_dsn = None
-        if kind == "postgres":
-            import psycopg
-
-            with psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True) as conn:
-                conn.execute("DROP DATABASE IF EXISTS ls_bench WITH (FORCE)")
-                conn.execute("CREATE DATABASE ls_bench")
-            pg_dsn = f"{PG_ADMIN_URL}/ls_bench"
-        with ls.running_label_studio(exe, Path(tmp), free_port(), database=kind, pg_dsn=pg_dsn) as server:
-            for n in sizes:
-                project_id = ls.create_project(server.base_url, server.token, ["a", "b", "c"])
-                records = make_records(n, corpus, f"ls-{kind}-{n}")
-                seconds = ls.import_tasks(server.base_url, server.token, project_id, records)
-                rates[n] = n / seconds
-                print(
-                    f"label-st {kind:<8} {n:>7} new        {seconds:7.2f} s  {n / seconds:>9,.0f} items/s", flush=True
-                )
+    for n in sizes:
+        result = ls.bench_import(
+            make_records(n, corpus, f"ls-{kind}-{n}"),
+            ["a", "b", "c"],
+            database=kind,
+            venv_dir=venv,
+            port=free_port(),
+            pg_dsn=f"{PG_ADMIN_URL.replace('postgres://', 'postgresql://')}/ls_bench",
+        )
+        rates[n] = result.items_per_s
+        print(
+            f"label-st {kind:<8} {n:>7} new        {result.seconds:7.2f} s  {result.items_per_s:>9,.0f} items/s"
+            f"  (label-studio {result.version})",
+            flush=True,
+        )
     return rates
 
 

@@ -52,3 +52,29 @@ def member(make_user, project):
         return user
 
     return make
+
+
+@pytest.fixture
+def make_project(admin_user):
+    """Another project, created through the service (its creator becomes its admin)."""
+
+    def make(name: str = "Other", *, user=None, labels=("x", "y"), **settings):
+        settings.setdefault("embedding_dim", 4)
+        return services.project_create(
+            user=user or admin_user, name=name, labels=[LabelSpec(label) for label in labels], **settings
+        )
+
+    return make
+
+
+@pytest.fixture
+def token_api(db):
+    """An API client that authenticates with a DRF token (as scripts do), not force_authenticate."""
+    from rest_framework.authtoken.models import Token
+
+    def client(user):
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        return api
+
+    return client

@@ -37,7 +37,9 @@ def push(api, project, body, content_type=JSON, query=""):
 def snapshot():
     """Everything an ingest may write, to compare before / after a refused request."""
     return {
-        "items": sorted(Item.objects.values_list("external_id", "text", "text_hash", "metadata", "embedding_state", "updated_at")),
+        "items": sorted(
+            Item.objects.values_list("external_id", "text", "text_hash", "metadata", "embedding_state", "updated_at")
+        ),
         "embeddings": sorted((e.item_id, bytes(e.vector)) for e in ItemEmbedding.objects.all()),
         "batches": IngestBatch.objects.count(),
     }
@@ -50,7 +52,9 @@ def vector(*values):
 @pytest.fixture
 def seeded(admin_api, project):
     """One stored item with metadata and a pushed embedding."""
-    response = push(admin_api, project, [{"external_id": "s-1", "text": "seeded", "metadata": {"m": 1}, "embedding": [1, 2, 3, 4]}])
+    response = push(
+        admin_api, project, [{"external_id": "s-1", "text": "seeded", "metadata": {"m": 1}, "embedding": [1, 2, 3, 4]}]
+    )
     assert response.status_code == 201, response.json()
     return Item.objects.get(project=project, external_id="s-1")
 
@@ -59,25 +63,55 @@ def seeded(admin_api, project):
 
 
 CSV_BODY = (
-    "external_id,text,channel\n"
-    "t-1,My card has not arrived,chat\n"
-    't-2,"Refund please,\nI was charged twice",email\n'
+    'external_id,text,channel\nt-1,My card has not arrived,chat\nt-2,"Refund please,\nI was charged twice",email\n'
 )
 
 
 @pytest.mark.parametrize(
     "content_type, body, fmt",
     [
-        (JSON, json.dumps([{"external_id": "t-1", "text": "My card has not arrived", "metadata": {"channel": "chat"}},
-                           {"external_id": "t-2", "text": "Refund please,\nI was charged twice", "metadata": {"channel": "email"}}]), "json"),
-        (JSONL, '{"external_id": "t-1", "text": "My card has not arrived", "metadata": {"channel": "chat"}}\n\n'
-                '{"external_id": "t-2", "text": "Refund please,\\nI was charged twice", "metadata": {"channel": "email"}}\n', "jsonl"),
-        ("application/jsonl", '{"external_id": "t-1", "text": "My card has not arrived", "metadata": {"channel": "chat"}}\n'
-                              '{"external_id": "t-2", "text": "Refund please,\\nI was charged twice", "metadata": {"channel": "email"}}', "jsonl"),
+        (
+            JSON,
+            json.dumps(
+                [
+                    {"external_id": "t-1", "text": "My card has not arrived", "metadata": {"channel": "chat"}},
+                    {
+                        "external_id": "t-2",
+                        "text": "Refund please,\nI was charged twice",
+                        "metadata": {"channel": "email"},
+                    },
+                ]
+            ),
+            "json",
+        ),
+        (
+            JSONL,
+            '{"external_id": "t-1", "text": "My card has not arrived", "metadata": {"channel": "chat"}}\n\n'
+            '{"external_id": "t-2", "text": "Refund please,\\nI was charged twice", "metadata": {"channel": "email"}}\n',
+            "jsonl",
+        ),
+        (
+            "application/jsonl",
+            '{"external_id": "t-1", "text": "My card has not arrived", "metadata": {"channel": "chat"}}\n'
+            '{"external_id": "t-2", "text": "Refund please,\\nI was charged twice", "metadata": {"channel": "email"}}',
+            "jsonl",
+        ),
         (CSV, CSV_BODY, "csv"),
         ("text/csv; charset=utf-8", "\ufeff" + CSV_BODY, "csv"),
-        ("application/json; charset=utf-8", json.dumps([{"external_id": "t-1", "text": "My card has not arrived", "metadata": {"channel": "chat"}},
-                                                         {"external_id": "t-2", "text": "Refund please,\nI was charged twice", "metadata": {"channel": "email"}}]), "json"),
+        (
+            "application/json; charset=utf-8",
+            json.dumps(
+                [
+                    {"external_id": "t-1", "text": "My card has not arrived", "metadata": {"channel": "chat"}},
+                    {
+                        "external_id": "t-2",
+                        "text": "Refund please,\nI was charged twice",
+                        "metadata": {"channel": "email"},
+                    },
+                ]
+            ),
+            "json",
+        ),
     ],
 )
 def test_ingest_every_format(admin_api, admin_user, project, content_type, body, fmt):
@@ -94,10 +128,19 @@ def test_ingest_every_format(admin_api, admin_user, project, content_type, body,
     assert items["t-2"].text == "Refund please,\nI was charged twice"
     assert items["t-1"].metadata == {"channel": "chat"}
     assert items["t-2"].metadata == {"channel": "email"}
-    assert all(item.status == ItemStatus.UNLABELED and item.embedding_state == EmbeddingState.PENDING for item in items.values())
+    assert all(
+        item.status == ItemStatus.UNLABELED and item.embedding_state == EmbeddingState.PENDING
+        for item in items.values()
+    )
 
     batch = IngestBatch.objects.get(pk=data["batch_id"])
-    assert (batch.project_id, batch.format, batch.created_by, batch.records, batch.created) == (project.pk, fmt, admin_user, 2, 2)
+    assert (batch.project_id, batch.format, batch.created_by, batch.records, batch.created) == (
+        project.pk,
+        fmt,
+        admin_user,
+        2,
+        2,
+    )
 
 
 def test_integer_external_ids_are_stored_as_strings(admin_api, project):
@@ -108,15 +151,14 @@ def test_integer_external_ids_are_stored_as_strings(admin_api, project):
     assert again.json()["unchanged"] == 1
 
 
-def test_same_external_id_in_another_project_is_a_separate_item(admin_api, admin_user, project):
-    from annotation import services
-    from annotation.services.projects import LabelSpec
-
-    other = services.project_create(user=admin_user, name="Other", labels=[LabelSpec("x")], embedding_dim=4)
+def test_same_external_id_in_another_project_is_a_separate_item(admin_api, project, make_project):
+    other = make_project()
     push(admin_api, project, [{"external_id": "a", "text": "one"}])
     response = push(admin_api, other, [{"external_id": "a", "text": "two"}])
     assert response.status_code == 201 and response.json()["created"] == 1
-    assert sorted(Item.objects.filter(external_id="a").values_list("project_id", "text")) == sorted([(project.pk, "one"), (other.pk, "two")])
+    assert sorted(Item.objects.filter(external_id="a").values_list("project_id", "text")) == sorted(
+        [(project.pk, "one"), (other.pk, "two")]
+    )
 
 
 # --- idempotency and updates ----------------------------------------------------------------
@@ -124,7 +166,10 @@ def test_same_external_id_in_another_project_is_a_separate_item(admin_api, admin
 
 @pytest.mark.parametrize("content_type", [JSON, JSONL])
 def test_pushing_the_same_records_twice_changes_nothing(admin_api, project, content_type):
-    records = [{"external_id": f"r-{i}", "text": f"text {i}", "metadata": {"i": i, "tags": ["a", "é"], "f": 0.1}} for i in range(5)]
+    records = [
+        {"external_id": f"r-{i}", "text": f"text {i}", "metadata": {"i": i, "tags": ["a", "é"], "f": 0.1}}
+        for i in range(5)
+    ]
     first = push(admin_api, project, records, content_type)
     assert first.status_code == 201 and first.json()["created"] == 5
     before = snapshot()
@@ -151,8 +196,32 @@ def test_same_records_in_another_format_are_unchanged(admin_api, project):
 
 def test_metadata_key_order_does_not_count_as_a_change(admin_api, project):
     push(admin_api, project, '[{"external_id": "a", "text": "x", "metadata": {"a": 1, "b": {"c": 2, "d": 3}}}]')
-    response = push(admin_api, project, '[{"external_id": "a", "text": "x", "metadata": {"b": {"d": 3, "c": 2}, "a": 1}}]')
+    response = push(
+        admin_api, project, '[{"external_id": "a", "text": "x", "metadata": {"b": {"d": 3, "c": 2}, "a": 1}}]'
+    )
     assert response.json()["unchanged"] == 1
+
+
+@pytest.mark.parametrize("value", [1e23, 1e300, -2.5e-300, 0.1, 1.0, 10**30, 2**63 + 1, "1e23", [1e23, {"x": 1e200}]])
+def test_metadata_numbers_pushed_again_are_unchanged(admin_api, project, value):
+    # PostgreSQL's jsonb keeps the decimal value: 1e23 comes back as the integer 10**23.
+    records = [{"external_id": "a", "text": "x", "metadata": {"v": value}}]
+    assert push(admin_api, project, records).status_code == 201
+    before = snapshot()
+    body = push(admin_api, project, records).json()
+    assert (body["updated"], body["unchanged"]) == (0, 1)
+    assert snapshot()["items"] == before["items"]
+
+
+@pytest.mark.parametrize(
+    "old, new", [(1e23, 2e23), (1, 2), (0.1, 0.2), ("1", 1), (None, 0), ([1, 2], [2, 1]), ({"a": 1}, {"b": 1})]
+)
+def test_changed_metadata_values_are_updates(admin_api, project, old, new):
+    push(admin_api, project, [{"external_id": "a", "text": "x", "metadata": {"v": old}}])
+    body = push(admin_api, project, [{"external_id": "a", "text": "x", "metadata": {"v": new}}]).json()
+    assert body["updated"] == 1
+    stored = Item.objects.get(project=project, external_id="a").metadata["v"]
+    assert stored == new or (isinstance(new, float) and float(stored) == new)  # jsonb: 2e23 -> 2 * 10**23
 
 
 def test_changed_text_updates_and_invalidates_the_embedding(admin_api, project, seeded):
@@ -253,7 +322,9 @@ def test_pushing_the_same_embedding_again_is_unchanged(admin_api, project, seede
     stored_after = ItemEmbedding.objects.get(item=seeded)
     assert stored_after.updated_at == stored_before.updated_at
     # 1 and 1.0 are the same float32.
-    body = push(admin_api, project, [{"external_id": "s-1", "text": "seeded", "embedding": [1.0, 2.0, 3.0, 4.0]}]).json()
+    body = push(
+        admin_api, project, [{"external_id": "s-1", "text": "seeded", "embedding": [1.0, 2.0, 3.0, 4.0]}]
+    ).json()
     assert body["unchanged"] == 1
 
 
@@ -295,7 +366,12 @@ def test_embedding_in_a_csv_column(admin_api, project):
 BAD_REQUESTS = [
     pytest.param(JSON, b'[{"external_id": "a", "text": "x"},', "malformed JSON at line 1 column", id="malformed-json"),
     pytest.param(JSON, b'{"external_id": "a", "text": "x"}', "expected a JSON array of records", id="json-object"),
-    pytest.param(JSONL, b'{"external_id": "n", "text": "x"}\n{"external_id": "b"\n', "malformed JSON on line 2", id="malformed-jsonl"),
+    pytest.param(
+        JSONL,
+        b'{"external_id": "n", "text": "x"}\n{"external_id": "b"\n',
+        "malformed JSON on line 2",
+        id="malformed-jsonl",
+    ),
     pytest.param(CSV, b'external_id,text\nn,x\nb,"open quote\n', "malformed CSV", id="malformed-csv"),
     pytest.param(CSV, b"id,body\nn,x\n", "lacks required column(s): external_id, text", id="csv-header"),
     pytest.param(JSON, b'[{"external_id": "n", "text": "\xff"}]', "not valid UTF-8 (byte 31)", id="not-utf8"),
@@ -336,13 +412,39 @@ BAD_RECORDS = [
     pytest.param({"external_id": "b", "text": 5}, {"text": "must be a string, got int"}, id="int-text"),
     pytest.param({"external_id": True, "text": "x"}, {"external_id": "must be a string, got bool"}, id="bool-id"),
     pytest.param({"external_id": 1.5, "text": "x"}, {"external_id": "must be a string, got float"}, id="float-id"),
-    pytest.param({"external_id": "b", "text": "x", "metadata": [1]}, {"metadata": "must be an object, got list"}, id="metadata-list"),
-    pytest.param({"external_id": "b", "text": "x", "embedding": [1, 2, 3]}, {"embedding": "has 3 values, this project's embeddings have 4"}, id="embedding-length"),
-    pytest.param({"external_id": "b", "text": "x", "embedding": [1, 2, 3, "4"]}, {"embedding": "must contain only numbers"}, id="embedding-str"),
-    pytest.param({"external_id": "b", "txt": "x"}, {"record": "unknown field(s) 'txt'; allowed: external_id, text, metadata, embedding", "text": "is required"}, id="unknown-field"),
-    pytest.param({"external_id": "b", "text": "nul \x00 here"}, {"text": "must not contain NUL characters"}, id="nul-text"),
-    pytest.param({"external_id": "b", "text": "x", "metadata": {"k": "\x00"}}, {"metadata": "must not contain NUL characters"}, id="nul-metadata"),
-    pytest.param({"external_id": "a-0", "text": "again"}, {"external_id": "duplicate within this request (first at index 0)"}, id="duplicate"),
+    pytest.param(
+        {"external_id": "b", "text": "x", "metadata": [1]},
+        {"metadata": "must be an object, got list"},
+        id="metadata-list",
+    ),
+    pytest.param(
+        {"external_id": "b", "text": "x", "embedding": [1, 2, 3]},
+        {"embedding": "has 3 values, this project's embeddings have 4"},
+        id="embedding-length",
+    ),
+    pytest.param(
+        {"external_id": "b", "text": "x", "embedding": [1, 2, 3, "4"]},
+        {"embedding": "must contain only numbers"},
+        id="embedding-str",
+    ),
+    pytest.param(
+        {"external_id": "b", "txt": "x"},
+        {"record": "unknown field(s) 'txt'; allowed: external_id, text, metadata, embedding", "text": "is required"},
+        id="unknown-field",
+    ),
+    pytest.param(
+        {"external_id": "b", "text": "nul \x00 here"}, {"text": "must not contain NUL characters"}, id="nul-text"
+    ),
+    pytest.param(
+        {"external_id": "b", "text": "x", "metadata": {"k": "\x00"}},
+        {"metadata": "must not contain NUL characters"},
+        id="nul-metadata",
+    ),
+    pytest.param(
+        {"external_id": "a-0", "text": "again"},
+        {"external_id": "duplicate within this request (first at index 0)"},
+        id="duplicate",
+    ),
 ]
 
 
@@ -354,7 +456,10 @@ def test_an_invalid_record_refuses_the_whole_request(admin_api, project, seeded,
     response = push(admin_api, project, records)
     assert response.status_code == 400
     body = response.json()
-    assert body["detail"] == "1 of 3 records are invalid; nothing was written (send ?on_error=skip to store the valid ones)"
+    assert (
+        body["detail"]
+        == "1 of 3 records are invalid; nothing was written (send ?on_error=skip to store the valid ones)"
+    )
     assert body["rejected_count"] == 1
     expected_id = bad.get("external_id") if isinstance(bad.get("external_id"), str) else None
     assert body["rejected"] == [{"index": 2, "external_id": expected_id, "errors": errors}]
@@ -362,7 +467,9 @@ def test_an_invalid_record_refuses_the_whole_request(admin_api, project, seeded,
 
 
 def test_rejected_records_in_json_lines_and_csv_carry_their_line(admin_api, project):
-    response = push(admin_api, project, '{"external_id": "a", "text": "x"}\n\n{"external_id": "b", "text": ""}\n', JSONL)
+    response = push(
+        admin_api, project, '{"external_id": "a", "text": "x"}\n\n{"external_id": "b", "text": ""}\n', JSONL
+    )
     assert response.status_code == 400
     assert _rejected(response) == [{"line": 3, "external_id": "b", "errors": {"text": "must not be empty"}}]
 
@@ -377,9 +484,13 @@ def test_rejected_records_in_json_lines_and_csv_carry_their_line(admin_api, proj
 
 def test_text_longer_than_the_limit(admin_api, project, settings):
     settings.QUORUM_MAX_TEXT_CHARS = 10
-    response = push(admin_api, project, [{"external_id": "a", "text": "x" * 11}, {"external_id": "b", "text": "y" * 10}])
+    response = push(
+        admin_api, project, [{"external_id": "a", "text": "x" * 11}, {"external_id": "b", "text": "y" * 10}]
+    )
     assert response.status_code == 400
-    assert _rejected(response) == [{"index": 0, "external_id": "a", "errors": {"text": "has 11 characters, the limit is 10"}}]
+    assert _rejected(response) == [
+        {"index": 0, "external_id": "a", "errors": {"text": "has 11 characters, the limit is 10"}}
+    ]
     assert not Item.objects.exists()
 
 
@@ -392,9 +503,14 @@ def test_text_longer_than_the_limit(admin_api, project, settings):
         pytest.param(b'[{"external_id": "a", "text": "x", "metadata": {"score": NaN}}]', id="nan-metadata"),
         pytest.param(b'[{"external_id": "a", "text": "x", "metadata": {"score": Infinity}}]', id="inf-metadata"),
         pytest.param(b'[{"external_id": "a", "text": "x", "metadata": {"score": 1e999}}]', id="overflow-metadata"),
-        pytest.param(b'[{"external_id": "a", "text": "x", "embedding": [1, 2, 3, ' + b"9" * 400 + b"]}]", id="huge-int-embedding"),
+        pytest.param(
+            b'[{"external_id": "a", "text": "x", "embedding": [1, 2, 3, ' + b"9" * 400 + b"]}]", id="huge-int-embedding"
+        ),
         pytest.param(b'[{"external_id": "a", "text": "x", "embedding": [1, 2, 3, NaN]}]', id="nan-embedding"),
-        pytest.param(b'[{"external_id": "a", "text": "x", "metadata": ' + b'{"k": ' * 800 + b"1" + b"}" * 800 + b"}]", id="deep-metadata"),
+        pytest.param(
+            b'[{"external_id": "a", "text": "x", "metadata": ' + b'{"k": ' * 800 + b"1" + b"}" * 800 + b"}]",
+            id="deep-metadata",
+        ),
         pytest.param(b'[{"external_id": ' + b"1" * 5000 + b', "text": "x"}]', id="5000-digit-id"),
     ],
 )
@@ -407,7 +523,11 @@ def test_unstorable_values_are_a_400_not_a_crash(admin_api, project, body):
 def test_a_rejected_surrogate_id_is_reported_escaped(admin_api, project):
     response = push(admin_api, project, b'[{"external_id": "a\\udfff", "text": "x"}]')
     assert response.json()["rejected"] == [
-        {"index": 0, "external_id": "a\\udfff", "errors": {"external_id": "must not contain lone surrogates (invalid Unicode)"}}
+        {
+            "index": 0,
+            "external_id": "a\\udfff",
+            "errors": {"external_id": "must not contain lone surrogates (invalid Unicode)"},
+        }
     ]
 
 
@@ -474,7 +594,11 @@ def test_on_error_skip_stores_the_valid_records(admin_api, project):
     assert (body["created"], body["rejected_count"]) == (2, 2)
     assert body["rejected"] == [
         {"index": 1, "external_id": "bad", "errors": {"text": "must not be empty"}},
-        {"index": 3, "external_id": "ok-1", "errors": {"external_id": "duplicate within this request (first at index 0)"}},
+        {
+            "index": 3,
+            "external_id": "ok-1",
+            "errors": {"external_id": "duplicate within this request (first at index 0)"},
+        },
     ]
     assert sorted(Item.objects.values_list("external_id", "text")) == [("ok-1", "fine"), ("ok-2", "fine too")]
     batch = IngestBatch.objects.get(pk=body["batch_id"])
@@ -482,9 +606,11 @@ def test_on_error_skip_stores_the_valid_records(admin_api, project):
 
 
 def test_on_error_skip_with_lines(admin_api, project):
-    response = push(admin_api, project, 'external_id,text\na,x\nb\nc,z\n', CSV, query="on_error=skip")
+    response = push(admin_api, project, "external_id,text\na,x\nb\nc,z\n", CSV, query="on_error=skip")
     assert response.status_code == 201
-    assert response.json()["rejected"] == [{"line": 3, "external_id": None, "errors": {"row": "has 1 fields, the header has 2"}}]
+    assert response.json()["rejected"] == [
+        {"line": 3, "external_id": None, "errors": {"row": "has 1 fields, the header has 2"}}
+    ]
     assert sorted(Item.objects.values_list("external_id", flat=True)) == ["a", "c"]
 
 
@@ -544,24 +670,53 @@ def test_superuser_may_push_without_membership(api_for, make_user, project):
 
 @pytest.mark.parametrize(
     "content_type",
-    ["text/plain", "application/xml", "application/x-www-form-urlencoded", "multipart/form-data; boundary=xyz", "application/octet-stream"],
+    [
+        "text/plain",
+        "application/xml",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+        "application/octet-stream",
+    ],
 )
 def test_unsupported_content_type_is_415(admin_api, project, content_type):
-    response = admin_api.post(items_url(project), data=b'[{"external_id": "a", "text": "x"}]', content_type=content_type)
+    response = admin_api.post(
+        items_url(project), data=b'[{"external_id": "a", "text": "x"}]', content_type=content_type
+    )
     assert response.status_code == 415
     assert not Item.objects.exists()
 
 
 ODD_BODIES = [
-    b"", b"null", b"true", b"0", b'""', b"{}", b"[null]", b"[[]]", b"[{}]", b"[1, 2, 3]", b'["a"]',
-    b"\x00\x01\x02", b"\xef\xbb\xbf", b"\xff\xfe[\x00]\x00", b"\n\r\n", b",,,", b'"', b"[{\"external_id\":", b"\\u0000",
+    b"",
+    b"null",
+    b"true",
+    b"0",
+    b'""',
+    b"{}",
+    b"[null]",
+    b"[[]]",
+    b"[{}]",
+    b"[1, 2, 3]",
+    b'["a"]',
+    b"\x00\x01\x02",
+    b"\xef\xbb\xbf",
+    b"\xff\xfe[\x00]\x00",
+    b"\n\r\n",
+    b",,,",
+    b'"',
+    b'[{"external_id":',
+    b"\\u0000",
     b'[{"external_id": {"a": 1}, "text": {"b": 2}, "metadata": "x", "embedding": {"c": 3}}]',
     b'[{"external_id": "a", "text": "x", "embedding": [[1], [2], [3], [4]]}]',
     b'[{"external_id": "a", "text": "x", "embedding": [true, false, null, 1]}]',
     b'[{"external_id": "a", "text": "x", "embedding": [1e400, -1e400, 0, 0]}]',
     b'[{"external_id": "a", "text": "x", "metadata": {"": ""}}]',
-    b'external_id,text\n"a"b,c\n', b"external_id,text,metadata\na,b,{\n", b"external_id,text,embedding\na,b,NaN\n",
-    b"external_id,text,embedding\na,b,[NaN,1,2,3]\n", b"external_id,text\n\x00,\x00\n", b"\r\r\r",
+    b'external_id,text\n"a"b,c\n',
+    b"external_id,text,metadata\na,b,{\n",
+    b"external_id,text,embedding\na,b,NaN\n",
+    b"external_id,text,embedding\na,b,[NaN,1,2,3]\n",
+    b"external_id,text\n\x00,\x00\n",
+    b"\r\r\r",
     b'{"external_id": "a", "text": "x"}\r{"external_id": "b", "text": "y"}',
 ]
 
@@ -572,7 +727,9 @@ def test_odd_payloads_never_cause_a_server_error(admin_api, project):
     alphabet = b'[]{}",:\\ \n\r\x00\xffabc0123456789-.eE' + "é\u2028".encode()
     for _ in range(60):
         bodies.append(bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 60))))
-    template = json.dumps([{"external_id": "k", "text": "text", "metadata": {"a": [1, 2]}, "embedding": [1, 2, 3, 4]}]).encode()
+    template = json.dumps(
+        [{"external_id": "k", "text": "text", "metadata": {"a": [1, 2]}, "embedding": [1, 2, 3, 4]}]
+    ).encode()
     for _ in range(60):  # mutate a valid payload one byte at a time
         body = bytearray(template)
         for _ in range(rng.randint(1, 3)):
@@ -614,7 +771,16 @@ def test_list_items_with_cursor_pagination(admin_api, project, five_items):
     second = admin_api.get(first["next"]).json()
     back = admin_api.get(second["previous"]).json()
     assert [r["id"] for r in back["results"]] == [r["id"] for r in first["results"]]
-    assert set(first["results"][0]) == {"id", "external_id", "text", "metadata", "status", "embedding_state", "created_at", "updated_at"}
+    assert set(first["results"][0]) == {
+        "id",
+        "external_id",
+        "text",
+        "metadata",
+        "status",
+        "embedding_state",
+        "created_at",
+        "updated_at",
+    }
 
 
 def test_new_items_do_not_shift_a_cursor(admin_api, project, five_items):
@@ -649,11 +815,8 @@ def test_invalid_status_filter_is_a_400(admin_api, project, five_items):
     assert "status" in response.json()
 
 
-def test_list_shows_only_this_projects_items(admin_api, admin_user, project, five_items):
-    from annotation import services
-    from annotation.services.projects import LabelSpec
-
-    other = services.project_create(user=admin_user, name="Other", labels=[LabelSpec("x")], embedding_dim=4)
+def test_list_shows_only_this_projects_items(admin_api, project, five_items, make_project):
+    other = make_project()
     push(admin_api, other, [{"external_id": "i-0", "text": "other project"}])
     rows = admin_api.get(items_url(project)).json()["results"]
     assert [row["id"] for row in rows] == five_items
@@ -675,17 +838,19 @@ def test_ingest_batches_list_and_detail(admin_api, api_for, member, project):
     listing = admin_api.get(f"/api/v1/projects/{project.pk}/ingests").json()
     assert [row["id"] for row in listing["results"]] == [second, first]
     detail = admin_api.get(f"/api/v1/projects/{project.pk}/ingests/{second}").json()
-    assert (detail["unchanged"], detail["status"], detail["created_by"], detail["format"]) == (1, "processed", "alice", "json")
+    assert (detail["unchanged"], detail["status"], detail["created_by"], detail["format"]) == (
+        1,
+        "processed",
+        "alice",
+        "json",
+    )
 
     reviewer = api_for(member("rev", Role.REVIEWER))
     assert reviewer.get(f"/api/v1/projects/{project.pk}/ingests").status_code == 403
 
 
-def test_ingest_batch_of_another_project_is_404(admin_api, admin_user, project):
-    from annotation import services
-    from annotation.services.projects import LabelSpec
-
-    other = services.project_create(user=admin_user, name="Other", labels=[LabelSpec("x")], embedding_dim=4)
+def test_ingest_batch_of_another_project_is_404(admin_api, project, make_project):
+    other = make_project()
     batch_id = push(admin_api, other, [{"external_id": "a", "text": "x"}]).json()["batch_id"]
     assert admin_api.get(f"/api/v1/projects/{project.pk}/ingests/{batch_id}").status_code == 404
     assert admin_api.get(f"/api/v1/projects/{other.pk}/ingests/{batch_id}").status_code == 200
@@ -695,3 +860,13 @@ def test_deleting_the_project_removes_items_embeddings_and_batches(admin_api, pr
     assert admin_api.delete(f"/api/v1/projects/{project.pk}").status_code == 204
     assert not Project.objects.filter(pk=project.pk).exists()
     assert (Item.objects.count(), ItemEmbedding.objects.count(), IngestBatch.objects.count()) == (0, 0, 0)
+
+
+def test_rejected_list_is_capped_but_the_count_is_not(admin_api, project):
+    records = [{"external_id": f"bad-{n}", "text": ""} for n in range(1005)] + [{"external_id": "ok", "text": "x"}]
+    response = push(admin_api, project, records, query="on_error=skip")
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["created"], body["rejected_count"], len(body["rejected"])) == (1, 1005, 1000)
+    assert body["rejected"][-1]["index"] == 999
+    assert IngestBatch.objects.get(pk=body["batch_id"]).rejected == 1005

@@ -88,7 +88,9 @@ class TestJsonArray:
             parse_json_array(b'[\n{"external_id": "a", "text": "x"},\n{"external_id": "b", "text": }\n]')
         assert "line 3 column 30" in str(exc.value)
 
-    @pytest.mark.parametrize("payload, kind", [(b'{"external_id": "a", "text": "x"}', "dict"), (b'"hello"', "str"), (b"3", "int")])
+    @pytest.mark.parametrize(
+        "payload, kind", [(b'{"external_id": "a", "text": "x"}', "dict"), (b'"hello"', "str"), (b"3", "int")]
+    )
     def test_top_level_must_be_an_array(self, payload, kind):
         with pytest.raises(PayloadError, match=f"expected a JSON array of records, got a JSON {kind}"):
             parse_json_array(payload)
@@ -305,7 +307,10 @@ class TestRecordRules:
         assert record.embedding == np.array([1, 2.5, -3, 0], dtype="<f4").tobytes()
 
     def test_absent_and_null_metadata_and_embedding_mean_not_given(self):
-        for value in ({"external_id": "a", "text": "x"}, {"external_id": "a", "text": "x", "metadata": None, "embedding": None}):
+        for value in (
+            {"external_id": "a", "text": "x"},
+            {"external_id": "a", "text": "x", "metadata": None, "embedding": None},
+        ):
             (record,), _ = check_one(value)
             assert record.metadata is None
             assert record.embedding is None
@@ -328,7 +333,11 @@ class TestRecordRules:
             ({"external_id": "a", "text": 12}, "text", "must be a string, got int"),
             ({"external_id": "a", "text": ["x"]}, "text", "must be a string, got list"),
             ({"external_id": "a", "text": True}, "text", "must be a string, got bool"),
-            ({"external_id": "a", "text": "x" * (MAX_TEXT + 1)}, "text", f"has {MAX_TEXT + 1} characters, the limit is {MAX_TEXT}"),
+            (
+                {"external_id": "a", "text": "x" * (MAX_TEXT + 1)},
+                "text",
+                f"has {MAX_TEXT + 1} characters, the limit is {MAX_TEXT}",
+            ),
             ({"external_id": "a", "text": "x\x00y"}, "text", "must not contain NUL characters"),
             ({"text": "x"}, "external_id", "is required"),
             ({"external_id": None, "text": "x"}, "external_id", "is required"),
@@ -339,14 +348,30 @@ class TestRecordRules:
             ({"external_id": 2.0, "text": "x"}, "external_id", "must be a string, got float"),
             ({"external_id": ["a"], "text": "x"}, "external_id", "must be a string, got list"),
             ({"external_id": {"a": 1}, "text": "x"}, "external_id", "must be a string, got dict"),
-            ({"external_id": "e" * (MAX_EXTERNAL_ID_CHARS + 1), "text": "x"}, "external_id", "is longer than 255 characters"),
+            (
+                {"external_id": "e" * (MAX_EXTERNAL_ID_CHARS + 1), "text": "x"},
+                "external_id",
+                "is longer than 255 characters",
+            ),
             ({"external_id": "a\x00b", "text": "x"}, "external_id", "must not contain NUL characters"),
             ({"external_id": "a", "text": "x", "metadata": [1, 2]}, "metadata", "must be an object, got list"),
             ({"external_id": "a", "text": "x", "metadata": "k=v"}, "metadata", "must be an object, got str"),
             ({"external_id": "a", "text": "x", "metadata": 3}, "metadata", "must be an object, got int"),
-            ({"external_id": "a", "text": "x", "metadata": {"k": "v\x00"}}, "metadata", "must not contain NUL characters"),
-            ({"external_id": "a", "text": "x", "metadata": {"k\x00": "v"}}, "metadata", "must not contain NUL characters"),
-            ({"external_id": "a", "text": "x", "metadata": {"k": [{"deep": "\x00"}]}}, "metadata", "must not contain NUL characters"),
+            (
+                {"external_id": "a", "text": "x", "metadata": {"k": "v\x00"}},
+                "metadata",
+                "must not contain NUL characters",
+            ),
+            (
+                {"external_id": "a", "text": "x", "metadata": {"k\x00": "v"}},
+                "metadata",
+                "must not contain NUL characters",
+            ),
+            (
+                {"external_id": "a", "text": "x", "metadata": {"k": [{"deep": "\x00"}]}},
+                "metadata",
+                "must not contain NUL characters",
+            ),
         ],
     )
     def test_field_rules(self, value, field, message):
@@ -417,7 +442,9 @@ class TestRecordRules:
         assert result.records == []
         assert "metadata" in result.rejected[0].errors
 
-    @pytest.mark.parametrize("levels, accepted", [(1, True), (MAX_METADATA_DEPTH, True), (MAX_METADATA_DEPTH + 1, False), (300, False)])
+    @pytest.mark.parametrize(
+        "levels, accepted", [(1, True), (MAX_METADATA_DEPTH, True), (MAX_METADATA_DEPTH + 1, False), (300, False)]
+    )
     def test_metadata_nesting_limit(self, levels, accepted):
         nested: object = "leaf"
         for level in range(levels):  # dicts and lists alternate, the outermost is a dict
@@ -527,7 +554,10 @@ class TestDuplicates:
         assert result.rejected[1].errors == {"external_id": "duplicate within this request (first at index 0)"}
 
     def test_ids_differing_in_case_or_spaces_are_distinct(self):
-        result = parse_and_validate("json", b'[{"external_id": "a", "text": "x"}, {"external_id": "A", "text": "y"}, {"external_id": "a ", "text": "z"}]')
+        result = parse_and_validate(
+            "json",
+            b'[{"external_id": "a", "text": "x"}, {"external_id": "A", "text": "y"}, {"external_id": "a ", "text": "z"}]',
+        )
         assert result.rejected == []
         assert [r.external_id for r in result.records] == ["a", "A", "a "]
 
@@ -540,13 +570,17 @@ def test_same_records_in_every_format_give_the_same_clean_records():
     as_json = json.dumps(rows).encode()
     as_jsonl = "\n".join(json.dumps(r) for r in rows).encode()
     as_csv = (
-        'external_id,text,metadata,embedding\n'
-        'a,"hello, world","{""lang"": ""en""}","[1, 2, 3, 4]"\n'
-        'b,"quote "" and\nnewline",,\n'
-    ).encode()
-    results = [parse_and_validate(fmt, payload) for fmt, payload in (("json", as_json), ("jsonl", as_jsonl), ("csv", as_csv))]
+        b"external_id,text,metadata,embedding\n"
+        b'a,"hello, world","{""lang"": ""en""}","[1, 2, 3, 4]"\n'
+        b'b,"quote "" and\nnewline",,\n'
+    )
+    results = [
+        parse_and_validate(fmt, payload) for fmt, payload in (("json", as_json), ("jsonl", as_jsonl), ("csv", as_csv))
+    ]
     for result in results:
         assert result.rejected == []
-    summaries = [[(r.external_id, r.text, r.text_hash, r.metadata, r.embedding) for r in result.records] for result in results]
+    summaries = [
+        [(r.external_id, r.text, r.text_hash, r.metadata, r.embedding) for r in result.records] for result in results
+    ]
     assert summaries[0] == summaries[1] == summaries[2]
     assert [r.position_kind for r in results] == ["index", "line", "line"]

@@ -11,7 +11,9 @@ pytestmark = pytest.mark.django_db
 
 
 def make_item(project, external_id="a", text="hello", **fields):
-    return Item.objects.create(project=project, external_id=external_id, text=text, text_hash=text_digest(text), **fields)
+    return Item.objects.create(
+        project=project, external_id=external_id, text=text, text_hash=text_digest(text), **fields
+    )
 
 
 def assert_rejected_by_db(create):
@@ -95,7 +97,9 @@ def test_one_embedding_per_item(bare_project):
 
 def test_embedding_dim_positive(bare_project):
     item = make_item(bare_project)
-    assert_rejected_by_db(lambda: ItemEmbedding.objects.create(item=item, project=bare_project, vector=b"", dim=0, source="x"))
+    assert_rejected_by_db(
+        lambda: ItemEmbedding.objects.create(item=item, project=bare_project, vector=b"", dim=0, source="x")
+    )
 
 
 def test_embedding_as_array_round_trip(bare_project):
@@ -163,7 +167,9 @@ def test_project_boundaries_are_accepted(db, fields):
 
 
 def test_project_constraint_also_enforced_on_update(bare_project):
-    assert_rejected_by_db(lambda: Project.objects.filter(pk=bare_project.pk).update(max_labels_per_item=1, labels_per_item=2))
+    assert_rejected_by_db(
+        lambda: Project.objects.filter(pk=bare_project.pk).update(max_labels_per_item=1, labels_per_item=2)
+    )
     bare_project.refresh_from_db()
     assert bare_project.labels_per_item == 2
 

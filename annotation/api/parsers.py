@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import BaseParser
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
 
 from ..ingest_records import PARSERS, PayloadError, RawRecord
 
@@ -65,3 +65,17 @@ class IngestCSVParser(_IngestParser):
 
 
 INGEST_PARSERS = [IngestJSONParser, IngestJSONLinesParser, IngestJSONLinesAltParser, IngestCSVParser]
+
+
+class SafeJSONParser(JSONParser):
+    """DRF's JSON parser, except that JSON nested too deeply for Python's decoder is a 400 like any
+    other malformed JSON: DRF only catches ``ValueError``, so ``RecursionError`` became a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply") from None
+
+
+API_PARSERS = [SafeJSONParser, FormParser, MultiPartParser]

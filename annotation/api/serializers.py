@@ -72,8 +72,8 @@ class LabelSpecField(serializers.Field):
             ):
                 raise serializers.ValidationError(f"shortcut of {name!r} must be one character of 0-9 or a-z")
             shortcut = shortcut.lower()
-        description = data.get("description") or ""
-        if not isinstance(description, str) or len(description) > 500:
+        description = data.get("description")  # None: keep an existing label's description
+        if description is not None and (not isinstance(description, str) or len(description) > 500):
             raise serializers.ValidationError(f"description of {name!r} must be a string of at most 500 characters")
         return LabelSpec(name=name.strip(), shortcut=shortcut, description=description)
 

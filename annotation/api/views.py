@@ -18,7 +18,7 @@ from .. import selectors, services
 from ..errors import NotFound
 from ..ingest_records import POSITION_KIND, validate_records
 from ..models import IngestBatch, Item, LabelClass, Membership, Role
-from .parsers import INGEST_PARSERS, ParsedPayload
+from .parsers import API_PARSERS, INGEST_PARSERS, ParsedPayload
 from .serializers import (
     IngestBatchSerializer,
     IngestRecordSerializer,
@@ -38,6 +38,7 @@ class ProjectScopedMixin:
 
     read_role = Role.ANNOTATOR
     write_role = Role.ADMIN
+    parser_classes = API_PARSERS
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -51,6 +52,7 @@ class ProjectListCreate(generics.ListCreateAPIView):
     """Projects you are a member of; create one (you become its admin)."""
 
     serializer_class = ProjectSerializer
+    parser_classes = API_PARSERS
 
     def get_queryset(self):
         return (
@@ -66,7 +68,7 @@ class ProjectListCreate(generics.ListCreateAPIView):
         return context
 
     def create(self, request, *args, **kwargs):
-        if not request.user.has_perm("annotation.add_project"):
+        if not (request.user.is_staff or request.user.has_perm("annotation.add_project")):
             raise PermissionDenied("creating projects needs staff status or the 'annotation.add_project' permission")
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)

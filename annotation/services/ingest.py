@@ -77,7 +77,11 @@ def items_ingest(
                 new_records.append(record)
                 continue
             text_changed = current.text_hash != record.text_hash
-            metadata_changed = record.metadata is not None and record.metadata != current.metadata
+            metadata_changed = (
+                record.metadata is not None
+                and record.metadata != current.metadata
+                and not _same_json_numbers(record.metadata, current.metadata)
+            )
             vector_changed = record.embedding is not None and current.id not in same_vector
             if not (text_changed or metadata_changed or vector_changed):
                 unchanged += 1
@@ -226,6 +230,28 @@ def _existing_items(project: Project, records: list[CleanRecord]) -> dict[str, _
             metadata = json.loads(row[3]) if isinstance(row[3], str) else row[3]
         found[row[1]] = _Existing(row[0], row[2], metadata)
     return found
+
+
+def _same_json_numbers(pushed, stored) -> bool:
+    """Equal up to how PostgreSQL's jsonb stores numbers: it keeps the decimal value, so a float
+    such as 1e23 comes back as the integer 100000000000000000000000, which Python does not find
+    equal to the float. Called only when ``==`` already failed, so re-pushes stay cheap."""
+    if isinstance(pushed, dict) and isinstance(stored, dict):
+        return pushed.keys() == stored.keys() and all(_same_json_numbers(v, stored[k]) for k, v in pushed.items())
+    if isinstance(pushed, list) and isinstance(stored, list):
+        return len(pushed) == len(stored) and all(map(_same_json_numbers, pushed, stored))
+    numbers = (int, float)
+    if (
+        isinstance(pushed, numbers)
+        and isinstance(stored, numbers)
+        and not isinstance(pushed, bool)
+        and not isinstance(stored, bool)
+    ):
+        try:
+            return float(pushed) == float(stored)
+        except OverflowError:
+            return False
+    return pushed == stored
 
 
 def _unchanged_vectors(records: list[CleanRecord], existing: dict[str, _Existing]) -> set[int]:

@@ -19,7 +19,7 @@ SHORTCUT_KEYS = "1234567890" + "".join(c for c in "abcdefghijklmnopqrstuvwxyz" i
 class LabelSpec:
     name: str
     shortcut: str | None = None  # None: assign the next free key
-    description: str = ""
+    description: str | None = None  # None: "" for a new label, unchanged for an existing one
 
 
 def _assign_shortcuts(specs: list[LabelSpec], taken: set[str]) -> list[str]:
@@ -78,7 +78,7 @@ def _add_labels(project: Project, specs: list[LabelSpec], *, start_order: int, t
         LabelClass(
             project=project,
             name=spec.name,
-            description=spec.description,
+            description=spec.description or "",
             order=start_order + offset,
             shortcut=shortcut,
         )
@@ -115,12 +115,16 @@ def _update_labels(project: Project, specs: list[LabelSpec]) -> None:
         if label is None:
             new_specs.append(spec)
             continue
-        if spec.description != label.description or (spec.shortcut is not None and spec.shortcut != label.shortcut):
-            label.description = spec.description
-            if spec.shortcut is not None:
+        new_description = spec.description is not None and spec.description != label.description
+        new_shortcut = spec.shortcut is not None and spec.shortcut != label.shortcut
+        if new_description or new_shortcut:
+            if new_description:
+                label.description = spec.description
+            if new_shortcut:
                 label.shortcut = spec.shortcut
             changed.append(label)
-    _check_label_specs(new_specs, [label for label in current if label not in changed])
+    # Against every current label as it will be (changed ones already hold their new shortcut).
+    _check_label_specs(new_specs, current)
     _check_shortcuts_unique(current)
     if changed:
         # Free the keys first so that two labels may swap shortcuts in one request.
