@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, JSONParser
 
 from ..ingest_records import PARSERS, PayloadError, RawRecord
 
@@ -77,5 +77,3 @@ class SafeJSONParser(JSONParser):
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply") from None
 
-
-API_PARSERS = [SafeJSONParser, FormParser, MultiPartParser]

@@ -18,7 +18,7 @@ from .. import selectors, services
 from ..errors import NotFound
 from ..ingest_records import POSITION_KIND, validate_records
 from ..models import IngestBatch, Item, LabelClass, Membership, Role
-from .parsers import API_PARSERS, INGEST_PARSERS, ParsedPayload
+from .parsers import INGEST_PARSERS, ParsedPayload
 from .serializers import (
     IngestBatchSerializer,
     IngestRecordSerializer,
@@ -38,7 +38,6 @@ class ProjectScopedMixin:
 
     read_role = Role.ANNOTATOR
     write_role = Role.ADMIN
-    parser_classes = API_PARSERS
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -52,7 +51,6 @@ class ProjectListCreate(generics.ListCreateAPIView):
     """Projects you are a member of; create one (you become its admin)."""
 
     serializer_class = ProjectSerializer
-    parser_classes = API_PARSERS
 
     def get_queryset(self):
         return (
