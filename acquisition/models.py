@@ -31,3 +31,100 @@ class ItemEmbedding(models.Model):
 
     def as_array(self) -> np.ndarray:
         return np.frombuffer(bytes(self.vector), dtype="<f4")
+
+
+class ModelVersion(models.Model):
+    """A trained model of a project (a committee of heads on the frozen embeddings, or a
+    fine-tuned encoder + head), with its lineage, metrics and promotion decision."""
+
+    class Status(models.TextChoices):
+        TRAINING = "training", "Training"
+        CANDIDATE = "candidate", "Trained, awaiting the gate"
+        CURRENT = "current", "Current"
+        REJECTED = "rejected", "Rejected by the gate"
+        RETIRED = "retired", "Replaced by a newer version"
+        FAILED = "failed", "Training failed"
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="model_versions")
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.TRAINING)
+    kind = models.CharField(max_length=32, default="heads", help_text="heads | finetune")
+    # The label set in class order when trained (a model's column j is labels[j]).
+    label_names = models.JSONField(default=list)
+    hyperparameters = models.JSONField(default=dict)
+    seed = models.BigIntegerField(default=0)
+    n_labels = models.PositiveIntegerField(default=0)
+    label_snapshot_hash = models.CharField(max_length=64, blank=True)
+    code_version = models.CharField(max_length=64, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    weights = models.FileField(upload_to="models/", blank=True)
+    train_seconds = models.FloatField(null=True, blank=True)
+    decision = models.TextField(blank=True, help_text="Why the gate promoted or rejected this version.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="model_version_unique_per_project"),
+            models.UniqueConstraint(
+                fields=["project"], condition=models.Q(status="current"), name="model_version_one_current"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"model v{self.version} of project {self.project_id} ({self.status})"
+
+
+class ScoringRun(models.Model):
+    """One scoring of a project's pool that (re)fills its annotation queue: a job with progress.
+
+    At most one run per project is pending or running at a time (a partial unique constraint),
+    so two runs never interleave their queue writes."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    ACTIVE = (Status.PENDING, Status.RUNNING)
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="scoring_runs")
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="scoring_runs"
+    )
+    strategy = models.CharField(max_length=32)
+    trigger = models.CharField(max_length=32, blank=True, help_text="ingest | low_queue | retrain | manual")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    n_items = models.PositiveIntegerField(default=0, help_text="Candidate items scored.")
+    n_chunks = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    selected = models.PositiveIntegerField(default=0, help_text="Entries written to the queue.")
+    explored = models.PositiveIntegerField(default=0, help_text="Of which uniform random exploration.")
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds per phase.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=models.Q(status__in=["pending", "running"]),
+                name="scoring_run_one_active_per_project",
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "-created_at"], name="scoring_run_project_recent")]
+
+    @property
+    def progress(self) -> float:
+        """Fraction done, 0..1 (for progress bars)."""
+        if self.status == self.Status.SUCCEEDED:
+            return 1.0
+        return self.chunks_done / self.n_chunks if self.n_chunks else 0.0
+
+    def __str__(self) -> str:
+        return f"scoring run {self.pk} of project {self.project_id} ({self.status})"

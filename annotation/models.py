@@ -166,6 +166,12 @@ class LabelClass(models.Model):
         return self.name
 
 
+class LabelSource(models.TextChoices):
+    CONSENSUS = "consensus", "Consensus of annotators"
+    REVIEW = "review", "Expert review"
+    GOLD = "gold", "Gold (pushed or set by an admin)"
+
+
 class ItemStatus(models.TextChoices):
     UNLABELED = "unlabeled", "Unlabeled"
     QUEUED = "queued", "Queued"
@@ -190,6 +196,14 @@ class Item(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=ItemStatus.choices, default=ItemStatus.UNLABELED)
     embedding_state = models.CharField(max_length=16, choices=EmbeddingState.choices, default=EmbeddingState.PENDING)
+    # The item's final label once decided (aggregated consensus, expert review or gold), with the
+    # aggregator's confidence in it. Training reads these; the queue never hands out final items.
+    final_label = models.ForeignKey(
+        "LabelClass", null=True, blank=True, on_delete=models.PROTECT, related_name="final_items"
+    )
+    final_confidence = models.FloatField(null=True, blank=True)
+    final_source = models.CharField(max_length=16, choices=LabelSource.choices, blank=True, db_default="")
+    finalized_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -206,6 +220,7 @@ class Item(models.Model):
         indexes = [
             models.Index(fields=["project", "status"], name="item_project_status"),
             models.Index(fields=["project", "embedding_state"], name="item_project_embedding_state"),
+            models.Index(fields=["project", "finalized_at"], name="item_project_finalized"),
         ]
 
     def __str__(self) -> str:
@@ -265,3 +280,117 @@ class IngestBatch(models.Model):
 
     def __str__(self) -> str:
         return f"ingest #{self.pk} into project {self.project_id} ({self.status})"
+
+
+class QueueReason(models.TextChoices):
+    ACQUISITION = "acquisition", "Chosen by the acquisition strategy"
+    EXPLORATION = "exploration", "Uniform random exploration sample"
+    COLD_START = "cold_start", "Diverse cold-start sample (no model yet)"
+    EXTRA_LABEL = "extra_label", "Disputed item asking for one more label"
+    FALLBACK = "fallback", "Item order (no scoring run yet)"
+
+
+class QueueEntry(models.Model):
+    """One item waiting in its project's annotation queue.
+
+    ``priority`` orders the queue (highest first). ``labels_needed`` is how many distinct
+    annotators the item should get in total; ``labels_taken`` counts the live leases plus the
+    submitted annotations, so "has an open slot" is one indexed comparison. A scoring run
+    replaces the untouched entries of a project atomically (``labels_taken == 0``) and keeps
+    those that annotators have started.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="queue_entries")
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="queue_entry")
+    priority = models.FloatField()
+    # Raw score of the strategy that chose the item (for display and audits).
+    score = models.FloatField(null=True, blank=True)
+    strategy = models.CharField(max_length=32, blank=True)
+    reason = models.CharField(max_length=16, choices=QueueReason.choices, default=QueueReason.ACQUISITION)
+    run = models.ForeignKey(
+        "acquisition.ScoringRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="queue_entries"
+    )
+    # The current model's guess, shown to annotators only when they ask for suggestions.
+    suggested_label = models.ForeignKey(LabelClass, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    suggested_confidence = models.FloatField(null=True, blank=True)
+    labels_needed = models.PositiveSmallIntegerField()
+    labels_taken = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-priority", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(labels_needed__gte=1), name="queue_labels_needed_positive"),
+            models.CheckConstraint(
+                condition=Q(labels_taken__lte=models.F("labels_needed")), name="queue_taken_at_most_needed"
+            ),
+            models.CheckConstraint(condition=Q(reason__in=QueueReason.values), name="queue_reason_valid"),
+        ]
+        indexes = [models.Index(fields=["project", "-priority", "id"], name="queue_project_priority")]
+
+    def __str__(self) -> str:
+        return f"queue entry of item {self.item_id} ({self.priority:.4f})"
+
+
+class AssignmentStatus(models.TextChoices):
+    LEASED = "leased", "Leased"
+    SUBMITTED = "submitted", "Submitted"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Lease expired"
+
+
+class Assignment(models.Model):
+    """An item handed to one annotator: a lease that ends in a submission, a skip or expiry.
+
+    One row per (item, annotator): an annotator never gets the same item twice."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    status = models.CharField(max_length=16, choices=AssignmentStatus.choices, default=AssignmentStatus.LEASED)
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-leased_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "user"], name="assignment_unique_item_user"),
+            models.CheckConstraint(condition=Q(status__in=AssignmentStatus.values), name="assignment_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["project", "user", "status"], name="assignment_project_user"),
+            models.Index(fields=["status", "expires_at"], name="assignment_status_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk}: item {self.item_id} to user {self.user_id} ({self.status})"
+
+
+class Annotation(models.Model):
+    """One annotator's label for one item. One per (item, annotator); changeable until final."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotations")
+    assignment = models.OneToOneField(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="annotation"
+    )
+    label = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="annotations")
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "user"], name="annotation_unique_item_user"),
+        ]
+        indexes = [
+            models.Index(fields=["project", "user", "-created_at"], name="annotation_project_user"),
+            models.Index(fields=["project", "-updated_at"], name="annotation_project_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} labelled item {self.item_id} as {self.label_id}"

@@ -3,6 +3,7 @@
 from .ingest import IngestReport, ingest_batch_process, items_ingest
 from .members import membership_remove, membership_set
 from .projects import project_create, project_update
+from .queue import QueueCandidate, QueueReplaceReport, queue_replace
 
 __all__ = [
     "IngestReport",
@@ -12,4 +13,7 @@ __all__ = [
     "membership_set",
     "project_create",
     "project_update",
+    "QueueCandidate",
+    "QueueReplaceReport",
+    "queue_replace",
 ]
