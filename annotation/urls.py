@@ -4,4 +4,5 @@ from . import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("projects/<int:project_id>/label", views.label, name="label"),
 ]

@@ -1,17 +1,126 @@
-"""Browser pages of the annotation app (the labelling page itself comes with the queue)."""
+"""Browser pages of the annotation app: my projects, and the labelling page.
+
+The labelling page is a thin shell: it renders the project, its instructions and label buttons,
+and a small script drives the REST API (``/api/v1/projects/{id}/next``, submit, skip, undo) so
+that items follow each other without a page reload.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import Count, F, Q
+from django.http import Http404
+from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
 
 from . import selectors
+from .errors import NotFound
+from .models import Annotation, Item, ItemStatus, Project, QueueEntry
+
+# --- page reads ----------------------------------------------------------------------------
+
+
+def _start_of_today():
+    return timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def home_rows(user) -> list[dict]:
+    """My projects with my role, my progress and the project's totals, in five queries whatever
+    the number of projects: projects, roles, item counts by status, my annotations, open slots."""
+    projects = list(
+        selectors.projects_for_user(user).annotate(n_labels=Count("labels", distinct=True)).order_by("name", "id")
+    )
+    if not projects:
+        return []
+    ids = [project.pk for project in projects]
+    roles = selectors.roles_by_project(user, projects)
+
+    items: dict[int, dict[str, int]] = defaultdict(dict)
+    for row in (
+        Item.objects.filter(project_id__in=ids).order_by().values("project_id", "status").annotate(n=Count("id"))
+    ):
+        items[row["project_id"]][row["status"]] = row["n"]
+
+    mine = {
+        row["project_id"]: row
+        for row in Annotation.objects.filter(user=user, project_id__in=ids)
+        .order_by()
+        .values("project_id")
+        .annotate(total=Count("id"), today=Count("id", filter=Q(created_at__gte=_start_of_today())))
+    }
+    # Queue entries with a free slot that this user has never been handed.
+    open_for_me = dict(
+        QueueEntry.objects.filter(project_id__in=ids, labels_taken__lt=F("labels_needed"))
+        .exclude(item__assignments__user=user)
+        .order_by()
+        .values("project_id")
+        .annotate(n=Count("id"))
+        .values_list("project_id", "n")
+    )
+
+    rows = []
+    for project in projects:
+        by_status = items[project.pk]
+        total = sum(by_status.values())
+        finalized = by_status.get(ItemStatus.FINALIZED, 0)
+        rows.append(
+            {
+                "project": project,
+                "role": roles.get(project.pk),
+                "done_total": mine.get(project.pk, {}).get("total", 0),
+                "done_today": mine.get(project.pk, {}).get("today", 0),
+                "remaining": open_for_me.get(project.pk, 0),
+                "items_total": total,
+                "finalized": finalized,
+                "finalized_percent": round(100 * finalized / total) if total else 0,
+            }
+        )
+    return rows
+
+
+def member_project_or_404(user, project_id: int) -> tuple[Project, str]:
+    """The project and the user's role; a 404 for unknown projects and non-members alike."""
+    try:
+        return selectors.project_for_user(user, project_id)
+    except NotFound:
+        raise Http404("No such project.") from None
+
+
+# --- pages ---------------------------------------------------------------------------------
 
 
 @login_required
 def home(request):
-    projects = list(selectors.projects_for_user(request.user).order_by("name"))
-    roles = selectors.roles_by_project(request.user, projects)
-    rows = [
-        {"project": project, "role": roles.get(project.pk), "counts": selectors.item_counts(project)}
-        for project in projects
-    ]
-    return render(request, "annotation/home.html", {"rows": rows})
+    return render(request, "annotation/home.html", {"rows": home_rows(request.user)})
+
+
+@login_required
+def label(request, project_id: int):
+    project, _role = member_project_or_404(request.user, project_id)
+    labels = list(project.labels.order_by("order", "id"))
+    for label_class in labels:
+        # Break points after underscores, so that long snake_case names wrap between words.
+        label_class.name_parts = label_class.name.split("_")
+    api_root = reverse("api-projects").removesuffix("projects")
+    config = {
+        "projectId": project.pk,
+        "apiRoot": api_root,
+        "csrfToken": get_token(request),
+        "loginUrl": f"{reverse('login')}?next={request.path}",
+        "labels": [{"name": label_class.name, "shortcut": label_class.shortcut} for label_class in labels],
+    }
+    return render(
+        request,
+        "annotation/label.html",
+        {
+            "project": project,
+            "labels": labels,
+            "config": config,
+            "many_labels": len(labels) > 12,
+            "has_descriptions": any(label_class.description for label_class in labels),
+        },
+    )

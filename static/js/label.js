@@ -1,0 +1,845 @@
+/* Quorum labelling page: shows one item at a time, keeps the next one leased in the background
+ * (prefetch), submits labels, skips and undoes through the REST API without page reloads.
+ *
+ * API used (all JSON, session cookie + CSRF header):
+ *   POST {api}projects/{id}/next            {held: [assignment ids], suggest: bool}
+ *   POST {api}assignments/{id}/annotation   {label, time_spent_ms}
+ *   POST {api}assignments/{id}/skip         {reason?}
+ *   POST {api}annotations/{id}/undo
+ */
+(function () {
+  "use strict";
+
+  var root = document.getElementById("labeller");
+  var configNode = document.getElementById("labeller-config");
+  if (!root || !configNode) return;
+  var config = JSON.parse(configNode.textContent);
+
+  var SUGGEST_KEY = "quorum.suggest";
+  var SETTLE_MS = 200; // key presses right after a new item appears are ignored (double presses)
+  var POLL_REFILL_MS = 5000; // empty queue while a refill runs
+  var POLL_IDLE_MS = 30000; // empty queue, nothing being prepared
+  var EXPIRY_MARGIN_MS = 5000; // a prefetched lease this close to expiry is not shown
+  var MAX_TIME_MS = 86400000;
+
+  function $(selector) {
+    return root.querySelector(selector);
+  }
+
+  var el = {
+    workspace: $("#workspace"),
+    panel: $("#item-panel"),
+    text: $("#item-text"),
+    externalId: $('[data-item="external_id"]'),
+    metadata: $('[data-item="metadata"]'),
+    suggestion: $("#suggestion"),
+    suggestionLabel: $('[data-suggestion="label"]'),
+    suggestionConfidence: $('[data-suggestion="confidence"]'),
+    status: $("#status"),
+    statusText: $('[data-status="text"]'),
+    retry: $('[data-action="retry"]'),
+    login: $('[data-status="login"]'),
+    dismiss: $('[data-action="dismiss"]'),
+    empty: $("#empty-state"),
+    emptyIdle: $("[data-empty-idle]"),
+    emptyRefill: $("[data-empty-refill]"),
+    check: $('[data-action="check"]'),
+    grid: $("#label-grid"),
+    filter: $("#label-filter"),
+    noMatch: $("#no-match"),
+    skipForm: $("#skip-form"),
+    skipReason: $("#skip-reason"),
+    skip: $('[data-action="skip"]'),
+    undo: $('[data-action="undo"]'),
+    toggle: $("#suggest-toggle"),
+    announcer: $("#announcer"),
+    progress: {
+      done_today: $('[data-progress="done_today"]'),
+      remaining: $('[data-progress="remaining"]'),
+      refill: $('[data-progress="refill"]'),
+    },
+  };
+  var buttons = Array.prototype.slice.call(root.querySelectorAll(".label-btn"));
+  var byKey = {};
+  buttons.forEach(function (button) {
+    if (button.dataset.key) byKey[button.dataset.key.toLowerCase()] = button;
+  });
+
+  var state = {
+    current: null, // the entry on screen: {assignment, suggestion, suggested, expiresAt, elapsedMs, shownAt}
+    upcoming: [], // entries leased and waiting (the prefetched one, or one put aside by undo)
+    busy: false, // a submit, skip or undo is in flight
+    saving: null, // the entry whose label is being saved (it may already be off screen)
+    loading: false, // a request for the next item (not a prefetch) is in flight
+    prefetching: null, // promise of the prefetch in flight
+    lastAnnotation: null, // {id, label, entry, timeMs}: what undo brings back
+    unsaved: null, // a chosen label that failed to save
+    acceptAfter: 0,
+    pollTimer: null,
+    pollWhenVisible: false,
+    clockOffset: 0, // server clock minus ours, from the Date header
+    suggest: readSuggest(),
+  };
+
+  // --- HTTP ---------------------------------------------------------------------------------
+
+  function ApiError(status, body, network) {
+    this.status = status;
+    this.body = body || {};
+    this.network = Boolean(network);
+    this.code = (body && body.code) || null;
+    this.detail = (body && typeof body.detail === "string" && body.detail) || "";
+  }
+
+  function csrfToken() {
+    var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : config.csrfToken;
+  }
+
+  function call(method, path, body) {
+    var options = {
+      method: method,
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+    };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return fetch(config.apiRoot + path, options).then(
+      function (response) {
+        var date = Date.parse(response.headers.get("Date") || "");
+        if (!isNaN(date)) state.clockOffset = date - Date.now();
+        return response.text().then(
+          function (text) {
+            var data = null;
+            if (text) {
+              try {
+                data = JSON.parse(text);
+              } catch (error) {
+                data = null;
+              }
+            }
+            if (!response.ok) throw new ApiError(response.status, data, false);
+            return data || {};
+          },
+          function () {
+            throw new ApiError(0, null, true);
+          }
+        );
+      },
+      function () {
+        throw new ApiError(0, null, true);
+      }
+    );
+  }
+
+  function isAuthError(error) {
+    if (error.status === 401) return true;
+    return error.status === 403 && /credentials|csrf|authenticat|log ?in/i.test(error.detail);
+  }
+
+  // --- entries, clock ---------------------------------------------------------------------
+
+  function entryFrom(data) {
+    var assignment = data.assignment;
+    var expires = Date.parse(assignment.expires_at || "");
+    return {
+      assignment: assignment,
+      suggestion: data.suggestion || null,
+      suggested: state.suggest,
+      expiresAt: isNaN(expires) ? Infinity : expires - state.clockOffset,
+      elapsedMs: 0,
+      shownAt: null,
+    };
+  }
+
+  function heldIds() {
+    var ids = state.upcoming.map(function (entry) {
+      return entry.assignment.id;
+    });
+    if (state.current) ids.unshift(state.current.assignment.id);
+    if (state.saving && ids.indexOf(state.saving.assignment.id) === -1) ids.push(state.saving.assignment.id);
+    return ids;
+  }
+
+  function startClock(entry) {
+    if (entry && entry.shownAt === null && document.visibilityState === "visible") entry.shownAt = performance.now();
+  }
+
+  function pauseClock(entry) {
+    if (entry && entry.shownAt !== null) {
+      entry.elapsedMs += performance.now() - entry.shownAt;
+      entry.shownAt = null;
+    }
+  }
+
+  function timeSpent(entry) {
+    var ms = entry.elapsedMs + (entry.shownAt !== null ? performance.now() - entry.shownAt : 0);
+    return Math.max(0, Math.min(Math.round(ms), MAX_TIME_MS));
+  }
+
+  // --- rendering --------------------------------------------------------------------------
+
+  function announce(message) {
+    el.announcer.textContent = "";
+    window.setTimeout(function () {
+      el.announcer.textContent = message;
+    }, 50);
+  }
+
+  function excerpt(text, length) {
+    var flat = String(text).replace(/\s+/g, " ").trim();
+    return flat.length > length ? flat.slice(0, length - 1) + "…" : flat;
+  }
+
+  function formatNumber(value) {
+    return typeof value === "number" ? value.toLocaleString() : "–";
+  }
+
+  function updateProgress(progress) {
+    if (!progress) return;
+    el.progress.done_today.textContent = formatNumber(progress.done_today);
+    el.progress.remaining.textContent = formatNumber(progress.remaining);
+    el.progress.refill.hidden = !progress.refill_running;
+  }
+
+  function renderMetadata(metadata) {
+    var dl = el.metadata;
+    dl.textContent = "";
+    var keys = metadata && typeof metadata === "object" ? Object.keys(metadata).slice(0, 6) : [];
+    keys.forEach(function (key) {
+      var value = metadata[key];
+      var wrap = document.createElement("div");
+      var dt = document.createElement("dt");
+      var dd = document.createElement("dd");
+      dt.textContent = key;
+      dd.textContent = excerpt(typeof value === "string" ? value : JSON.stringify(value), 60);
+      wrap.appendChild(dt);
+      wrap.appendChild(dd);
+      dl.appendChild(wrap);
+    });
+    dl.hidden = keys.length === 0;
+  }
+
+  function renderSuggestion() {
+    var entry = state.current;
+    var suggestion = entry && entry.suggestion;
+    buttons.forEach(function (button) {
+      button.classList.toggle(
+        "is-suggested",
+        Boolean(state.suggest && suggestion && suggestion.label === button.dataset.label)
+      );
+    });
+    if (!state.suggest || !entry) {
+      el.suggestion.hidden = true;
+      return;
+    }
+    el.suggestion.classList.remove("is-note");
+    if (suggestion && suggestion.label) {
+      el.suggestion.firstChild.textContent = "Model suggests ";
+      el.suggestionLabel.textContent = suggestion.label;
+      el.suggestionConfidence.textContent =
+        typeof suggestion.confidence === "number" ? "(" + Math.round(suggestion.confidence * 100) + "% sure)" : "";
+      el.suggestion.hidden = false;
+    } else if (!entry.suggested) {
+      el.suggestion.firstChild.textContent = "Asking the model…";
+      el.suggestionLabel.textContent = "";
+      el.suggestionConfidence.textContent = "";
+      el.suggestion.classList.add("is-note");
+      el.suggestion.hidden = false;
+    } else {
+      el.suggestion.hidden = true;
+    }
+  }
+
+  function markChosen(labelName, className) {
+    buttons.forEach(function (button) {
+      button.classList.toggle(className, labelName !== null && button.dataset.label === labelName);
+    });
+  }
+
+  function canAct() {
+    return Boolean(state.current) && !state.busy && performance.now() >= state.acceptAfter;
+  }
+
+  function updateControls() {
+    var labelsOff = !state.current || state.busy;
+    buttons.forEach(function (button) {
+      button.setAttribute("aria-disabled", labelsOff ? "true" : "false");
+    });
+    el.skip.setAttribute("aria-disabled", labelsOff ? "true" : "false");
+    el.undo.setAttribute("aria-disabled", !state.lastAnnotation || state.busy ? "true" : "false");
+    root.dataset.accepting = canAct() ? "true" : "false";
+    root.dataset.assignment = state.current ? String(state.current.assignment.id) : "";
+    root.dataset.externalId = state.current ? String(state.current.assignment.item.external_id) : "";
+    root.dataset.prefetched = String(state.upcoming.length);
+  }
+
+  function setView(view) {
+    // view: "loading" | "ready" | "saving" | "empty"
+    root.dataset.state = view;
+    var empty = view === "empty";
+    el.empty.hidden = !empty;
+    el.workspace.hidden = empty;
+    el.panel.setAttribute("aria-busy", view === "loading" ? "true" : "false");
+    if (view === "loading") {
+      el.text.textContent = "Loading the next item…";
+      el.text.classList.add("is-placeholder");
+      el.externalId.textContent = "";
+      el.metadata.hidden = true;
+      el.suggestion.hidden = true;
+    }
+  }
+
+  function setStatus(message, options) {
+    options = options || {};
+    if (!message) {
+      el.status.hidden = true;
+      el.statusText.textContent = "";
+      return;
+    }
+    el.status.hidden = false;
+    el.status.className = "status " + (options.kind === "notice" ? "is-notice" : "is-error");
+    el.statusText.textContent = message;
+    el.retry.hidden = !options.retry;
+    el.retry.onclick = options.retry
+      ? function () {
+          setStatus(null);
+          if (!el.workspace.hidden) el.text.focus({ preventScroll: true }); // the Retry button is gone
+          options.retry();
+        }
+      : null;
+    el.login.hidden = !options.login;
+    el.dismiss.hidden = !options.dismissible;
+    if (options.retry && options.focusRetry) el.retry.focus();
+  }
+
+  function show(entry, message) {
+    state.current = entry;
+    var item = entry.assignment.item;
+    setView("ready");
+    el.text.classList.remove("is-placeholder");
+    el.text.textContent = item.text;
+    el.text.scrollTop = 0;
+    el.externalId.textContent = item.external_id;
+    renderMetadata(item.metadata);
+    renderSuggestion();
+    markChosen(null, "is-chosen");
+    markChosen(null, "is-previous");
+    startClock(entry);
+    state.acceptAfter = performance.now() + SETTLE_MS;
+    window.setTimeout(updateControls, SETTLE_MS + 5);
+    updateControls();
+    announce((message ? message + " " : "") + "New item: " + excerpt(item.text, 200));
+  }
+
+  // --- loading items ----------------------------------------------------------------------
+
+  function stopPolling() {
+    if (state.pollTimer !== null) window.clearTimeout(state.pollTimer);
+    state.pollTimer = null;
+    state.pollWhenVisible = false;
+  }
+
+  function schedulePoll(ms) {
+    stopPolling();
+    state.pollTimer = window.setTimeout(function () {
+      state.pollTimer = null;
+      if (document.visibilityState !== "visible") {
+        state.pollWhenVisible = true;
+        return;
+      }
+      loadNext({ quiet: true, message: "A new item is ready." });
+    }, ms);
+  }
+
+  function showEmpty(data) {
+    var progress = data.progress || {};
+    var wasEmpty = root.dataset.state === "empty";
+    state.current = null;
+    setView("empty");
+    el.emptyRefill.hidden = !progress.refill_running;
+    el.emptyIdle.hidden = Boolean(progress.refill_running);
+    updateControls();
+    if (data.code === "lease_limit") {
+      setStatus(
+        "You already hold the most items at once, probably in another tab. Finish them there, or wait until their hold runs out.",
+        { kind: "notice" }
+      );
+    }
+    if (!wasEmpty) {
+      announce(
+        "No items to label right now." + (progress.refill_running ? " More items are being prepared." : "")
+      );
+    }
+    schedulePoll(progress.refill_running ? POLL_REFILL_MS : POLL_IDLE_MS);
+  }
+
+  function dropExpired() {
+    var now = Date.now();
+    state.upcoming = state.upcoming.filter(function (entry) {
+      return entry.expiresAt - EXPIRY_MARGIN_MS > now;
+    });
+  }
+
+  function loadNext(options) {
+    options = options || {};
+    if (state.loading || state.current) return Promise.resolve();
+    stopPolling();
+    state.loading = true;
+    if (!options.quiet) setView("loading");
+    updateControls();
+    return call("POST", "projects/" + config.projectId + "/next", { held: heldIds(), suggest: state.suggest })
+      .then(function (data) {
+        state.loading = false;
+        updateProgress(data.progress);
+        if (state.current) return; // an undo filled the screen meanwhile
+        if (data.assignment && heldIds().indexOf(data.assignment.id) === -1) {
+          if (root.dataset.state === "empty") setStatus(null);
+          show(entryFrom(data), options.message);
+          prefetch();
+        } else {
+          showEmpty(data);
+        }
+      })
+      .catch(function (error) {
+        state.loading = false;
+        if (state.current) return;
+        if (options.quiet && error.network) {
+          schedulePoll(POLL_IDLE_MS); // stay in the empty state, try again later
+          return;
+        }
+        reportError(error, "load the next item", function () {
+          loadNext(options);
+        });
+      });
+  }
+
+  function prefetch() {
+    if (state.prefetching || !state.current || state.upcoming.length) return state.prefetching;
+    var duringSave = Boolean(state.saving);
+    var retry = false;
+    state.prefetching = call("POST", "projects/" + config.projectId + "/next", {
+      held: heldIds(),
+      suggest: state.suggest,
+    })
+      .then(function (data) {
+        updateProgress(data.progress);
+        if (data.assignment && heldIds().indexOf(data.assignment.id) === -1) state.upcoming.push(entryFrom(data));
+        // Asked while a save was still counted as a live lease: ask again once it is through.
+        retry = !data.assignment && data.code === "lease_limit" && duringSave;
+      })
+      .catch(function (error) {
+        // Not shown: the next item is requested directly after the current one anyway.
+        if (isAuthError(error)) reportError(error, "load the next item", null);
+      })
+      .then(function () {
+        state.prefetching = null;
+        updateControls();
+        if (retry && !state.saving) prefetch();
+      });
+    return state.prefetching;
+  }
+
+  function advance(message) {
+    pauseClock(state.current);
+    state.current = null;
+    updateControls();
+    return Promise.resolve(state.prefetching).then(function () {
+      dropExpired();
+      var next = state.upcoming.shift();
+      if (next) {
+        show(next, message);
+        prefetch();
+      } else {
+        return loadNext({ message: message });
+      }
+    });
+  }
+
+  // --- actions ----------------------------------------------------------------------------
+
+  function reportError(error, what, retry, extra) {
+    extra = extra || {};
+    if (error.network) {
+      setStatus("Could not " + what + ": no answer from the server. " + (extra.kept || "") + "Check your connection and retry.", {
+        retry: retry,
+        focusRetry: extra.focusRetry,
+      });
+    } else if (isAuthError(error)) {
+      setStatus("You are logged out, so Quorum could not " + what + ". " + (extra.kept || "") + "Log in again to go on.", {
+        login: true,
+      });
+    } else if (error.status >= 500 || error.status === 429) {
+      setStatus("Could not " + what + ": the server had a problem (" + error.status + "). " + (extra.kept || ""), {
+        retry: retry,
+        focusRetry: extra.focusRetry,
+      });
+    } else {
+      setStatus("Could not " + what + ": " + (error.detail || "the server refused it (" + error.status + ")") + ".", {
+        dismissible: true,
+      });
+    }
+  }
+
+  function choose(labelName) {
+    if (!canAct()) return;
+    submitLabel(state.current, labelName, timeSpent(state.current));
+  }
+
+  function submitLabel(entry, labelName, timeMs) {
+    if (state.busy || state.current !== entry) return;
+    state.busy = true;
+    state.saving = entry;
+    state.unsaved = labelName;
+    pauseClock(entry);
+    markChosen(labelName, "is-chosen");
+    setStatus(null);
+    root.dataset.state = "saving";
+    var request = call("POST", "assignments/" + entry.assignment.id + "/annotation", {
+      label: labelName,
+      time_spent_ms: timeMs,
+    });
+    // With the next item already leased, show it at once; input waits until the save is confirmed
+    // (typically before the new item's settle time is over). A failed save brings this item back.
+    dropExpired();
+    var early = state.upcoming.length > 0 && !state.prefetching;
+    if (early) advance("Saved as " + labelName + ".");
+    updateControls();
+    request.then(
+      function (data) {
+        state.busy = false;
+        state.saving = null;
+        state.unsaved = null;
+        state.lastAnnotation = { id: data.annotation.id, label: labelName, entry: entry, timeMs: timeMs };
+        updateProgress(data.progress);
+        if (!early) return advance("Saved as " + labelName + ".");
+        if (state.current) root.dataset.state = "ready";
+        updateControls();
+        prefetch();
+      },
+      function (error) {
+        state.busy = false;
+        state.saving = null;
+        submitFailed(entry, labelName, timeMs, error, early);
+      }
+    );
+  }
+
+  function submitFailed(entry, labelName, timeMs, error, early) {
+    if (error.code === "lease_expired" || error.code === "item_final" || error.code === "skipped" || error.status === 404) {
+      // Nothing to retry: say so, and go on with the next item.
+      state.unsaved = null;
+      var why =
+        error.code === "item_final"
+          ? "the item got its final label in the meantime."
+          : error.code === "lease_expired"
+            ? "your hold on the item ran out and it went back to the queue."
+            : "the item is no longer yours to label.";
+      var note = "“" + labelName + "” for #" + entry.assignment.item.external_id + " was not saved: " + why;
+      var next = early ? Promise.resolve() : advance();
+      return next.then(function () {
+        if (state.current) root.dataset.state = "ready";
+        updateControls();
+        if (early) prefetch();
+        setStatus(note, { kind: "notice", dismissible: true });
+      });
+    }
+    if (early && state.current !== entry) {
+      // Bring the item back on screen; the one shown meanwhile comes next.
+      if (state.current) {
+        pauseClock(state.current);
+        state.upcoming.unshift(state.current);
+      }
+      state.current = null;
+      entry.elapsedMs = timeMs;
+      show(entry, "Your label “" + labelName + "” was not saved.");
+    }
+    root.dataset.state = "ready";
+    markChosen(labelName, "is-chosen");
+    updateControls();
+    reportError(
+      error,
+      "save “" + labelName + "”",
+      function () {
+        submitLabel(entry, labelName, timeMs);
+      },
+      { kept: "Your choice “" + labelName + "” is kept. ", focusRetry: true }
+    );
+  }
+
+  function skip() {
+    if (!canAct()) return;
+    var entry = state.current;
+    var reason = el.skipReason.value.trim();
+    state.busy = true;
+    setStatus(null);
+    root.dataset.state = "saving";
+    updateControls();
+    call("POST", "assignments/" + entry.assignment.id + "/skip", reason ? { reason: reason } : {})
+      .then(function (data) {
+        state.busy = false;
+        el.skipReason.value = "";
+        updateProgress(data.progress);
+        return advance("Skipped.");
+      })
+      .catch(function (error) {
+        state.busy = false;
+        if (state.current !== entry) return;
+        root.dataset.state = "ready";
+        updateControls();
+        if (error.code === "lease_expired" || error.code === "item_final" || error.status === 404) {
+          return advance("Skipped.");
+        }
+        reportError(error, "skip this item", skip, { focusRetry: true });
+      });
+  }
+
+  function undo() {
+    var last = state.lastAnnotation;
+    if (!last || state.busy) return;
+    state.busy = true;
+    setStatus(null);
+    updateControls();
+    call("POST", "annotations/" + last.id + "/undo")
+      .then(function (data) {
+        state.busy = false;
+        state.lastAnnotation = null;
+        if (state.current) {
+          pauseClock(state.current);
+          state.upcoming.unshift(state.current);
+          state.current = null;
+        }
+        stopPolling();
+        var entry = entryFrom(data);
+        if (!entry.suggestion) {
+          entry.suggestion = last.entry.suggestion;
+          entry.suggested = last.entry.suggested;
+        }
+        entry.elapsedMs = last.timeMs;
+        updateProgress(data.progress);
+        show(entry, "Undone: back to the item you labelled “" + last.label + "”.");
+        markChosen(last.label, "is-previous");
+        setStatus("Undone. You had chosen “" + last.label + "”; pick a label again.", {
+          kind: "notice",
+          dismissible: true,
+        });
+      })
+      .catch(function (error) {
+        state.busy = false;
+        updateControls();
+        if (error.code === "item_final" || error.status === 404 || error.status === 409) {
+          state.lastAnnotation = null;
+          updateControls();
+          setStatus("Can't undo: " + (error.detail || "that annotation can no longer be changed") + ".", {
+            kind: "notice",
+            dismissible: true,
+          });
+          return;
+        }
+        reportError(error, "undo", undo, { focusRetry: true });
+      });
+  }
+
+  // --- label filter -----------------------------------------------------------------------
+
+  function normalise(text) {
+    return String(text).toLowerCase().replace(/[_\-\s]+/g, " ").trim();
+  }
+
+  function visibleButtons() {
+    return buttons.filter(function (button) {
+      return !button.hidden;
+    });
+  }
+
+  function applyFilter() {
+    var query = normalise(el.filter.value);
+    var shown = 0;
+    buttons.forEach(function (button) {
+      var match = !query || normalise(button.dataset.label).indexOf(query) !== -1;
+      button.hidden = !match;
+      if (match) shown += 1;
+    });
+    el.noMatch.hidden = shown !== 0;
+  }
+
+  function clearFilter() {
+    if (!el.filter) return;
+    el.filter.value = "";
+    applyFilter();
+  }
+
+  if (el.filter) {
+    el.filter.addEventListener("input", applyFilter);
+    el.filter.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        var first = visibleButtons()[0];
+        if (first && canAct()) {
+          choose(first.dataset.label);
+          clearFilter();
+        }
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        clearFilter();
+        el.text.focus();
+      } else if (event.key === "ArrowDown") {
+        var target = visibleButtons()[0];
+        if (target) {
+          event.preventDefault();
+          target.focus();
+        }
+      }
+    });
+  }
+
+  // --- suggestion toggle --------------------------------------------------------------------
+
+  function readSuggest() {
+    try {
+      return window.localStorage.getItem(SUGGEST_KEY) === "1";
+    } catch (error) {
+      return false;
+    }
+  }
+
+  function fetchSuggestions() {
+    // Leases the page holds were fetched without a suggestion. Asking for "next" while holding
+    // every other lease hands the same lease back, this time with the model's suggestion.
+    var entry = state.current;
+    if (!state.suggest || !entry || entry.suggested) return;
+    if (state.busy || state.prefetching) {
+      window.setTimeout(fetchSuggestions, 250);
+      return;
+    }
+    call("POST", "projects/" + config.projectId + "/next", {
+      held: heldIds().filter(function (id) {
+        return id !== entry.assignment.id;
+      }),
+      suggest: true,
+    })
+      .then(function (data) {
+        if (!data.assignment) return;
+        if (data.assignment.id === entry.assignment.id) {
+          entry.suggestion = data.suggestion || null;
+          entry.suggested = true;
+          if (state.current === entry) renderSuggestion();
+        } else if (heldIds().indexOf(data.assignment.id) === -1 && state.upcoming.length < 2) {
+          state.upcoming.push(entryFrom(data)); // a lease we did not know of: keep it for later
+        }
+      })
+      .catch(function () {
+        entry.suggested = true; // no suggestion this time; the next items bring theirs
+        if (state.current === entry) renderSuggestion();
+      })
+      .then(function () {
+        // The prefetched item: ask for it again with its suggestion.
+        var stale = state.upcoming.filter(function (other) {
+          return !other.suggested;
+        });
+        if (!state.suggest || !stale.length || state.prefetching) return;
+        state.upcoming = state.upcoming.filter(function (other) {
+          return other.suggested;
+        });
+        prefetch();
+      });
+  }
+
+  el.toggle.checked = state.suggest;
+  el.toggle.addEventListener("change", function () {
+    state.suggest = el.toggle.checked;
+    try {
+      window.localStorage.setItem(SUGGEST_KEY, state.suggest ? "1" : "0");
+    } catch (error) {
+      /* private mode: the choice lasts for this page only */
+    }
+    renderSuggestion();
+    fetchSuggestions();
+  });
+
+  // --- events -----------------------------------------------------------------------------
+
+  buttons.forEach(function (button) {
+    button.addEventListener("click", function () {
+      choose(button.dataset.label);
+    });
+  });
+
+  el.skipForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var fromReason = document.activeElement === el.skipReason;
+    skip();
+    if (fromReason) el.text.focus();
+  });
+  el.undo.addEventListener("click", undo);
+  el.check.addEventListener("click", function () {
+    loadNext({ quiet: true, message: "A new item is ready." });
+  });
+  el.dismiss.addEventListener("click", function () {
+    setStatus(null);
+    if (!el.workspace.hidden) el.text.focus({ preventScroll: true });
+  });
+
+  function isTyping(target) {
+    if (!target || !target.matches) return false;
+    return target.matches(
+      'input:not([type="checkbox"]):not([type="radio"]):not([type="button"]):not([type="submit"]), textarea, select, [contenteditable=""], [contenteditable="true"]'
+    );
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (isTyping(event.target)) {
+      if (event.target === el.skipReason && event.key === "Escape") {
+        event.preventDefault();
+        el.skipReason.value = "";
+        el.text.focus();
+      }
+      return;
+    }
+    if (event.key === "/" && el.filter) {
+      event.preventDefault();
+      el.filter.focus();
+      el.filter.select();
+      return;
+    }
+    if (event.key.length !== 1) return;
+    if (event.key === "S" && event.shiftKey) {
+      event.preventDefault();
+      el.skipReason.focus();
+      return;
+    }
+    var key = event.key.toLowerCase();
+    var button = byKey[key];
+    if (key !== "s" && key !== "u" && !button) return;
+    event.preventDefault();
+    if (event.repeat) return; // a held key never labels a run of items
+    if (key === "s") skip();
+    else if (key === "u") undo();
+    else choose(button.dataset.label);
+  });
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") {
+      startClock(state.current);
+      if (state.pollWhenVisible) {
+        state.pollWhenVisible = false;
+        loadNext({ quiet: true, message: "A new item is ready." });
+      }
+    } else {
+      pauseClock(state.current);
+    }
+  });
+
+  window.addEventListener("beforeunload", function (event) {
+    if (state.busy || state.unsaved) {
+      event.preventDefault();
+      event.returnValue = "";
+    }
+  });
+
+  updateControls();
+  loadNext();
+})();
