@@ -1,0 +1,399 @@
+#!/usr/bin/env python
+"""Learning curves of every acquisition strategy on BANKING77 (pool = train, evaluation = test).
+
+Frozen all-MiniLM-L6-v2 embeddings (encoded once, cached as .npy under var/cache/), 77 seed labels
+(one per class, seeded), then rounds of: train -> score the unlabelled pool -> select a batch of 50 with
+``acquisition.strategies.select_batch`` -> add the true labels, up to the label budget (2,000). A batch
+is cut short where needed so that every checkpoint (200 / 500 / 1000 / 2000 labels) is measured exactly.
+
+Models (all ``acquisition.committee.HeadCommittee``, the code the app trains):
+
+  evaluation + single-model strategies  one multinomial logistic head, no bootstrap, weight_decay 0.1
+                                        (= scikit-learn LogisticRegression C=10); it is the model
+                                        every strategy is evaluated with, and the one that scores
+                                        least_confidence / margin / entropy / msal
+  qbc                                   5 logistic heads on bootstrap resamples (50 L-BFGS
+                                        iterations each fit), vote entropy, ties broken by the
+                                        committee margin
+  bald                                  an MLP head (hidden 256, dropout) with MC dropout: 20 masks
+                                        give the posterior samples of H[p̄] − mean H[p_m]
+
+Every fit after the first starts from the previous round's weights (warm start), which is what makes a
+round cheap. MSAL is the greedy ``margin + α · min distance to the labelled set`` of select_batch; the
+min-distance cache is updated with only the newly labelled rows each round. α is small (0.01) because
+the two terms live on different scales here: the C=10 logistic model is confident, so the top few hundred
+margins of the pool lie within ~0.005 of 0, while min distances between unit-norm MiniLM vectors spread
+over ~0.4–1.0; α = 0.01 makes the distance term a within-batch tie-breaker among the most uncertain items
+(α ≥ 0.05 lets distance dominate and falls behind plain margin early on).
+
+Printed: test accuracy and macro-F1 at the checkpoints (mean ± std over seeds) per strategy, and the
+labels each strategy needs for its seed-mean accuracy to reach random's seed-mean accuracy at the budget.
+
+  python bench/learning_curve.py [--strategies random,margin,...] [--seeds 0,1,2] [--budget 2000]
+                                 [--batch 50] [--msal-alpha 0.01] [--threads 1] [--out results.json]
+
+With ../shared/datasets/banking77 absent it prints why and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from banking77 import BANKING77_DIR, banking77_available, cached_embeddings, load_banking77  # noqa: E402
+
+from acquisition.committee import HeadCommittee  # noqa: E402
+from acquisition.strategies import STRATEGIES, min_distances, select_batch, update_min_distances  # noqa: E402
+
+CHECKPOINTS = (200, 500, 1000, 2000)
+SINGLE_MODEL = ("least_confidence", "margin", "entropy")
+
+
+# ---------------------------------------------------------------------------------- models
+class WarmStartCommittee(HeadCommittee):
+    """``HeadCommittee`` whose every fit after the first starts from the previous weights.
+
+    Same objective, optimiser and prediction code as the parent; only the starting point differs
+    (the parent starts logistic heads at zero and MLP heads at a seeded random init). For MLP heads,
+    ``warm_epochs`` Adam steps are taken on a warm fit instead of ``epochs``.
+    """
+
+    def __init__(self, *args, warm_epochs: int | None = None, tolerance_grad: float = 1e-5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.warm_epochs = warm_epochs
+        self.tolerance_grad = tolerance_grad
+        self.fits_ = 0
+
+    def fit(self, X, y, *, n_classes: int, sample_weight=None):
+        self._previous = getattr(self, "weights_", None)
+        super().fit(X, y, n_classes=n_classes, sample_weight=sample_weight)
+        self.fits_ += 1
+        return self
+
+    def _fit_logistic(self, X, y, weights, totals, m, c):
+        n, d = X.shape
+        prev = self._previous
+        if prev is not None and prev["W"].shape == (d, m * c):
+            W = prev["W"].clone().requires_grad_()
+            b = prev["b"].clone().requires_grad_()
+        else:
+            W = torch.zeros(d, m * c, device=X.device, requires_grad=True)
+            b = torch.zeros(m * c, device=X.device, requires_grad=True)
+        opt = torch.optim.LBFGS(
+            [W, b],
+            lr=self.lr or 1.0,
+            max_iter=self.epochs or 100,
+            history_size=10,
+            tolerance_grad=self.tolerance_grad,
+            tolerance_change=1e-9,
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure():
+            opt.zero_grad()
+            logits = torch.addmm(b, X, W).view(n, m, c)
+            loss = self._objective(logits, y, weights, totals, [W.view(d, m, c).permute(1, 0, 2), b.view(m, c)])
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return {"W": W.detach(), "b": b.detach()}
+
+    def _fit_mlp(self, X, y, weights, totals, m, c, gen):
+        prev = self._previous
+        n, d = X.shape
+        h = self.hidden
+        if prev is None or "W1" not in prev or prev["W1"].shape != (d, m * h) or prev["W2"].shape != (m, h, c):
+            return super()._fit_mlp(X, y, weights, totals, m, c, gen)
+        W1, b1, W2, b2 = (prev[k].clone().requires_grad_() for k in ("W1", "b1", "W2", "b2"))
+        opt = torch.optim.Adam([W1, b1, W2, b2], lr=self.lr or 1e-2)
+        p = self.dropout
+        for _ in range(self.warm_epochs or self.epochs or 300):
+            opt.zero_grad()
+            hid = torch.relu(torch.addmm(b1, X, W1)).view(n, m, h)
+            if p > 0:
+                hid = hid * (torch.rand(hid.shape, generator=gen, device=X.device) >= p) / (1.0 - p)
+            logits = torch.bmm(hid.transpose(0, 1), W2).transpose(0, 1) + b2
+            params = [W1.view(d, m, h).permute(1, 0, 2), b1.view(m, h), W2, b2]
+            self._objective(logits, y, weights, totals, params).backward()
+            opt.step()
+        return {"W1": W1.detach(), "b1": b1.detach(), "W2": W2.detach(), "b2": b2.detach()}
+
+
+def evaluation_model(seed: int) -> WarmStartCommittee:
+    return WarmStartCommittee(n_members=1, bootstrap=False, weight_decay=0.1, epochs=200, random_state=seed)
+
+
+def qbc_committee(seed: int, args) -> WarmStartCommittee:
+    return WarmStartCommittee(
+        n_members=args.qbc_members, bootstrap=True, weight_decay=0.1, epochs=args.qbc_epochs, random_state=seed
+    )
+
+
+def bald_committee(seed: int, args) -> WarmStartCommittee:
+    return WarmStartCommittee(
+        n_members=1,
+        hidden=args.bald_hidden,
+        dropout=args.bald_dropout,
+        mc_dropout=True,
+        mc_samples=args.bald_samples,
+        weight_decay=args.bald_weight_decay,
+        epochs=args.bald_epochs,
+        warm_epochs=args.bald_warm_epochs,
+        bootstrap=False,
+        random_state=seed,
+    )
+
+
+# ---------------------------------------------------------------------------------- metrics
+def accuracy_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[float, float]:
+    """Accuracy and macro-F1 over all ``n_classes`` (a class never predicted and absent counts as F1 0)."""
+    acc = float(np.mean(y_true == y_pred))
+    tp = np.bincount(y_true[y_true == y_pred], minlength=n_classes).astype(np.float64)
+    pred = np.bincount(y_pred, minlength=n_classes).astype(np.float64)
+    true = np.bincount(y_true, minlength=n_classes).astype(np.float64)
+    denom = pred + true
+    f1 = np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)
+    return acc, float(f1.mean())
+
+
+def schedule(start: int, budget: int, batch: int, checkpoints=CHECKPOINTS) -> list[int]:
+    """Label counts at which the model is trained and evaluated: +batch each round, cut at checkpoints."""
+    marks = sorted({c for c in checkpoints if start < c <= budget} | {budget})
+    sizes = [start]
+    while sizes[-1] < budget:
+        n = sizes[-1]
+        nxt = next(c for c in marks if c > n)
+        sizes.append(min(n + batch, nxt))
+    return sizes
+
+
+# ---------------------------------------------------------------------------------- one run
+def run_one(strategy: str, seed: int, data: dict, args) -> dict:
+    X, y, Xt, yt, C = data["X"], data["y"], data["Xt"], data["yt"], data["n_classes"]
+    n_pool = len(X)
+    rng = np.random.default_rng(seed)
+    seed_idx = np.array([rng.choice(np.flatnonzero(y == c)) for c in range(C)], dtype=np.int64)
+    labelled = np.zeros(n_pool, dtype=bool)
+    labelled[seed_idx] = True
+    order = list(seed_idx)
+    sizes = schedule(len(seed_idx), args.budget, args.batch)
+
+    model = evaluation_model(seed)
+    committee = None
+    if strategy == "qbc":
+        committee = qbc_committee(seed, args)
+    elif strategy == "bald":
+        committee = bald_committee(seed, args)
+    min_dist = min_distances(X, X[seed_idx]) if strategy in ("msal", "coreset") else None
+
+    curve: list[dict] = []
+    t_fit = t_score = t_select = 0.0
+    start = time.perf_counter()
+    for round_no, n in enumerate(sizes):
+        assert labelled.sum() == n
+        idx = np.asarray(order, dtype=np.int64)
+        t0 = time.perf_counter()
+        model.fit(X[idx], y[idx], n_classes=C)
+        pred = model.predict(Xt)
+        acc, f1 = accuracy_f1(yt, pred, C)
+        curve.append({"labels": int(n), "accuracy": acc, "macro_f1": f1})
+        t_fit += time.perf_counter() - t0
+        if round_no == len(sizes) - 1:
+            break
+        k = sizes[round_no + 1] - n
+        cand = np.flatnonzero(~labelled)
+        t0 = time.perf_counter()
+        kwargs: dict = {}
+        if strategy == "random":
+            kwargs = {"scores": torch.zeros(len(cand))}
+        elif strategy in SINGLE_MODEL:
+            kwargs = {"probs": model.predict_proba_members(X[cand])}
+        elif strategy in ("qbc", "bald"):
+            committee.fit(X[idx], y[idx], n_classes=C)
+            kwargs = {"probs": committee.predict_proba_members(X[cand])}
+        elif strategy == "msal":
+            kwargs = {
+                "probs": model.predict_proba_members(X[cand]),
+                "embeddings": X[cand],
+                "min_dist": min_dist[cand],
+                "uncertainty": args.msal_uncertainty,
+                "alpha": args.msal_alpha,
+            }
+        elif strategy == "coreset":
+            kwargs = {"embeddings": X[cand], "min_dist": min_dist[cand]}
+        t1 = time.perf_counter()
+        picked = select_batch(strategy, k, seed=seed * 100_003 + round_no, **kwargs).indices
+        t_select += time.perf_counter() - t1
+        t_score += t1 - t0
+        new = cand[picked]
+        assert len(new) == k and not labelled[new].any()
+        labelled[new] = True
+        order.extend(new.tolist())
+        if min_dist is not None:
+            min_dist = update_min_distances(min_dist, X, X[new])
+    return {
+        "strategy": strategy,
+        "seed": seed,
+        "curve": curve,
+        "seconds": time.perf_counter() - start,
+        "seconds_fit_eval": t_fit,
+        "seconds_score": t_score,
+        "seconds_select": t_select,
+    }
+
+
+# ---------------------------------------------------------------------------------- summary
+def mean_curve(runs: list[dict], key: str = "accuracy") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    labels = np.array([p["labels"] for p in runs[0]["curve"]])
+    values = np.array([[p[key] for p in r["curve"]] for r in runs])
+    return labels, values.mean(0), values.std(0)
+
+
+def labels_to_reach(runs: list[dict], target: float) -> int | None:
+    labels, mean, _ = mean_curve(runs)
+    hit = np.flatnonzero(mean >= target - 1e-12)
+    return int(labels[hit[0]]) if len(hit) else None
+
+
+def summarise(results: dict[str, list[dict]], budget: int) -> str:
+    checkpoints = [c for c in CHECKPOINTS if c <= budget]
+    if budget not in checkpoints:
+        checkpoints.append(budget)
+    lines = []
+    head = f"{'strategy':<17}" + "".join(f"{f'@{c}':>16}" for c in checkpoints)
+    for key, title in (("accuracy", "test accuracy"), ("macro_f1", "test macro-F1")):
+        lines.append(f"{title} (mean ± std over seeds)")
+        lines.append(head)
+        for strategy, runs in results.items():
+            labels, mean, std = mean_curve(runs, key)
+            cells = []
+            for c in checkpoints:
+                j = int(np.flatnonzero(labels == c)[0])
+                cells.append(f"{mean[j]:.4f} ± {std[j]:.4f}")
+            lines.append(f"{strategy:<17}" + "".join(f"{cell:>16}" for cell in cells))
+        lines.append("")
+    if "random" in results:
+        labels, mean, _ = mean_curve(results["random"])
+        target = float(mean[labels == budget][0])
+        lines.append(f"labels needed to reach random@{budget} accuracy ({target:.4f}), seed-mean curves:")
+        for strategy, runs in results.items():
+            need = labels_to_reach(runs, target)
+            _, m, _ = mean_curve(runs)
+            txt = f"{need:,}" if need is not None else f"not reached (best {m.max():.4f})"
+            lines.append(f"  {strategy:<17}{txt:>28}")
+        lines.append("")
+    lines.append("seconds per run (mean over seeds): total / fit+evaluate / score / select")
+    for strategy, runs in results.items():
+        t = [np.mean([r[k] for r in runs]) for k in ("seconds", "seconds_fit_eval", "seconds_score", "seconds_select")]
+        lines.append(f"  {strategy:<17}{t[0]:8.1f} {t[1]:8.1f} {t[2]:8.1f} {t[3]:8.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: all)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--budget", type=int, default=2000, help="label budget (default 2000)")
+    parser.add_argument("--batch", type=int, default=50, help="labels per round (default 50)")
+    parser.add_argument("--msal-alpha", type=float, default=0.01, help="MSAL distance weight α (default 0.01)")
+    parser.add_argument("--msal-uncertainty", default="margin", choices=("margin", "entropy", "least_confidence"))
+    parser.add_argument("--qbc-members", type=int, default=5)
+    parser.add_argument("--qbc-epochs", type=int, default=50, help="L-BFGS iterations per QBC fit (default 50)")
+    parser.add_argument("--bald-hidden", type=int, default=256)
+    parser.add_argument("--bald-dropout", type=float, default=0.3)
+    parser.add_argument("--bald-samples", type=int, default=20)
+    parser.add_argument("--bald-weight-decay", type=float, default=0.1)
+    parser.add_argument("--bald-epochs", type=int, default=300, help="Adam steps of the first BALD fit")
+    parser.add_argument("--bald-warm-epochs", type=int, default=60, help="Adam steps of every later BALD fit")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: the per-round tensors are small, and on a shared machine "
+        "a second OpenMP thread mostly waits)",
+    )
+    parser.add_argument("--data", type=Path, default=BANKING77_DIR, help="BANKING77 folder")
+    parser.add_argument("--encoder", default="sentence-transformers/all-MiniLM-L6-v2")
+    parser.add_argument("--device", default="auto", help="device for encoding the texts (the loop runs on CPU)")
+    parser.add_argument("--out", type=Path, default=None, help="write every curve and timing as JSON here")
+    args = parser.parse_args(argv)
+
+    if not banking77_available(args.data):
+        print(f"BANKING77 not found under {args.data} (train.csv, test.csv): learning-curve benchmark skipped.")
+        return 0
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = sorted(set(strategies) - set(STRATEGIES))
+    if unknown:
+        parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    torch.set_num_threads(max(1, args.threads))
+
+    data_set = load_banking77(args.data)
+    X, Xt = cached_embeddings(data_set, args.encoder, args.device)
+    n_classes = len(data_set.categories)
+    data = {"X": X, "y": data_set.train.labels, "Xt": Xt, "yt": data_set.test.labels, "n_classes": n_classes}
+    if args.budget <= n_classes or args.budget > len(X):
+        parser.error(f"--budget must be in ({n_classes}, {len(X)}]")
+    sizes = schedule(n_classes, args.budget, args.batch)
+    print(
+        f"BANKING77: pool {len(X):,}, test {len(Xt):,}, {n_classes} classes; embeddings {X.shape[1]}-d ({args.encoder})"
+    )
+    print(
+        f"{n_classes} seed labels, batches of {args.batch}, budget {args.budget:,} ({len(sizes) - 1} rounds), "
+        f"seeds {seeds}, torch threads {torch.get_num_threads()}; MSAL U={args.msal_uncertainty} α={args.msal_alpha}"
+    )
+    print()
+
+    results: dict[str, list[dict]] = {}
+    started = time.perf_counter()
+    for strategy in strategies:
+        for seed in seeds:
+            run = run_one(strategy, seed, data, args)
+            results.setdefault(strategy, []).append(run)
+            last = run["curve"][-1]
+            at = {p["labels"]: p["accuracy"] for p in run["curve"]}
+            marks = "  ".join(f"@{c} {at[c]:.4f}" for c in CHECKPOINTS if c in at)
+            print(f"  {strategy:<17} seed {seed}: {marks}  acc {last['accuracy']:.4f}  ({run['seconds']:.0f} s)")
+            sys.stdout.flush()
+    elapsed = time.perf_counter() - started
+    print()
+    print(summarise(results, args.budget))
+    print(f"\ntotal {elapsed / 60:.1f} min on {torch.get_num_threads()} torch thread(s)")
+
+    if args.out:
+        payload = {
+            "dataset": str(args.data),
+            "encoder": args.encoder,
+            "budget": args.budget,
+            "batch": args.batch,
+            "seeds": seeds,
+            "msal": {"alpha": args.msal_alpha, "uncertainty": args.msal_uncertainty},
+            "qbc": {"members": args.qbc_members, "epochs": args.qbc_epochs},
+            "bald": {
+                "hidden": args.bald_hidden,
+                "dropout": args.bald_dropout,
+                "samples": args.bald_samples,
+                "epochs": args.bald_epochs,
+                "warm_epochs": args.bald_warm_epochs,
+            },
+            "seconds": elapsed,
+            "runs": results,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(payload, indent=1))
+        print(f"results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
