@@ -119,12 +119,12 @@ class ScoringRun(models.Model):
         ]
         indexes = [models.Index(fields=["project", "-created_at"], name="scoring_run_project_recent")]
 
+    def __str__(self) -> str:
+        return f"scoring run {self.pk} of project {self.project_id} ({self.status})"
+
     @property
     def progress(self) -> float:
         """Fraction done, 0..1 (for progress bars)."""
         if self.status == self.Status.SUCCEEDED:
             return 1.0
-        return self.chunks_done / self.n_chunks if self.n_chunks else 0.0
-
-    def __str__(self) -> str:
-        return f"scoring run {self.pk} of project {self.project_id} ({self.status})"
+        return min(1.0, self.chunks_done / self.n_chunks) if self.n_chunks else 0.0

@@ -230,6 +230,23 @@ QUORUM_ENCODER = env_str("QUORUM_ENCODER", "sentence-transformers/all-MiniLM-L6-
 QUORUM_EMBEDDING_DIM = env_int("QUORUM_EMBEDDING_DIM", 384, minimum=1)
 # "auto" picks CUDA when present, else CPU; or "cpu", "cuda", "cuda:1"…
 QUORUM_DEVICE = env_str("QUORUM_DEVICE", "auto")
+# Items encoded per batch by the embedding task (one transaction per batch).
+QUORUM_EMBED_BATCH_SIZE = env_int("QUORUM_EMBED_BATCH_SIZE", 256, minimum=1)
+# Worker-local cache of embedding matrices and MSAL min distances (refreshed incrementally from
+# the database; safe to delete at any time).
+QUORUM_CACHE_DIR = Path(env_str("QUORUM_CACHE_DIR", str(DATA_DIR / "cache")))
+# Seconds re-read before the cache's watermark on every refresh: covers writes that committed
+# late (long transactions) and clock skew between the machines that write embeddings.
+QUORUM_EMBEDDING_CACHE_OVERLAP = env_int("QUORUM_EMBEDDING_CACHE_OVERLAP", 300, minimum=0)
+# Candidate items per scoring chunk: larger pools are split into chunks scored in parallel by a
+# Celery chord; smaller ones are scored inline by one task.
+QUORUM_SCORING_CHUNK = env_int("QUORUM_SCORING_CHUNK", 200_000, minimum=1)
+# A scoring run pending or running longer than this is treated as lost and superseded.
+QUORUM_SCORING_STALE_SECONDS = env_int("QUORUM_SCORING_STALE_SECONDS", 1800, minimum=1)
+# Queue entries with open slots under which the queue asks for a refill (a scoring run).
+QUORUM_REFILL_THRESHOLD = env_int("QUORUM_REFILL_THRESHOLD", 10, minimum=0)
+# Committee members (heads) trained per model version.
+QUORUM_COMMITTEE_MEMBERS = env_int("QUORUM_COMMITTEE_MEMBERS", 5, minimum=1)
 
 # --- logging --------------------------------------------------------------------------
 LOGGING = {

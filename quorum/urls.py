@@ -7,5 +7,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("annotation.api.urls")),
+    path("api/v1/", include("acquisition.api.urls")),
     path("", include("annotation.urls")),
 ]

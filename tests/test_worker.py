@@ -31,7 +31,8 @@ def test_ingest_follow_up_task_runs_on_a_real_worker(admin_api, project, tmp_pat
 
     assert batch.processed_at is not None
     assert batch.created == 25
-    assert Item.objects.filter(project=project, embedding_state="pending").count() == 25
+    # handed to the encoder (whose 384-d vectors this 4-d fixture project refuses, so they keep waiting)
+    assert Item.objects.filter(project=project, embedding_state__in=["pending", "queued"]).count() == 25
     log = log_path.read_text()
     assert "annotation.tasks.ingest_batch_process[" in log and "succeeded" in log
     assert settings.CELERY_BROKER_URL.split(":")[0] in log  # the worker used the configured broker

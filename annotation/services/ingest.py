@@ -309,15 +309,45 @@ def _enqueue_followup(batch_id: int) -> None:
 
 
 def ingest_batch_process(batch_id: int) -> dict:
-    """Worker side of an ingest: mark the batch processed and report how many of the project's items
-    wait for an embedding (the encoder picks those up by ``embedding_state``). Idempotent."""
+    """Worker side of an ingest: mark the batch processed, then hand the project's items that wait
+    for an embedding to the encoder (``acquisition.tasks.items_embed``, which requests a scoring run
+    when it is done), or, when nothing waits (every record brought its vector), request the scoring
+    run directly. Idempotent: a repeated call finds nothing new to mark and at most enqueues an
+    embedding task that finds nothing to do."""
+    from acquisition.services import items_embed_mark_queued, scoring_request
+
     with transaction.atomic():
-        batch = IngestBatch.objects.select_for_update().filter(pk=batch_id).first()
+        batch = (
+            IngestBatch.objects.select_for_update(of=("self",)).select_related("project").filter(pk=batch_id).first()
+        )
         if batch is None:
             return {"batch": batch_id, "status": "missing"}
         if batch.status != IngestBatch.Status.PROCESSED:
             batch.status = IngestBatch.Status.PROCESSED
             batch.processed_at = timezone.now()
             batch.save(update_fields=["status", "processed_at"])
-    waiting = Item.objects.filter(project_id=batch.project_id, embedding_state=EmbeddingState.PENDING).count()
-    return {"batch": batch_id, "status": batch.status, "project_items_awaiting_embedding": waiting}
+        project = batch.project
+        items_embed_mark_queued(project=project)
+        waiting = Item.objects.filter(
+            project_id=batch.project_id, embedding_state__in=[EmbeddingState.PENDING, EmbeddingState.QUEUED]
+        ).count()
+        if waiting:
+            transaction.on_commit(lambda: _enqueue_embedding(project.pk))
+            run = None
+        else:
+            run = scoring_request(project=project, trigger="ingest")
+    return {
+        "batch": batch_id,
+        "status": batch.status,
+        "project_items_awaiting_embedding": waiting,
+        "scoring_run": run.pk if run is not None else None,
+    }
+
+
+def _enqueue_embedding(project_id: int) -> None:
+    from acquisition.tasks import items_embed
+
+    try:
+        items_embed.delay(project_id)
+    except Exception:  # the broker is down: the items stay queued; the next ingest enqueues them again
+        logger.exception("could not enqueue the embedding of project %s", project_id)

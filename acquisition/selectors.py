@@ -1,0 +1,60 @@
+"""Reads of the model side: scoring candidates, the labelled set, runs and model versions."""
+
+from __future__ import annotations
+
+import numpy as np
+from django.db.models import Exists, OuterRef, QuerySet
+
+from annotation.models import Annotation, EmbeddingState, Item, ItemStatus, Project, QueueEntry
+
+from .models import ModelVersion, ScoringRun
+
+
+def scoring_candidate_ids(project: Project, *, lo: int | None = None, hi: int | None = None) -> np.ndarray:
+    """Sorted ids of the items a scoring run may put in the queue (optionally ``lo <= id <= hi``).
+
+    Embedded, not final, not in review, without any annotation, and not in a queue entry that
+    annotators have started.
+    """
+    items = (
+        Item.objects.filter(project=project, embedding_state=EmbeddingState.READY, final_label__isnull=True)
+        .exclude(status__in=[ItemStatus.FINALIZED, ItemStatus.IN_REVIEW])
+        .filter(~Exists(Annotation.objects.filter(item=OuterRef("pk"))))
+        .filter(~Exists(QueueEntry.objects.filter(item=OuterRef("pk"), labels_taken__gt=0)))
+    )
+    if lo is not None:
+        items = items.filter(pk__gte=lo)
+    if hi is not None:
+        items = items.filter(pk__lte=hi)
+    ids = np.fromiter(items.order_by("pk").values_list("pk", flat=True), dtype=np.int64)
+    return ids
+
+
+def labelled_item_ids(project: Project) -> np.ndarray:
+    """Items that count as labelled for diversity: a final label or at least one annotation.
+
+    Leases are left out on purpose: they come and go, and the min-distance cache is only cheap
+    while this set grows.
+    """
+    final = Item.objects.filter(project=project, final_label__isnull=False).values_list("pk", flat=True)
+    annotated = Annotation.objects.filter(project=project).values_list("item_id", flat=True)
+    ids = np.concatenate(
+        [np.fromiter(final.order_by(), dtype=np.int64), np.fromiter(annotated.order_by(), dtype=np.int64)]
+    )
+    return np.unique(ids)
+
+
+def final_label_count(project: Project) -> int:
+    return Item.objects.filter(project=project, final_label__isnull=False).count()
+
+
+def model_version_current(project: Project) -> ModelVersion | None:
+    return ModelVersion.objects.filter(project=project, status=ModelVersion.Status.CURRENT).first()
+
+
+def scoring_runs_for_project(project: Project) -> QuerySet[ScoringRun]:
+    return ScoringRun.objects.filter(project=project).select_related("model_version").order_by("-id")
+
+
+def model_versions_for_project(project: Project) -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(project=project).order_by("-version")
