@@ -80,6 +80,12 @@ Measured here (2 cores, label-studio 1.23.2, runserver, one request):
 SQLite 10k ~1.7 s (~5,900 items/s), 100k ~15.5 s (~6,400 items/s);
 PostgreSQL 15 10k ~2.7 s (~3,700 items/s), 100k ~26 s (~3,850 items/s).
 
+Annotation (used by ``bench/annotate_load.py``): :func:`project_set_overlap` sets the overlap
+(``maximum_annotations`` distinct annotators per task), :func:`create_annotators` signs up
+annotator accounts and returns their tokens, :func:`next_task` and :func:`submit_choice` are the
+two calls an annotator makes per task (``GET /api/projects/{id}/next``, ``POST
+/api/tasks/{id}/annotations``).
+
 Demo / CLI::
 
     python bench/peers/label_studio.py [VENV_DIR] [--sizes 10000,100000]
@@ -554,6 +560,63 @@ def create_project(base_url: str, token: str, labels: list[str], title: str = "i
     )
     body = _check(r, "create project")
     return int(body["id"])
+
+
+def project_set_overlap(base_url: str, token: str, project_id: int, annotations_per_task: int) -> None:
+    """Every task needs ``annotations_per_task`` annotations by distinct annotators (overlap 100%)."""
+    r = requests.patch(
+        f"{base_url}/api/projects/{project_id}",
+        headers=auth_headers(token),
+        json={"maximum_annotations": annotations_per_task, "overlap_cohort_percentage": 100},
+        timeout=HTTP_TIMEOUT,
+    )
+    _check(r, "set project overlap")
+
+
+def create_annotators(server: LabelStudioServer, n: int, prefix: str = "annotator") -> list[str]:
+    """``n`` annotator accounts in the server's organisation; returns their API tokens.
+
+    Signs each one up like a browser (``/user/signup/``: the open-source edition puts new users
+    into its single organisation) and reads the legacy token from ``/api/current-user/token``.
+    """
+    tokens = []
+    for i in range(n):
+        s = requests.Session()
+        signup = f"{server.base_url}/user/signup/"
+        s.get(signup, timeout=HTTP_TIMEOUT)
+        csrf = s.cookies.get("csrftoken", "")
+        r = s.post(
+            signup,
+            data={"email": f"{prefix}{i}@example.com", "password": "Bench-annotator-9137", "csrfmiddlewaretoken": csrf},
+            headers={"Referer": signup, "X-CSRFToken": csrf},
+            timeout=HTTP_TIMEOUT,
+            allow_redirects=False,
+        )
+        if r.status_code not in (302, 303):
+            raise LabelStudioError(f"signup of {prefix}{i} failed: HTTP {r.status_code} {r.text[:300]}")
+        body = _check(s.get(f"{server.base_url}/api/current-user/token", timeout=HTTP_TIMEOUT), "current-user token")
+        tokens.append(body["token"])
+    return tokens
+
+
+def next_task(base_url: str, token: str, project_id: int) -> dict | None:
+    """``GET /api/projects/{id}/next``: the task Label Studio hands this user next (None: none left)."""
+    r = requests.get(f"{base_url}/api/projects/{project_id}/next", headers=auth_headers(token), timeout=HTTP_TIMEOUT)
+    if r.status_code == 404:
+        return None
+    return _check(r, "next task")
+
+
+def submit_choice(base_url: str, token: str, project_id: int, task_id: int, choice: str, lead_time: float = 1.0) -> int:
+    """``POST /api/tasks/{id}/annotations`` with one choice of the ``labeling_config`` above; returns its id."""
+    result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [choice]}}]
+    r = requests.post(
+        f"{base_url}/api/tasks/{task_id}/annotations?project={project_id}",
+        headers=auth_headers(token),
+        json={"result": result, "lead_time": lead_time},
+        timeout=HTTP_TIMEOUT,
+    )
+    return int(_check(r, "submit annotation")["id"])
 
 
 def project_task_count(base_url: str, token: str, project_id: int) -> int:
