@@ -326,7 +326,15 @@ class QueueEntry(models.Model):
             ),
             models.CheckConstraint(condition=Q(reason__in=QueueReason.values), name="queue_reason_valid"),
         ]
-        indexes = [models.Index(fields=["project", "-priority", "id"], name="queue_project_priority")]
+        indexes = [
+            models.Index(fields=["project", "-priority", "id"], name="queue_project_priority"),
+            # The next-item query: open entries only, in serving order.
+            models.Index(
+                fields=["project", "-priority", "id"],
+                condition=Q(labels_taken__lt=models.F("labels_needed")),
+                name="queue_project_open",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"queue entry of item {self.item_id} ({self.priority:.4f})"
@@ -394,3 +402,140 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} labelled item {self.item_id} as {self.label_id}"
+
+
+# --- consensus: aggregation snapshots, annotator quality, expert review ------------------------
+
+
+class ReviewReason(models.TextChoices):
+    DISAGREEMENT = "disagreement", "No label holds a majority"
+    LOW_CONFIDENCE = "low_confidence", "Aggregated confidence under the project's threshold"
+    POLICY_ALL = "policy_all", "Project kappa under review_all_below_kappa: every item is reviewed"
+    MAX_LABELS = "max_labels", "Still unresolved after max_labels_per_item labels"
+
+
+class ReviewStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    RESOLVED = "resolved", "Resolved"
+
+
+class ReviewTask(models.Model):
+    """An item sent to expert review, and the reviewer's decision once made.
+
+    At most one open task per item (partial unique constraint). ``priority`` is the value of
+    deciding it (one minus the margin of the item's posterior): disputed items come first.
+    ``posterior`` is ``{label_id: p}`` (entries of at least 0.001), refreshed by each aggregation
+    while the task is open. ``claimed_by``/``claimed_until``: the reviewer who took it through
+    ``review_next`` and until when no one else is handed it."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_tasks")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="review_tasks")
+    reason = models.CharField(max_length=16, choices=ReviewReason.choices)
+    status = models.CharField(max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.OPEN)
+    priority = models.FloatField(default=0.0)
+    posterior = models.JSONField(default=dict, blank=True)
+    model_label = models.ForeignKey(LabelClass, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model_confidence = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    decision = models.ForeignKey(LabelClass, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item"], condition=Q(status="open"), name="review_one_open_per_item"),
+            models.CheckConstraint(condition=Q(status__in=ReviewStatus.values), name="review_status_valid"),
+            models.CheckConstraint(condition=Q(reason__in=ReviewReason.values), name="review_reason_valid"),
+            models.CheckConstraint(
+                condition=Q(status="open") | (Q(decision__isnull=False) & Q(resolved_at__isnull=False)),
+                name="review_resolved_has_decision",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "status", "-priority", "created_at"], name="review_project_next"),
+            models.Index(fields=["project", "status", "-created_at"], name="review_project_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"review {self.pk} of item {self.item_id} ({self.status})"
+
+
+class AnnotatorQuality(models.Model):
+    """One annotator's figures from the latest aggregation of a project, with the Dawid-Skene
+    confusion matrix (``n_classes`` x ``n_classes`` little-endian float32, rows = true class, in the
+    class order of the latest ``AgreementSnapshot.label_ids``) that the submit path uses."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotator_quality")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    n_annotations = models.PositiveIntegerField(default=0)
+    ds_accuracy = models.FloatField(null=True, blank=True)
+    gold_accuracy = models.FloatField(null=True, blank=True)
+    gold_n = models.PositiveIntegerField(default=0)
+    agreement_rate = models.FloatField(null=True, blank=True)
+    n_classes = models.PositiveIntegerField()
+    confusion = models.BinaryField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["project", "user"]
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="annotator_quality_unique")]
+
+    def __str__(self) -> str:
+        return f"quality of user {self.user_id} in project {self.project_id}"
+
+
+class AgreementSnapshot(models.Model):
+    """The figures of one aggregation of a project (the newest 100 per project are kept).
+
+    ``project_kappa``: mean pairwise Cohen's kappa over the pairs of annotators sharing at least 10
+    items, weighted by shared items. ``kappa_matrix``: ``{"annotators": [username], "values":
+    [[kappa | null]]}``. ``annotators``: ``[{username, n_annotations, ds_accuracy, gold_accuracy,
+    gold_n, agreement_rate}]``. ``label_ids``/``priors``: the class order and the Dawid-Skene class
+    priors the submit path uses. ``changes``: what the re-routing did."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="agreement_snapshots")
+    computed_at = models.DateTimeField()
+    method = models.CharField(max_length=32, default="dawid_skene")
+    project_kappa = models.FloatField(null=True, blank=True)
+    fleiss_kappa = models.FloatField(null=True, blank=True)
+    krippendorff_alpha = models.FloatField(null=True, blank=True)
+    kappa_matrix = models.JSONField(default=dict)
+    annotators = models.JSONField(default=list)
+    policy = models.CharField(max_length=16)
+    label_ids = models.JSONField(default=list)
+    priors = models.JSONField(default=list)
+    n_annotations = models.PositiveIntegerField(default=0)
+    n_items = models.PositiveIntegerField(default=0)
+    n_overlap_items = models.PositiveIntegerField(default=0, help_text="Items with two or more labels.")
+    n_gold = models.PositiveIntegerField(default=0)
+    n_items_final = models.PositiveIntegerField(default=0)
+    ds_iterations = models.PositiveIntegerField(default=0)
+    changes = models.JSONField(default=dict)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["project", "-computed_at", "-id"]
+        indexes = [models.Index(fields=["project", "-computed_at"], name="agreement_project_recent")]
+
+    def __str__(self) -> str:
+        return f"agreement of project {self.project_id} at {self.computed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class AggregationState(models.Model):
+    """The debounce flag of a project's aggregation task (see ``services.aggregation``)."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    requested_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"aggregation state of project {self.project_id}"

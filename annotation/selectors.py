@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet
+from django.db import connection
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery
+from django.utils import timezone
 
-from .errors import NotFound
-from .models import ItemStatus, Membership, Project, Role
+from .errors import NotFound, PermissionDenied, ServiceError
+from .models import Annotation, Assignment, AssignmentStatus, ItemStatus, Membership, Project, QueueEntry, Role
 
 ROLE_RANK = {Role.ANNOTATOR: 1, Role.REVIEWER: 2, Role.ADMIN: 3}
 
@@ -52,3 +54,311 @@ def item_counts(project: Project) -> dict[str, int]:
     counts = dict(project.items.order_by().values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     by_status = {status: counts.get(status, 0) for status in ItemStatus.values}
     return {"total": sum(by_status.values()), **by_status}
+
+
+# --- the annotator's queue -------------------------------------------------------------------
+
+REMAINING_CAP = 100  # "remaining" counts up to this many entries (a bounded, indexed read)
+
+
+def _start_of_today():
+    return timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def open_slots(project: Project, *, limit: int) -> int:
+    """Open slots of the project's queue, counted exactly up to ``limit`` (then ``>= limit``).
+
+    Sums ``labels_needed - labels_taken`` over at most ``limit`` open entries (each has at least
+    one slot), so the read stays small however long the queue is.
+    """
+    open_entries = (
+        QueueEntry.objects.filter(project=project, labels_taken__lt=F("labels_needed"))
+        .order_by("-priority", "id")
+        .values_list("labels_needed", "labels_taken")[:limit]
+    )
+    return sum(needed - taken for needed, taken in open_entries)
+
+
+def refill_running(project: Project) -> bool:
+    """Whether a scoring run of the project is pending or running."""
+    from acquisition.models import ScoringRun
+
+    return ScoringRun.objects.filter(project=project, status__in=ScoringRun.ACTIVE).exists()
+
+
+def _queue_snapshot_sql() -> str:
+    from acquisition.models import ScoringRun
+
+    annotation, entry = Annotation._meta.db_table, QueueEntry._meta.db_table
+    assignment, run = Assignment._meta.db_table, ScoringRun._meta.db_table
+    active = ", ".join(f"'{status}'" for status in ScoringRun.ACTIVE)
+    return f"""
+    SELECT
+      (SELECT COUNT(*) FROM {annotation} WHERE project_id = %(p)s AND user_id = %(u)s),
+      (SELECT COUNT(*) FROM {annotation} WHERE project_id = %(p)s AND user_id = %(u)s AND created_at >= %(today)s),
+      (SELECT COUNT(*) FROM (
+         SELECT 1 FROM {entry} e WHERE e.project_id = %(p)s AND e.labels_taken < e.labels_needed
+         AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.item_id = e.item_id AND a.user_id = %(u)s
+                     AND a.status <> %(expired)s)
+         LIMIT %(cap)s) mine),
+      (SELECT COALESCE(SUM(o.labels_needed - o.labels_taken), 0) FROM (
+         SELECT e.labels_needed, e.labels_taken FROM {entry} e
+         WHERE e.project_id = %(p)s AND e.labels_taken < e.labels_needed
+         ORDER BY e.priority DESC, e.id LIMIT %(slots)s) o),
+      EXISTS (SELECT 1 FROM {run} r WHERE r.project_id = %(p)s AND r.status IN ({active}))
+    """
+
+
+def queue_snapshot(project: Project, user, *, slots_limit: int = 0) -> dict:
+    """The annotator's progress line plus the project's open slots (counted up to
+    ``slots_limit``, for the refill decision), in ONE query: the next-item path reads it on every
+    request.
+
+    ``remaining``: queue entries with an open slot that this user may still take (never handed to
+    them, or only as a lease that expired), counted up to ``REMAINING_CAP`` (``remaining_capped``
+    says the true number may be higher).
+    """
+    params = {
+        "p": project.pk,
+        "u": user.pk,
+        "today": _start_of_today(),
+        "cap": REMAINING_CAP,
+        "slots": max(int(slots_limit), 0),
+        "expired": AssignmentStatus.EXPIRED,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_queue_snapshot_sql(), params)
+        total, today, remaining, slots, running = cursor.fetchone()
+    return {
+        "done_today": int(today),
+        "done_total": int(total),
+        "remaining": int(remaining),
+        "remaining_capped": int(remaining) >= REMAINING_CAP,
+        "refill_running": bool(running),
+        "open_slots": int(slots),
+    }
+
+
+def annotator_progress(project: Project, user) -> dict:
+    """The progress line of the labelling page (see ``queue_snapshot``)."""
+    snapshot = queue_snapshot(project, user)
+    snapshot.pop("open_slots")
+    return snapshot
+
+
+def assignment_for_user(user, assignment_id: int) -> Assignment:
+    """One of the user's own assignments; others' ids and unknown ids look the same (404)."""
+    assignment = Assignment.objects.filter(pk=assignment_id, user=user).select_related("project", "item").first()
+    if assignment is None:
+        raise NotFound(f"assignment {assignment_id} does not exist or is not yours", code="not_found")
+    return assignment
+
+
+def annotation_for_user(user, annotation_id: int) -> Annotation:
+    """One of the user's own annotations; others' ids and unknown ids look the same (404)."""
+    annotation = (
+        Annotation.objects.filter(pk=annotation_id, user=user).select_related("project", "item", "label").first()
+    )
+    if annotation is None:
+        raise NotFound(f"annotation {annotation_id} does not exist or is not yours", code="not_found")
+    return annotation
+
+
+def queue_entry_of_item(item_id: int) -> QueueEntry | None:
+    return QueueEntry.objects.filter(item_id=item_id).select_related("suggested_label").first()
+
+
+def annotations_visible(project: Project, user, role: str, *, username: str | None = None) -> QuerySet[Annotation]:
+    """Annotations of the project the user may list: annotators their own, reviewers and admins
+    everyone's (optionally one annotator's, by username). Newest first."""
+    queryset = Annotation.objects.filter(project=project)
+    if not has_role(role, Role.REVIEWER):
+        if username is not None and username != user.get_username():
+            message = "annotators see only their own annotations"
+            raise PermissionDenied({"detail": message, "errors": {"user": message}}, code="permission_denied")
+        queryset = queryset.filter(user=user)
+    elif username is not None:
+        queryset = queryset.filter(user__username=username)
+    return queryset.select_related("label", "user").order_by("-created_at", "-id")
+
+
+def project_with_role(user, project_id: int) -> tuple[Project, str]:
+    """``project_for_user`` in one query (the project row with the caller's role beside it)."""
+    if not user.is_authenticated:
+        raise NotFound(f"project {project_id} does not exist or you are not a member of it", code="not_found")
+    project = (
+        Project.objects.filter(pk=project_id)
+        .annotate(member_role=Subquery(Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]))
+        .first()
+    )
+    role = Role.ADMIN if project is not None and user.is_superuser else getattr(project, "member_role", None)
+    if project is None or role is None:
+        raise NotFound(f"project {project_id} does not exist or you are not a member of it", code="not_found")
+    return project, role
+
+
+def assignment_for_member(user, assignment_id: int) -> tuple[Assignment, str | None]:
+    """One of the user's own assignments (with project and item) and the user's role in its
+    project, in one query. Others' ids and unknown ids look the same (404)."""
+    assignment = (
+        Assignment.objects.filter(pk=assignment_id, user=user)
+        .select_related("project", "item")
+        .annotate(
+            member_role=Subquery(
+                Membership.objects.filter(project=OuterRef("project_id"), user=user).values("role")[:1]
+            )
+        )
+        .first()
+    )
+    if assignment is None:
+        raise NotFound(f"assignment {assignment_id} does not exist or is not yours", code="not_found")
+    return assignment, (Role.ADMIN if user.is_superuser else assignment.member_role)
+
+
+# --- expert review and agreement -------------------------------------------------------------
+
+
+def review_for_user(user, review_id: int, *, minimum: str = Role.REVIEWER):
+    """A review task and the user's role in its project. Unknown ids and projects the user is not a
+    member of look the same (404); members below ``minimum`` get ``PermissionDenied`` (403)."""
+    from .models import ReviewTask
+
+    task = ReviewTask.objects.select_related("project").filter(pk=review_id).first()
+    role = role_in_project(user, task.project) if task is not None else None
+    if task is None or role is None:
+        raise NotFound(f"review {review_id} does not exist or you are not a member of its project", code="not_found")
+    if not has_role(role, minimum):
+        raise PermissionDenied(f"reviews need the {minimum} role in project {task.project_id}; you are {role}")
+    return task
+
+
+def reviews_of_project(project: Project, *, status: str | None = None) -> QuerySet:
+    from .models import ReviewStatus, ReviewTask
+
+    queryset = ReviewTask.objects.filter(project=project)
+    if status is not None:
+        if status not in ReviewStatus.values:
+            message = f"status must be one of {', '.join(ReviewStatus.values)}, got {status!r}"
+            raise ServiceError({"detail": message, "errors": {"status": message}}, code="invalid")
+        queryset = queryset.filter(status=status)
+    return queryset.order_by("-created_at", "-id")
+
+
+def review_payloads(tasks) -> list[dict]:
+    """The API shape of review tasks, for a page of them in four queries (tasks with their item and
+    users, the items' annotations, the annotators' quality, the label names)."""
+    from django.contrib.auth import get_user_model
+
+    from .models import AnnotatorQuality, LabelClass, ReviewStatus, ReviewTask
+
+    tasks = list(tasks)
+    if not tasks:
+        return []
+    ids = [task.pk for task in tasks]
+    tasks = list(
+        ReviewTask.objects.filter(pk__in=ids).select_related(
+            "item", "claimed_by", "resolved_by", "decision", "model_label"
+        )
+    )
+    by_id = {task.pk: task for task in tasks}
+    tasks = [by_id[pk] for pk in ids if pk in by_id]
+    project_ids = {task.project_id for task in tasks}
+    item_ids = [task.item_id for task in tasks]
+    username = get_user_model().USERNAME_FIELD
+    annotations: dict[int, list[tuple]] = {}
+    for item_id, user_id, name, label, created_at in (
+        Annotation.objects.filter(item_id__in=item_ids)
+        .order_by("created_at", "id")
+        .values_list("item_id", "user_id", f"user__{username}", "label__name", "created_at")
+    ):
+        annotations.setdefault(item_id, []).append((user_id, name, label, created_at))
+    quality = {
+        (project_id, user_id): accuracy
+        for project_id, user_id, accuracy in AnnotatorQuality.objects.filter(project_id__in=project_ids).values_list(
+            "project_id", "user_id", "ds_accuracy"
+        )
+    }
+    names = dict(LabelClass.objects.filter(project_id__in=project_ids).values_list("id", "name"))
+    now = timezone.now()
+    out = []
+    for task in tasks:
+        posterior = sorted(
+            ((names.get(int(label_id)), float(p)) for label_id, p in (task.posterior or {}).items()),
+            key=lambda pair: -pair[1],
+        )
+        claimed = task.status == ReviewStatus.OPEN and task.claimed_until is not None and task.claimed_until >= now
+        item = task.item
+        out.append(
+            {
+                "id": task.pk,
+                "item": {"id": item.pk, "external_id": item.external_id, "text": item.text, "metadata": item.metadata},
+                "reason": task.reason,
+                "status": task.status,
+                "created_at": task.created_at,
+                "annotations": [
+                    {
+                        "username": name,
+                        "label": label,
+                        "annotator_quality": quality.get((task.project_id, user_id)),
+                        "created_at": created_at,
+                    }
+                    for user_id, name, label, created_at in annotations.get(task.item_id, [])
+                ],
+                "posterior": [{"label": label, "p": p} for label, p in posterior if label is not None],
+                "model_prediction": None
+                if task.model_label_id is None
+                else {"label": task.model_label.name, "confidence": task.model_confidence},
+                "claimed_by": task.claimed_by.get_username() if claimed and task.claimed_by else None,
+                "resolved_by": task.resolved_by.get_username() if task.resolved_by else None,
+                "resolved_at": task.resolved_at,
+                "decision": task.decision.name if task.decision else None,
+                "note": task.note,
+            }
+        )
+    return out
+
+
+def agreement_latest(project: Project) -> dict:
+    """The latest agreement snapshot of the project in the API shape (nulls before the first); the
+    policy is the one in force now (the snapshot's kappa against the current thresholds)."""
+    from .models import AgreementSnapshot
+    from .routing import review_policy
+
+    snapshot = AgreementSnapshot.objects.filter(project=project).order_by("-computed_at", "-id").first()
+    if snapshot is None:
+        return {
+            "computed_at": None,
+            "project_kappa": None,
+            "fleiss_kappa": None,
+            "krippendorff_alpha": None,
+            "policy": None,
+            "annotators": [],
+            "kappa_matrix": {"annotators": [], "values": []},
+            "n_annotations": 0,
+            "n_items": 0,
+            "n_overlap_items": 0,
+            "n_gold": 0,
+            "n_items_final": 0,
+            "duration_ms": None,
+        }
+    policy = review_policy(
+        snapshot.project_kappa,
+        snapshot.n_overlap_items,
+        review_all_below=project.review_all_below_kappa,
+        review_disagreements_below=project.review_disagreements_below_kappa,
+    )
+    return {
+        "computed_at": snapshot.computed_at,
+        "project_kappa": snapshot.project_kappa,
+        "fleiss_kappa": snapshot.fleiss_kappa,
+        "krippendorff_alpha": snapshot.krippendorff_alpha,
+        "policy": str(policy),
+        "annotators": snapshot.annotators,
+        "kappa_matrix": snapshot.kappa_matrix,
+        "n_annotations": snapshot.n_annotations,
+        "n_items": snapshot.n_items,
+        "n_overlap_items": snapshot.n_overlap_items,
+        "n_gold": snapshot.n_gold,
+        "n_items_final": snapshot.n_items_final,
+        "duration_ms": snapshot.duration_ms,
+    }

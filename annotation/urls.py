@@ -5,4 +5,5 @@ from . import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("projects/<int:project_id>/label", views.label, name="label"),
+    path("projects/<int:project_id>/review", views.review, name="review"),
 ]

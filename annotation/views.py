@@ -1,8 +1,9 @@
-"""Browser pages of the annotation app: my projects, and the labelling page.
+"""Browser pages of the annotation app: my projects, the labelling page and the review page.
 
-The labelling page is a thin shell: it renders the project, its instructions and label buttons,
-and a small script drives the REST API (``/api/v1/projects/{id}/next``, submit, skip, undo) so
-that items follow each other without a page reload.
+Both working pages are thin shells: they render the project, its instructions and label buttons,
+and a small script drives the REST API so that items follow each other without a page reload
+(labelling: ``/api/v1/projects/{id}/next``, submit, skip, undo; review: ``reviews/next``,
+``reviews/{id}/resolve``, ``agreement``).
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ from __future__ import annotations
 from collections import defaultdict
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, Q
 from django.http import Http404
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_safe
 
 from . import selectors
 from .errors import NotFound
-from .models import Annotation, Item, ItemStatus, Project, QueueEntry
+from .models import Annotation, Item, ItemStatus, Project, QueueEntry, Role
 
 # --- page reads ----------------------------------------------------------------------------
 
@@ -77,6 +80,8 @@ def home_rows(user) -> list[dict]:
                 "items_total": total,
                 "finalized": finalized,
                 "finalized_percent": round(100 * finalized / total) if total else 0,
+                "can_review": selectors.has_role(roles.get(project.pk), Role.REVIEWER),
+                "open_reviews": by_status.get(ItemStatus.IN_REVIEW, 0),
             }
         )
     return rows
@@ -90,6 +95,33 @@ def member_project_or_404(user, project_id: int) -> tuple[Project, str]:
         raise Http404("No such project.") from None
 
 
+def reviewer_project_or_403(user, project_id: int) -> tuple[Project, str]:
+    """The project and the user's role, for reviewers and admins. Non-members get a 404 (ids
+    reveal nothing); members without the reviewer role get a 403, as in the API."""
+    project, role = member_project_or_404(user, project_id)
+    if not selectors.has_role(role, Role.REVIEWER):
+        raise PermissionDenied("Reviewing needs the reviewer or admin role in this project.")
+    return project, role
+
+
+def _label_buttons(project: Project) -> list:
+    labels = list(project.labels.order_by("order", "id"))
+    for label_class in labels:
+        # Break points after underscores, so that long snake_case names wrap between words.
+        label_class.name_parts = label_class.name.split("_")
+    return labels
+
+
+def _page_config(request, project: Project, labels: list) -> dict:
+    return {
+        "projectId": project.pk,
+        "apiRoot": reverse("api-projects").removesuffix("projects"),
+        "csrfToken": get_token(request),
+        "loginUrl": f"{reverse('login')}?next={request.path}",
+        "labels": [{"name": label_class.name, "shortcut": label_class.shortcut} for label_class in labels],
+    }
+
+
 # --- pages ---------------------------------------------------------------------------------
 
 
@@ -101,26 +133,50 @@ def home(request):
 @login_required
 def label(request, project_id: int):
     project, _role = member_project_or_404(request.user, project_id)
-    labels = list(project.labels.order_by("order", "id"))
-    for label_class in labels:
-        # Break points after underscores, so that long snake_case names wrap between words.
-        label_class.name_parts = label_class.name.split("_")
-    api_root = reverse("api-projects").removesuffix("projects")
-    config = {
-        "projectId": project.pk,
-        "apiRoot": api_root,
-        "csrfToken": get_token(request),
-        "loginUrl": f"{reverse('login')}?next={request.path}",
-        "labels": [{"name": label_class.name, "shortcut": label_class.shortcut} for label_class in labels],
-    }
+    labels = _label_buttons(project)
     return render(
         request,
         "annotation/label.html",
         {
             "project": project,
             "labels": labels,
-            "config": config,
+            "config": _page_config(request, project, labels),
             "many_labels": len(labels) > 12,
             "has_descriptions": any(label_class.description for label_class in labels),
+        },
+    )
+
+
+# Keys the review page keeps for itself: n focuses the note (Shift+N when a label uses n).
+NOTE_KEY = "n"
+
+
+@login_required
+@require_safe
+def review(request, project_id: int):
+    project, role = reviewer_project_or_403(request.user, project_id)
+    labels = _label_buttons(project)
+    note_key = "N" if any(label_class.shortcut == NOTE_KEY for label_class in labels) else NOTE_KEY
+    config = {
+        **_page_config(request, project, labels),
+        "noteKey": note_key,
+        "maxLabels": project.max_labels_per_item,
+        "thresholds": {
+            "reviewAllBelowKappa": project.review_all_below_kappa,
+            "reviewDisagreementsBelowKappa": project.review_disagreements_below_kappa,
+            "minConsensusConfidence": project.min_consensus_confidence,
+        },
+    }
+    return render(
+        request,
+        "annotation/review.html",
+        {
+            "project": project,
+            "role": role,
+            "labels": labels,
+            "config": config,
+            "note_keys": ["Shift", "n"] if note_key == "N" else ["n"],
+            "note_aria": "Shift+N" if note_key == "N" else "N",
+            "many_labels": len(labels) > 12,
         },
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_str
+from .env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("QUORUM_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -243,8 +243,19 @@ QUORUM_EMBEDDING_CACHE_OVERLAP = env_int("QUORUM_EMBEDDING_CACHE_OVERLAP", 300, 
 QUORUM_SCORING_CHUNK = env_int("QUORUM_SCORING_CHUNK", 200_000, minimum=1)
 # A scoring run pending or running longer than this is treated as lost and superseded.
 QUORUM_SCORING_STALE_SECONDS = env_int("QUORUM_SCORING_STALE_SECONDS", 1800, minimum=1)
-# Queue entries with open slots under which the queue asks for a refill (a scoring run).
-QUORUM_REFILL_THRESHOLD = env_int("QUORUM_REFILL_THRESHOLD", 10, minimum=0)
+# Open queue slots under which the queue asks for a refill (a scoring run). Unset: half a batch
+# of slots (batch_size x labels_per_item / 2) per project; 0: never.
+QUORUM_REFILL_THRESHOLD = (
+    env_int("QUORUM_REFILL_THRESHOLD", 0, minimum=0) if env_str("QUORUM_REFILL_THRESHOLD") else None
+)
+# Seconds between sweeps of expired leases of a project, per web process.
+QUORUM_LEASE_SWEEP_SECONDS = env_int("QUORUM_LEASE_SWEEP_SECONDS", 1, minimum=0)
+# MSAL's distance weight α in U(x) + α·min‖φ(x) − φ(L)‖ (see acquisition/strategies.py).
+QUORUM_MSAL_ALPHA = env_float("QUORUM_MSAL_ALPHA", 0.01, minimum=0.0)
+# Seconds a burst of annotations waits before the project's labels are re-aggregated.
+QUORUM_AGGREGATION_DELAY_SECONDS = env_int("QUORUM_AGGREGATION_DELAY_SECONDS", 10, minimum=0)
+# PyTorch intra-op threads per Celery worker process (0: PyTorch's default, one per core).
+QUORUM_TORCH_THREADS = env_int("QUORUM_TORCH_THREADS", 0, minimum=0)
 # Committee members (heads) trained per model version.
 QUORUM_COMMITTEE_MEMBERS = env_int("QUORUM_COMMITTEE_MEMBERS", 5, minimum=1)
 

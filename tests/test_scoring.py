@@ -185,7 +185,8 @@ def test_margin_queue_is_the_top_of_the_margin_scores(pool):
     assert [e[0] for e in queue_of(pool)] == expected.tolist()
 
 
-def test_msal_batch_is_diverse_within_itself(pool):
+def test_msal_batch_is_diverse_within_itself(pool, settings):
+    settings.QUORUM_MSAL_ALPHA = 1.0  # distance weighs as much as uncertainty on this toy pool
     trained(pool)
     pool.acquisition_strategy = "msal"
     pool.exploration_fraction = 0.0

@@ -126,7 +126,7 @@ def _store(project: Project, source: str, rows, vectors: dict[int, bytes], failu
     hashes = {pk: text_hash for pk, _, text_hash in rows}
     with transaction.atomic():
         # Ingest holds this lock while it changes texts: the hash check below cannot race with it.
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
         current = dict(
             Item.objects.filter(pk__in=list(hashes), embedding_state__in=WAITING).values_list("pk", "text_hash")
         )

@@ -32,8 +32,10 @@ Plan of a run
    compute independently. They are interleaved through the batch (their priority sits between
    neighbouring strategy picks), so a refill never drops them all first.
 
-Queue entries: ``priority`` is the strategy score (cold start: rank), ``score`` the raw score,
-``suggested_label``/``suggested_confidence`` the committee's mean prediction.
+Queue entries: ``priority`` is the entry's rank value in its batch, ``(n − j)/n`` for the j-th of n
+(0-based) in serving order, so every strategy writes priorities on one [0, 1] scale that disputed
+items asking for an extra label are compared against (``annotation.routing``); ``score`` is the
+strategy's raw score; ``suggested_label``/``suggested_confidence`` the committee's mean prediction.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import numpy as np
@@ -61,7 +63,6 @@ from .training import committee_device, model_load
 logger = logging.getLogger(__name__)
 
 DIVERSITY = {Strategy.MSAL, Strategy.CORESET}
-MSAL_ALPHA = 1.0
 MSAL_UNCERTAINTY = "margin"
 
 
@@ -249,7 +250,7 @@ def chunk_score(run_id: int, index: int, lo: int, hi: int, seed: int) -> dict:
             timings["predict"] = time.perf_counter() - t
             if strategy == Strategy.MSAL:
                 u = scores
-                scores = u + MSAL_ALPHA * np.where(np.isfinite(d_l), d_l, 0.0)
+                scores = u + settings.QUORUM_MSAL_ALPHA * np.where(np.isfinite(d_l), d_l, 0.0)
     timings["score"] = time.perf_counter() - started - timings["predict"]
 
     size = shortlist_size(strategy, k)
@@ -357,7 +358,7 @@ def run_reduce(results: list[dict], run_id: int, seed: int) -> dict:
                 embeddings=vectors,
                 min_dist=None if d_all is None else d_all[short].astype(np.float32),
                 uncertainty=MSAL_UNCERTAINTY,
-                alpha=MSAL_ALPHA,
+                alpha=settings.QUORUM_MSAL_ALPHA,
                 epsilon=0.0,
                 seed=seed,
                 device=committee_device(),
@@ -440,7 +441,14 @@ def _queue_candidates(
                 **suggestions.get(int(item_id), {}),
             )
         )
-    return out
+    return _on_rank_scale(out)
+
+
+def _on_rank_scale(candidates: list[QueueCandidate]) -> list[QueueCandidate]:
+    """The same entries in serving order, with priority (n − j)/n: one scale for every strategy."""
+    ordered = sorted(candidates, key=lambda c: -c.priority)  # stable: ties keep pick order
+    n = len(ordered)
+    return [replace(c, priority=(n - j) / n) for j, c in enumerate(ordered)]
 
 
 def _suggestions(run, project, item_ids: np.ndarray) -> dict[int, dict]:

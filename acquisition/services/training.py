@@ -75,7 +75,7 @@ def model_train(*, project: Project, seed: int | None = None) -> ModelVersion:
         raise ServiceError("the project has no final labels with an embedding to train on", code="no_labels")
     hyper = {"n_members": settings.QUORUM_COMMITTEE_MEMBERS, "hidden": 0, "mc_dropout": False}
     with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
         number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("version"))["n"] or 0) + 1
         seed = number if seed is None else int(seed)
         version = ModelVersion.objects.create(
@@ -106,7 +106,7 @@ def model_train(*, project: Project, seed: int | None = None) -> ModelVersion:
         f"project-{project.pk}/v{number}-{snapshot[:12]}.pt", ContentFile(buffer.getvalue()), save=False
     )
     with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
         first = not ModelVersion.objects.filter(project=project, status=ModelVersion.Status.CURRENT).exists()
         version.status = ModelVersion.Status.CURRENT if first else ModelVersion.Status.CANDIDATE
         version.promoted_at = timezone.now() if first else None

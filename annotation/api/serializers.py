@@ -6,7 +6,19 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..ingest_records import RejectedRecord
-from ..models import IngestBatch, Item, LabelClass, Membership, Project, Role
+from ..models import (
+    Annotation,
+    AssignmentStatus,
+    IngestBatch,
+    Item,
+    LabelClass,
+    Membership,
+    Project,
+    QueueReason,
+    ReviewReason,
+    ReviewStatus,
+    Role,
+)
 from ..services.projects import SHORTCUT_KEYS, LabelSpec
 
 PROJECT_SETTINGS = [
@@ -235,3 +247,219 @@ class MembershipWriteSerializer(serializers.Serializer):
 
 class RoleSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
+
+
+# --- the annotator's queue -------------------------------------------------------------------
+# Responses are built by the ``*_payload`` functions (plain dicts: the next-item path is hot);
+# the serializers below document the same shapes in the OpenAPI schema and validate input.
+
+
+class NextRequestSerializer(serializers.Serializer):
+    held = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        default=list,
+        max_length=50,
+        help_text="Ids of the assignments the client already shows (current and prefetched item).",
+    )
+    suggest = serializers.BooleanField(
+        required=False, default=False, help_text="Include the model's suggested label (off by default)."
+    )
+
+
+class QueueItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    text = serializers.CharField()
+    metadata = serializers.DictField()
+
+
+class AssignmentOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField()
+    item = QueueItemSerializer()
+    status = serializers.ChoiceField(choices=AssignmentStatus.choices)
+    leased_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    reason = serializers.ChoiceField(choices=QueueReason.choices, allow_null=True)
+
+
+class SuggestionSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    confidence = serializers.FloatField(allow_null=True)
+
+
+class ProgressSerializer(serializers.Serializer):
+    done_today = serializers.IntegerField()
+    done_total = serializers.IntegerField()
+    remaining = serializers.IntegerField(help_text="Open queue slots you could still take (counted up to a cap).")
+    remaining_capped = serializers.BooleanField(help_text="True when remaining reached the cap (there may be more).")
+    refill_running = serializers.BooleanField(help_text="A scoring run is preparing more items.")
+
+
+class NextResponseSerializer(serializers.Serializer):
+    assignment = AssignmentOutSerializer(allow_null=True)
+    suggestion = SuggestionSerializer(allow_null=True)
+    progress = ProgressSerializer()
+    code = serializers.ChoiceField(choices=["queue_empty", "lease_limit"], allow_null=True)
+
+
+class AnnotationSubmitSerializer(serializers.Serializer):
+    label = serializers.CharField(max_length=100, help_text="A label name of the project.")
+    time_spent_ms = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, default=0)
+
+
+class AnnotationChangeSerializer(serializers.Serializer):
+    label = serializers.CharField(max_length=100, help_text="A label name of the project.")
+
+
+class SkipSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class AnnotationOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField()
+    item = serializers.IntegerField(help_text="Item id.")
+    assignment = serializers.IntegerField(allow_null=True)
+    user = serializers.CharField(help_text="Username of the annotator.")
+    label = serializers.CharField(help_text="Label name.")
+    time_spent_ms = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class AnnotationResponseSerializer(serializers.Serializer):
+    annotation = AnnotationOutSerializer()
+    progress = ProgressSerializer(required=False)
+
+
+class AssignmentResponseSerializer(serializers.Serializer):
+    assignment = AssignmentOutSerializer()
+
+
+def assignment_payload(assignment, entry=None) -> dict:
+    item = assignment.item
+    return {
+        "id": assignment.pk,
+        "project": assignment.project_id,
+        "item": {"id": item.pk, "external_id": item.external_id, "text": item.text, "metadata": item.metadata},
+        "status": assignment.status,
+        "leased_at": assignment.leased_at,
+        "expires_at": assignment.expires_at,
+        "reason": entry.reason if entry is not None else None,
+    }
+
+
+def suggestion_payload(entry) -> dict | None:
+    if entry is None or entry.suggested_label_id is None:
+        return None
+    return {"label": entry.suggested_label.name, "confidence": entry.suggested_confidence}
+
+
+def annotation_payload(annotation, *, username: str | None = None) -> dict:
+    return {
+        "id": annotation.pk,
+        "project": annotation.project_id,
+        "item": annotation.item_id,
+        "assignment": annotation.assignment_id,
+        "user": username if username is not None else annotation.user.get_username(),
+        "label": annotation.label.name,
+        "time_spent_ms": annotation.time_spent_ms,
+        "created_at": annotation.created_at,
+        "updated_at": annotation.updated_at,
+    }
+
+
+class AnnotationListSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    label = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "project", "item", "assignment", "user", "label", "time_spent_ms", "created_at", "updated_at"]
+
+
+# --- expert review and agreement -------------------------------------------------------------
+# Responses are built by ``selectors.review_payloads`` / ``selectors.agreement_latest``; these
+# serializers document them and validate input.
+
+
+class ReviewAnnotationSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    label = serializers.CharField()
+    annotator_quality = serializers.FloatField(
+        allow_null=True, help_text="The annotator's Dawid-Skene accuracy (null before the first aggregation)."
+    )
+    created_at = serializers.DateTimeField()
+
+
+class PosteriorEntrySerializer(serializers.Serializer):
+    label = serializers.CharField()
+    p = serializers.FloatField()
+
+
+class ReviewOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    item = QueueItemSerializer()
+    reason = serializers.ChoiceField(choices=ReviewReason.choices)
+    status = serializers.ChoiceField(choices=ReviewStatus.choices)
+    created_at = serializers.DateTimeField()
+    annotations = ReviewAnnotationSerializer(many=True)
+    posterior = PosteriorEntrySerializer(many=True, help_text="Aggregated posterior, most probable label first.")
+    model_prediction = SuggestionSerializer(allow_null=True)
+    claimed_by = serializers.CharField(allow_null=True)
+    resolved_by = serializers.CharField(allow_null=True)
+    resolved_at = serializers.DateTimeField(allow_null=True)
+    decision = serializers.CharField(allow_null=True)
+    note = serializers.CharField(allow_blank=True)
+
+
+class ReviewResponseSerializer(serializers.Serializer):
+    review = ReviewOutSerializer()
+
+
+class ReviewNextResponseSerializer(serializers.Serializer):
+    review = ReviewOutSerializer(allow_null=True)
+    open = serializers.IntegerField(help_text="Open review tasks of the project.")
+
+
+class ReviewResolveSerializer(serializers.Serializer):
+    label = serializers.CharField(max_length=100, help_text="A label name of the project.")
+    note = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+
+
+class AgreementAnnotatorSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    n_annotations = serializers.IntegerField()
+    ds_accuracy = serializers.FloatField(
+        allow_null=True, help_text="Dawid-Skene confusion diagonal weighted by the class priors."
+    )
+    gold_accuracy = serializers.FloatField(allow_null=True, help_text="Share right on reviewed/gold items.")
+    gold_n = serializers.IntegerField()
+    agreement_rate = serializers.FloatField(
+        allow_null=True, help_text="Share of the other annotations on the same items with the same label."
+    )
+
+
+class KappaMatrixSerializer(serializers.Serializer):
+    annotators = serializers.ListField(child=serializers.CharField())
+    values = serializers.ListField(child=serializers.ListField(child=serializers.FloatField(allow_null=True)))
+
+
+class AgreementSerializer(serializers.Serializer):
+    computed_at = serializers.DateTimeField(allow_null=True)
+    project_kappa = serializers.FloatField(
+        allow_null=True, help_text="Mean pairwise Cohen's kappa over pairs sharing >= 10 items, weighted by overlap."
+    )
+    fleiss_kappa = serializers.FloatField(allow_null=True)
+    krippendorff_alpha = serializers.FloatField(allow_null=True)
+    policy = serializers.ChoiceField(choices=["all", "disagreements", "confidence"], allow_null=True)
+    annotators = AgreementAnnotatorSerializer(many=True)
+    kappa_matrix = KappaMatrixSerializer()
+    n_annotations = serializers.IntegerField()
+    n_items = serializers.IntegerField()
+    n_overlap_items = serializers.IntegerField(help_text="Items with two or more labels.")
+    n_gold = serializers.IntegerField()
+    n_items_final = serializers.IntegerField()
+    duration_ms = serializers.IntegerField(allow_null=True)

@@ -15,21 +15,37 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors, services
-from ..errors import NotFound
+from ..errors import NotFound, ServiceError
 from ..ingest_records import POSITION_KIND, validate_records
-from ..models import IngestBatch, Item, LabelClass, Membership, Role
+from ..models import Annotation, IngestBatch, Item, LabelClass, Membership, ReviewTask, Role
 from .parsers import INGEST_PARSERS, ParsedPayload
 from .serializers import (
+    AgreementSerializer,
+    AnnotationChangeSerializer,
+    AnnotationListSerializer,
+    AnnotationResponseSerializer,
+    AnnotationSubmitSerializer,
+    AssignmentResponseSerializer,
     IngestBatchSerializer,
     IngestRecordSerializer,
     IngestReportSerializer,
     ItemSerializer,
     MembershipSerializer,
     MembershipWriteSerializer,
+    NextRequestSerializer,
+    NextResponseSerializer,
     ProjectDetailSerializer,
     ProjectSerializer,
+    ReviewNextResponseSerializer,
+    ReviewOutSerializer,
+    ReviewResolveSerializer,
+    ReviewResponseSerializer,
     RoleSerializer,
+    SkipSerializer,
+    annotation_payload,
+    assignment_payload,
     rejected_as_dicts,
+    suggestion_payload,
 )
 
 
@@ -283,3 +299,254 @@ class MemberDetail(ProjectScopedMixin, APIView):
     def delete(self, request, project_id, username):
         services.membership_remove(project=self.project, username=username)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- the annotator's queue -------------------------------------------------------------------
+
+
+def _validated(serializer_class, data) -> dict:
+    """Validate a request body; a 400 that says what and where: ``{detail, code, errors: {field: msg}}``."""
+    if data is None:
+        data = {}
+    serializer = serializer_class(data=data)
+    if serializer.is_valid():
+        return serializer.validated_data
+    errors = {}
+    for field, messages in serializer.errors.items():
+        if isinstance(messages, dict):  # a list field: {index: [messages]}
+            messages = [f"item {index}: {' '.join(map(str, msgs))}" for index, msgs in messages.items()]
+        errors["body" if field == "non_field_errors" else field] = " ".join(str(message) for message in messages)
+    summary = "; ".join(f"{field}: {message}" for field, message in errors.items())
+    raise ServiceError({"detail": f"invalid request: {summary}", "errors": errors}, code="invalid")
+
+
+def _require_role(role: str | None, project) -> None:
+    if not selectors.has_role(role, Role.ANNOTATOR):
+        raise PermissionDenied(f"you are not a member of project {project.pk}")
+
+
+def _require_member(user, project) -> None:
+    _require_role(selectors.role_in_project(user, project), project)
+
+
+class NextAssignment(APIView):
+    """Lease the next item of the project to you (or hand back a lease you have not shown yet).
+
+    ``held`` lists the assignment ids the client already shows (current + prefetched); at most
+    two live leases per annotator. ``code`` says why ``assignment`` is null: ``queue_empty`` (see
+    ``progress.refill_running``) or ``lease_limit``. ``suggestion`` only with ``"suggest": true``.
+    """
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # Any member may annotate; project and role come in one query (the hot path).
+        self.project, self.role = selectors.project_with_role(request.user, kwargs["project_id"])
+
+    @extend_schema(request=NextRequestSerializer, responses={200: NextResponseSerializer})
+    def post(self, request, project_id):
+        data = _validated(NextRequestSerializer, request.data)
+        result = services.assignment_next(project=self.project, user=request.user, held=data["held"])
+        body = {
+            "assignment": None if result.assignment is None else assignment_payload(result.assignment, result.entry),
+            "suggestion": suggestion_payload(result.entry) if data["suggest"] and result.assignment else None,
+            "progress": result.progress or selectors.annotator_progress(self.project, request.user),
+            "code": result.code,
+        }
+        return Response(body)
+
+
+class AssignmentAnnotation(APIView):
+    """Submit your label for a leased item. 201 the first time; 200 when the same assignment is
+    submitted again (same label: nothing changes; another label: a change while the item is open).
+    409 ``lease_expired`` when the lease ran out and its slot went to someone else."""
+
+    @extend_schema(
+        request=AnnotationSubmitSerializer,
+        responses={201: AnnotationResponseSerializer, 200: AnnotationResponseSerializer},
+    )
+    def post(self, request, assignment_id):
+        assignment, role = selectors.assignment_for_member(request.user, assignment_id)
+        _require_role(role, assignment.project)
+        data = _validated(AnnotationSubmitSerializer, request.data)
+        result = services.annotation_submit(
+            assignment_id=assignment.pk, user=request.user, label=data["label"], time_spent_ms=data["time_spent_ms"]
+        )
+        body = {
+            "annotation": annotation_payload(result.annotation, username=request.user.get_username()),
+            "progress": selectors.annotator_progress(assignment.project, request.user),
+        }
+        return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class AssignmentSkip(APIView):
+    """Give an item back (optional reason): others get its slot; you never get it again."""
+
+    @extend_schema(request=SkipSerializer, responses={200: AssignmentResponseSerializer})
+    def post(self, request, assignment_id):
+        assignment, role = selectors.assignment_for_member(request.user, assignment_id)
+        _require_role(role, assignment.project)
+        data = _validated(SkipSerializer, request.data)
+        skipped = services.assignment_skip(assignment_id=assignment.pk, user=request.user, reason=data["reason"])
+        skipped.item = assignment.item
+        body = {
+            "assignment": assignment_payload(skipped, selectors.queue_entry_of_item(assignment.item_id)),
+            "progress": selectors.annotator_progress(assignment.project, request.user),
+        }
+        return Response(body)
+
+
+class AnnotationCursorPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class ProjectAnnotationList(ProjectScopedMixin, generics.ListAPIView):
+    """Annotations of the project, newest first: annotators see their own; reviewers and admins
+    everyone's (``?user=<username>`` for one annotator's)."""
+
+    queryset = Annotation.objects.none()
+    serializer_class = AnnotationListSerializer
+    pagination_class = AnnotationCursorPagination
+    filter_backends = []
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("user", str, description="username (reviewers and admins; annotators: only their own)"),
+            OpenApiParameter("item", int, description="item id"),
+        ]
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        queryset = selectors.annotations_visible(
+            self.project, self.request.user, self.role, username=self.request.query_params.get("user")
+        )
+        item = self.request.query_params.get("item")
+        if item is not None:
+            if not item.isdigit():
+                raise ServiceError({"detail": "item must be an item id", "errors": {"item": "not an integer"}})
+            queryset = queryset.filter(item_id=int(item))
+        return queryset
+
+
+class AnnotationDetail(APIView):
+    """One of your annotations; PATCH changes its label while the item is neither final nor in review."""
+
+    @extend_schema(responses={200: AnnotationResponseSerializer})
+    def get(self, request, annotation_id):
+        annotation = selectors.annotation_for_user(request.user, annotation_id)
+        _require_member(request.user, annotation.project)
+        return Response({"annotation": annotation_payload(annotation, username=request.user.get_username())})
+
+    @extend_schema(request=AnnotationChangeSerializer, responses={200: AnnotationResponseSerializer})
+    def patch(self, request, annotation_id):
+        annotation = selectors.annotation_for_user(request.user, annotation_id)
+        _require_member(request.user, annotation.project)
+        data = _validated(AnnotationChangeSerializer, request.data)
+        changed = services.annotation_change(annotation_id=annotation.pk, user=request.user, label=data["label"])
+        return Response({"annotation": annotation_payload(changed, username=request.user.get_username())})
+
+
+class AnnotationUndo(APIView):
+    """Take your label back while the item is open: the item is leased to you again and returned
+    (the same shape as ``next``), so the page can show it."""
+
+    @extend_schema(request=None, responses={200: AssignmentResponseSerializer})
+    def post(self, request, annotation_id):
+        annotation = selectors.annotation_for_user(request.user, annotation_id)
+        _require_member(request.user, annotation.project)
+        assignment = services.annotation_undo(annotation_id=annotation.pk, user=request.user)
+        body = {
+            "assignment": assignment_payload(assignment, selectors.queue_entry_of_item(assignment.item_id)),
+            "progress": selectors.annotator_progress(annotation.project, request.user),
+        }
+        return Response(body)
+
+
+# --- expert review and agreement -------------------------------------------------------------
+
+
+class ReviewCursorPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class ProjectReviewList(ProjectScopedMixin, generics.ListAPIView):
+    """Review tasks of the project, newest first (reviewers and admins); ``?status=open|resolved``."""
+
+    read_role = Role.REVIEWER
+    queryset = ReviewTask.objects.none()
+    serializer_class = ReviewOutSerializer
+    pagination_class = ReviewCursorPagination
+    filter_backends = []
+
+    @extend_schema(parameters=[OpenApiParameter("status", str, enum=["open", "resolved"])])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return selectors.reviews_of_project(self.project, status=self.request.query_params.get("status"))
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(selectors.review_payloads(page))
+
+
+class ProjectReviewNext(ProjectScopedMixin, APIView):
+    """Claim the next open review task (disputed first, then oldest) for the project's
+    ``lease_seconds``; your own live claim is handed back first. ``review`` is null when none is open."""
+
+    read_role = Role.REVIEWER
+    write_role = Role.REVIEWER
+
+    @extend_schema(request=None, responses={200: ReviewNextResponseSerializer})
+    def post(self, request, project_id):
+        result = services.review_next(project=self.project, user=request.user)
+        review = selectors.review_payloads([result.review])[0] if result.review is not None else None
+        return Response({"review": review, "open": result.open})
+
+
+class ReviewDetail(APIView):
+    """One review task with the item, every annotation with its annotator's quality, the
+    aggregated posterior and the model's prediction (reviewers and admins of its project)."""
+
+    @extend_schema(responses={200: ReviewOutSerializer})
+    def get(self, request, review_id):
+        task = selectors.review_for_user(request.user, review_id)
+        return Response(selectors.review_payloads([task])[0])
+
+
+class ReviewResolve(APIView):
+    """Decide a review task: the label becomes the item's final label (source ``review``). The same
+    decision sent again by the same reviewer answers 200 unchanged; 409 when already decided
+    otherwise; 400 for an unknown label."""
+
+    @extend_schema(request=ReviewResolveSerializer, responses={200: ReviewResponseSerializer})
+    def post(self, request, review_id):
+        task = selectors.review_for_user(request.user, review_id)
+        data = _validated(ReviewResolveSerializer, request.data)
+        resolved = services.review_resolve(review_id=task.pk, user=request.user, label=data["label"], note=data["note"])
+        return Response({"review": selectors.review_payloads([resolved])[0]})
+
+
+class ProjectAgreement(ProjectScopedMixin, APIView):
+    """The project's latest agreement figures (reviewers and admins): project kappa, Fleiss' kappa,
+    Krippendorff's alpha, the review policy in force, per-annotator quality and the pairwise kappa
+    matrix. Nulls before the first aggregation. POST (admins) recomputes now."""
+
+    read_role = Role.REVIEWER
+    write_role = Role.ADMIN
+
+    @extend_schema(responses={200: AgreementSerializer})
+    def get(self, request, project_id):
+        return Response(selectors.agreement_latest(self.project))
+
+    @extend_schema(request=None, responses={200: AgreementSerializer})
+    def post(self, request, project_id):
+        services.project_aggregate(project=self.project)
+        return Response(selectors.agreement_latest(self.project))

@@ -61,7 +61,7 @@ def items_ingest(
     """
     started = time.perf_counter()
     with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
         existing = _existing_items(project, records)
         same_vector = _unchanged_vectors(records, existing)
 

@@ -31,7 +31,7 @@ def membership_set(*, project: Project, username: str, role: str) -> tuple[Membe
     if role not in Role.values:
         raise ServiceError({"role": f"must be one of {', '.join(Role.values)}, got {role!r}"})
     user = _user_by_username(username)
-    Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise admin changes
+    Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()  # serialise admin changes
     membership = Membership.objects.filter(project=project, user=user).first()
     if membership is None:
         return Membership.objects.create(project=project, user=user, role=role), True
@@ -45,7 +45,7 @@ def membership_set(*, project: Project, username: str, role: str) -> tuple[Membe
 
 @transaction.atomic
 def membership_remove(*, project: Project, username: str) -> None:
-    Project.objects.select_for_update().filter(pk=project.pk).first()
+    Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
     membership = Membership.objects.select_related("user").filter(project=project, user__username=username).first()
     if membership is None:
         raise NotFound({"username": f"{username!r} is not a member of this project"}, code="not_member")

@@ -90,7 +90,7 @@ def _add_labels(project: Project, specs: list[LabelSpec], *, start_order: int, t
 def project_update(*, project: Project, labels: list[LabelSpec] | None = None, **settings) -> Project:
     """Change settings; ``labels`` may add labels (appended) or change the description or shortcut
     of existing ones, but not remove or rename any: annotations refer to them."""
-    project = Project.objects.select_for_update().get(pk=project.pk)
+    project = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
     for field_name, value in settings.items():
         setattr(project, field_name, value)
     _validate(project)

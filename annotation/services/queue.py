@@ -48,8 +48,10 @@ def queue_replace(
     already has a started entry are skipped; duplicates keep their first occurrence.
     """
     with transaction.atomic():
-        # Serialise queue writers of one project (two scoring runs never interleave).
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        # Serialise queue writers of one project (two scoring runs never interleave). NO KEY: rows
+        # that only reference the project (new assignments, annotations) are not blocked by it;
+        # a plain FOR UPDATE would deadlock with an annotator holding an entry this waits for.
+        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
         untouched = QueueEntry.objects.filter(project=project, labels_taken=0)
         removed_item_ids = list(untouched.values_list("item_id", flat=True))
         untouched.delete()

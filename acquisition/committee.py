@@ -1,0 +1,335 @@
+"""A committee of small PyTorch heads on frozen embeddings (no Django).
+
+``HeadCommittee`` is scikit-learn-like: hyper-parameters in ``__init__``, ``fit`` / ``predict_proba`` /
+``predict``, learned state with a trailing underscore, deterministic for a ``random_state``.
+
+Members
+-------
+* ``hidden=0``: multinomial logistic regression ``p_m(c|x) = softmax(x W_m + b_m)_c``.
+* ``hidden>0``: one hidden layer ``p_m(c|x) = softmax(dropout(relu(x U_m + a_m)) V_m + b_m)_c``.
+
+Every member is fitted on its own bootstrap resample (multinomial counts with a seed derived from
+``random_state``), expressed as per-sample weights, so all members train *together* on the same full
+batch: the first layers of all members are stacked into one ``(d, M·C)`` (or ``(d, M·h)``) matrix and a
+forward pass over the pool is ONE matrix product per chunk. The objective of member m is the weighted
+cross-entropy of scikit-learn's ``LogisticRegression`` (``weight_decay`` plays ``1/C``)::
+
+    L_m = ( Σ_i w_i k_mi · (−log p_m(y_i|x_i)) + weight_decay/2 · ‖θ_m‖² ) / Σ_i w_i k_mi
+
+with sample weights ``w_i`` (e.g. label confidence) and bootstrap counts ``k_mi``. Logistic heads are
+fitted with full-batch L-BFGS (convex; zero init), MLP heads with full-batch Adam (seeded init, dropout).
+
+MC dropout (``mc_dropout=True``, needs ``hidden>0``): one head is fitted on all the data (``n_members`` and
+``bootstrap`` do not apply) and ``predict_proba_members`` returns ``mc_samples`` thinned versions of it, each with its own dropout mask over the hidden units (drawn once, seeded,
+shared by all items — so scores do not depend on chunking); ``bald`` over them estimates the mutual
+information under the dropout posterior.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from acquisition.strategies import DEFAULT_CHUNK, SCORE_FUNCTIONS, _rows
+
+__all__ = ["HeadCommittee"]
+
+_PARAMS = (
+    "n_members",
+    "hidden",
+    "dropout",
+    "mc_dropout",
+    "mc_samples",
+    "epochs",
+    "lr",
+    "weight_decay",
+    "bootstrap",
+    "random_state",
+    "device",
+)
+
+
+class HeadCommittee:
+    """Committee of ``n_members`` logistic (``hidden=0``) or one-hidden-layer MLP heads.
+
+    ``epochs``: full-batch optimiser iterations (default 100 L-BFGS iterations for logistic heads, 300
+    Adam steps for MLP heads). ``lr``: default 1.0 (L-BFGS) / 1e-2 (Adam). ``weight_decay``: L2 penalty
+    in scikit-learn's scale, ``1/C`` (default 0.1 ≡ ``C=10``). ``device``: ``"cpu"`` or ``"cuda[:i]"``.
+    """
+
+    def __init__(
+        self,
+        n_members: int = 5,
+        hidden: int = 0,
+        dropout: float = 0.1,
+        mc_dropout: bool = False,
+        mc_samples: int = 10,
+        epochs: int | None = None,
+        lr: float | None = None,
+        weight_decay: float = 0.1,
+        bootstrap: bool = True,
+        random_state: int = 0,
+        device: str = "cpu",
+    ):
+        self.n_members = n_members
+        self.hidden = hidden
+        self.dropout = dropout
+        self.mc_dropout = mc_dropout
+        self.mc_samples = mc_samples
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.bootstrap = bootstrap
+        self.random_state = random_state
+        self.device = device
+
+    # ------------------------------------------------------------------ sklearn-ish plumbing
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _PARAMS}
+
+    def set_params(self, **params) -> HeadCommittee:
+        for name, value in params.items():
+            if name not in _PARAMS:
+                raise ValueError(f"unknown parameter {name!r}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"HeadCommittee({args})"
+
+    @property
+    def _dev(self) -> torch.device:
+        return torch.device(self.device)
+
+    def _check_params(self) -> None:
+        if self.n_members < 1:
+            raise ValueError("n_members must be >= 1")
+        if self.hidden < 0:
+            raise ValueError("hidden must be >= 0")
+        if self.mc_dropout and self.hidden == 0:
+            raise ValueError("mc_dropout needs MLP heads (hidden > 0)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "weights_"):
+            raise RuntimeError("HeadCommittee is not fitted yet: call fit() first")
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y, *, n_classes: int, sample_weight=None) -> HeadCommittee:
+        """Fit every member on its bootstrap resample of ``(X, y)``.
+
+        ``X`` (n, d) float32, ``y`` (n,) ints in ``[0, n_classes)``; ``sample_weight`` (n,) ≥ 0 (default 1).
+        Classes absent from ``y`` still get a column (their probability stays low).
+        """
+        self._check_params()
+        dev = self._dev
+        X = _rows(X, 0, len(X), dev)
+        y = torch.as_tensor(np.asarray(y), dtype=torch.int64, device=dev)
+        n, d = X.shape
+        if y.shape != (n,):
+            raise ValueError(f"y must have shape ({n},)")
+        if n == 0:
+            raise ValueError("cannot fit on zero samples")
+        if int(y.min()) < 0 or int(y.max()) >= n_classes:
+            raise ValueError(f"labels must be in [0, {n_classes})")
+        w = torch.ones(n, dtype=torch.float32, device=dev)
+        if sample_weight is not None:
+            w = torch.as_tensor(np.asarray(sample_weight, dtype=np.float32), device=dev)
+            if w.shape != (n,) or bool((w < 0).any()):
+                raise ValueError("sample_weight must be (n,) and non-negative")
+        # MC dropout samples come from one head, fitted on all the (weighted) data
+        m, c = (1 if self.mc_dropout else self.n_members), n_classes
+        seeds = np.random.SeedSequence(self.random_state).spawn(m)
+        rngs = [np.random.default_rng(s) for s in seeds]
+        if self.bootstrap and not self.mc_dropout:
+            counts = np.stack([r.multinomial(n, np.full(n, 1.0 / n)) for r in rngs]).astype(np.float32)
+        else:
+            counts = np.ones((m, n), dtype=np.float32)
+        weights = w[:, None] * torch.from_numpy(counts.T).to(dev)  # (n, M)
+        totals = weights.sum(0).clamp_min(1e-12)  # (M,)
+
+        torch_seed = int(np.random.SeedSequence(self.random_state).generate_state(1)[0])
+        gen = torch.Generator(device=dev).manual_seed(torch_seed)
+        self.n_classes_ = c
+        self.n_features_in_ = d
+        self.classes_ = np.arange(c)
+        self.mc_masks_ = None
+        self._mc_w2_cache = None
+        if self.hidden == 0:
+            self.weights_ = self._fit_logistic(X, y, weights, totals, m, c)
+        else:
+            self.weights_ = self._fit_mlp(X, y, weights, totals, m, c, gen)
+            if self.mc_dropout:
+                keep = torch.rand(self.mc_samples, self.hidden, generator=gen, device=dev) >= self.dropout
+                self.mc_masks_ = keep
+        self.members_ = m
+        return self
+
+    def _objective(self, logits: torch.Tensor, y, weights, totals, params: list[torch.Tensor]) -> torch.Tensor:
+        """Σ_m ( Σ_i w_im · CE_im + wd/2 · ‖θ_m‖² ) / Σ_i w_im for logits (n, M, C)."""
+        nll = -F.log_softmax(logits, dim=-1).gather(2, y[:, None, None].expand(-1, logits.shape[1], 1))[..., 0]
+        per_member = (weights * nll).sum(0)
+        penalty = sum(p.square().reshape(p.shape[0], -1).sum(1) for p in params)
+        return ((per_member + 0.5 * self.weight_decay * penalty) / totals).sum()
+
+    def _fit_logistic(self, X, y, weights, totals, m, c) -> dict[str, torch.Tensor]:
+        n, d = X.shape
+        W = torch.zeros(d, m * c, device=X.device, requires_grad=True)
+        b = torch.zeros(m * c, device=X.device, requires_grad=True)
+        opt = torch.optim.LBFGS(
+            [W, b],
+            lr=self.lr or 1.0,
+            max_iter=self.epochs or 100,
+            history_size=10,
+            tolerance_grad=1e-6,
+            tolerance_change=1e-9,
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure():
+            opt.zero_grad()
+            logits = torch.addmm(b, X, W).view(n, m, c)
+            loss = self._objective(logits, y, weights, totals, [W.view(d, m, c).permute(1, 0, 2), b.view(m, c)])
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return {"W": W.detach(), "b": b.detach()}
+
+    def _fit_mlp(self, X, y, weights, totals, m, c, gen) -> dict[str, torch.Tensor]:
+        n, d = X.shape
+        h, dev = self.hidden, X.device
+        # PyTorch's nn.Linear default init, U(−1/√fan_in, 1/√fan_in), drawn from the seeded generator
+        bound1, bound2 = 1.0 / math.sqrt(d), 1.0 / math.sqrt(h)
+        W1 = ((torch.rand(d, m * h, generator=gen, device=dev) * 2 - 1) * bound1).requires_grad_()
+        b1 = ((torch.rand(m * h, generator=gen, device=dev) * 2 - 1) * bound1).requires_grad_()
+        W2 = ((torch.rand(m, h, c, generator=gen, device=dev) * 2 - 1) * bound2).requires_grad_()
+        b2 = ((torch.rand(m, c, generator=gen, device=dev) * 2 - 1) * bound2).requires_grad_()
+        opt = torch.optim.Adam([W1, b1, W2, b2], lr=self.lr or 1e-2)
+        p = self.dropout
+        for _ in range(self.epochs or 300):
+            opt.zero_grad()
+            hid = torch.relu(torch.addmm(b1, X, W1)).view(n, m, h)
+            if p > 0:
+                keep = torch.rand(hid.shape, generator=gen, device=dev) >= p
+                hid = hid * keep / (1.0 - p)
+            logits = torch.bmm(hid.transpose(0, 1), W2).transpose(0, 1) + b2  # (n, M, C)
+            params = [W1.view(d, m, h).permute(1, 0, 2), b1.view(m, h), W2, b2]
+            loss = self._objective(logits, y, weights, totals, params)
+            loss.backward()
+            opt.step()
+        return {"W1": W1.detach(), "b1": b1.detach(), "W2": W2.detach(), "b2": b2.detach()}
+
+    # ------------------------------------------------------------------ predict
+
+    @property
+    def n_outputs_(self) -> int:
+        """Number of probability samples per item: ``mc_samples`` with MC dropout, else ``n_members``."""
+        return self.mc_samples if (self.hidden and self.mc_dropout) else self.members_
+
+    def _logits_chunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(c, S, C)`` of a chunk for the S outputs (members or MC samples): one GEMM per layer."""
+        c = self.n_classes_
+        wt = self.weights_
+        if self.hidden == 0:
+            return torch.addmm(wt["b"], x, wt["W"]).view(x.shape[0], -1, c)
+        h, m = self.hidden, self.members_
+        if self.mc_dropout:
+            hid = torch.relu(torch.addmm(wt["b1"][:h], x, wt["W1"][:, :h]))  # member 0
+            w2 = self._mc_w2()
+            return torch.addmm(wt["b2"][0].repeat(self.mc_samples), hid, w2).view(x.shape[0], -1, c)
+        hid = torch.relu(torch.addmm(wt["b1"], x, wt["W1"])).view(x.shape[0], m, h)
+        return torch.bmm(hid.transpose(0, 1), wt["W2"]).transpose(0, 1) + wt["b2"]
+
+    def _mc_w2(self) -> torch.Tensor:
+        """``(h, S·C)``: member 0's output layer under each of the S dropout masks, scaled by 1/(1−p)."""
+        if getattr(self, "_mc_w2_cache", None) is None:
+            keep = self.mc_masks_.to(self.weights_["W2"].dtype)  # (S, h)
+            w2 = keep[:, :, None] * self.weights_["W2"][0][None] / (1.0 - self.dropout)  # (S, h, C)
+            self._mc_w2_cache = w2.permute(1, 0, 2).reshape(self.hidden, -1).contiguous()
+        return self._mc_w2_cache
+
+    def predict_proba_members(self, X, *, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
+        """Probabilities of every member (or MC-dropout sample): float32 tensor ``(S, n, C)`` on ``device``."""
+        self._check_fitted()
+        n = len(X)
+        out = torch.empty(self.n_outputs_, n, self.n_classes_, dtype=torch.float32, device=self._dev)
+        with torch.inference_mode():
+            for s in range(0, n, chunk_size):
+                x = _rows(X, s, s + chunk_size, self._dev)
+                out[:, s : s + x.shape[0]] = torch.softmax(self._logits_chunk(x), dim=-1).transpose(0, 1)
+        return out
+
+    def predict_proba(self, X, *, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
+        """Committee mean ``p̄(c|x) = mean_m p_m(c|x)``: NumPy float32 ``(n, C)``."""
+        self._check_fitted()
+        n = len(X)
+        out = torch.empty(n, self.n_classes_, dtype=torch.float32, device=self._dev)
+        with torch.inference_mode():
+            for s in range(0, n, chunk_size):
+                x = _rows(X, s, s + chunk_size, self._dev)
+                out[s : s + x.shape[0]] = torch.softmax(self._logits_chunk(x), dim=-1).mean(1)
+        return out.cpu().numpy()
+
+    def predict(self, X, *, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
+        """``argmax_c p̄(c|x)``: NumPy int64 ``(n,)``."""
+        return self.predict_proba(X, chunk_size=chunk_size).argmax(1).astype(np.int64)
+
+    def score(self, X, strategy: str, *, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
+        """Acquisition score of ``strategy`` (``least_confidence``, ``margin``, ``entropy``, ``bald``, ``qbc``)
+        for every row of ``X``, computed chunk by chunk so the ``(S, n, C)`` probabilities never exist at
+        once: float tensor ``(n,)`` on ``device``, to pass to ``select_batch(..., scores=...)``."""
+        self._check_fitted()
+        fn = SCORE_FUNCTIONS[strategy]
+        n = len(X)
+        out = None
+        with torch.inference_mode():
+            for s in range(0, n, chunk_size):
+                x = _rows(X, s, s + chunk_size, self._dev)
+                # (S, c, C) contiguous: the score functions reduce over the member axis first
+                sc = fn(torch.softmax(self._logits_chunk(x), dim=-1).transpose(0, 1).contiguous())
+                if out is None:
+                    out = torch.empty(n, dtype=sc.dtype, device=self._dev)
+                out[s : s + x.shape[0]] = sc
+        return out if out is not None else torch.empty(0, device=self._dev)
+
+    # ------------------------------------------------------------------ persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyper-parameters and learned tensors (on CPU); ``torch.save``-able."""
+        self._check_fitted()
+        state = {
+            "params": self.get_params(),
+            "n_classes": self.n_classes_,
+            "n_features_in": self.n_features_in_,
+            "members": self.members_,
+            "weights": {k: v.detach().cpu().clone() for k, v in self.weights_.items()},
+        }
+        if getattr(self, "mc_masks_", None) is not None:
+            state["mc_masks"] = self.mc_masks_.cpu().clone()
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], *, device: str | None = None) -> HeadCommittee:
+        """Rebuild a fitted committee from :meth:`state_dict` (optionally on another ``device``)."""
+        params = dict(state["params"])
+        if device is not None:
+            params["device"] = device
+        model = cls(**params)
+        dev = model._dev
+        model.n_classes_ = int(state["n_classes"])
+        model.n_features_in_ = int(state["n_features_in"])
+        model.classes_ = np.arange(model.n_classes_)
+        model.members_ = int(state["members"])
+        model.weights_ = {k: v.to(dev) for k, v in state["weights"].items()}
+        model.mc_masks_ = state["mc_masks"].to(dev) if "mc_masks" in state else None
+        model._mc_w2_cache = None
+        return model

@@ -1,0 +1,211 @@
+"""What happens to an item once it has all the labels it asked for: finalise, ask for one more
+label, or send it to review.
+
+Called on the submit path, per item, inside the submitting transaction (the item's queue entry is
+locked by the caller). The rules and the queue-priority rule are in :mod:`annotation.routing`; this
+module gathers the inputs cheaply and writes the outcome:
+
+- the posterior comes from the latest ``AgreementSnapshot`` (class priors, label order) and the
+  ``AnnotatorQuality`` rows (confusion matrices) of the item's annotators: two small indexed reads.
+  Without a snapshot, or when one of the annotators or labels is unknown to it, the majority-vote
+  shares stand in;
+- the review policy comes from the snapshot's project kappa and the project's thresholds (the
+  middle policy until kappa can be estimated);
+- ``FINAL``: ``final_label``, ``final_confidence`` (max posterior), ``final_source = consensus``,
+  the queue entry goes; ``EXTRA_LABEL``: ``labels_needed += 1``, reason ``extra_label``, priority
+  placed among the new items (``routing.priorities_on_queue_scale``); ``REVIEW``: a ``ReviewTask``
+  (with the posterior and the model's suggestion from the queue entry), item ``in_review``, the
+  entry goes.
+
+The whole-project pass (``aggregation.project_aggregate``) applies the same rules with freshly
+fitted posteriors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from django.db.models import F
+from django.utils import timezone
+
+from .. import routing
+from ..models import (
+    AgreementSnapshot,
+    Annotation,
+    AnnotatorQuality,
+    Assignment,
+    AssignmentStatus,
+    Item,
+    ItemStatus,
+    LabelSource,
+    Project,
+    QueueEntry,
+    QueueReason,
+    ReviewTask,
+)
+from ..routing import Decision, Outcome, Policy
+
+__all__ = ["Decision", "Outcome", "entry_route_if_complete", "item_consensus_apply", "item_posterior", "project_policy"]
+
+NEW_ITEMS_CAP = 2000  # new entries read to place an extra-label request (the head of the queue)
+
+
+def _latest_snapshot(project_id: int):
+    return (
+        AgreementSnapshot.objects.filter(project_id=project_id)
+        .order_by("-computed_at", "-id")
+        .only("id", "project_kappa", "n_overlap_items", "label_ids", "priors")
+        .first()
+    )
+
+
+def project_policy(project: Project, snapshot=None) -> Policy:
+    """The review policy of ``project`` from its latest snapshot's kappa and its thresholds."""
+    if snapshot is None:
+        snapshot = _latest_snapshot(project.pk)
+    return routing.review_policy(
+        None if snapshot is None else snapshot.project_kappa,
+        0 if snapshot is None else snapshot.n_overlap_items,
+        review_all_below=project.review_all_below_kappa,
+        review_disagreements_below=project.review_disagreements_below_kappa,
+    )
+
+
+def item_posterior(project_id: int, annotations: Sequence[tuple[int, int]], snapshot=None) -> dict[int, float]:
+    """``{label_id: p}`` for one item from its ``(user_id, label_id)`` annotations (module docstring)."""
+    label_ids = [label_id for _, label_id in annotations]
+    if snapshot is None:
+        snapshot = _latest_snapshot(project_id)
+    if snapshot is not None and snapshot.label_ids:
+        column = {label_id: j for j, label_id in enumerate(snapshot.label_ids)}
+        n_classes = len(snapshot.label_ids)
+        users = {user_id for user_id, _ in annotations}
+        rows = dict(
+            AnnotatorQuality.objects.filter(project_id=project_id, user_id__in=users, n_classes=n_classes).values_list(
+                "user_id", "confusion"
+            )
+        )
+        if len(rows) == len(users) and all(label_id in column for label_id in label_ids):
+            confusions = np.stack(
+                [
+                    np.frombuffer(bytes(rows[user_id]), dtype="<f4").reshape(n_classes, n_classes)
+                    for user_id, _ in annotations
+                ]
+            )
+            posterior = routing.item_posterior(
+                [column[label_id] for label_id in label_ids], confusions, np.asarray(snapshot.priors, dtype=np.float64)
+            )
+            return {int(snapshot.label_ids[j]): float(posterior[j]) for j in np.flatnonzero(posterior > 0)}
+    classes = sorted(set(label_ids))
+    shares = routing.vote_shares([classes.index(label_id) for label_id in label_ids], len(classes))
+    return {label_id: float(share) for label_id, share in zip(classes, shares, strict=True)}
+
+
+def _extra_label_priority(project_id: int, value: float) -> float:
+    new = list(
+        QueueEntry.objects.filter(project_id=project_id, labels_taken__lt=F("labels_needed"))
+        .exclude(reason=QueueReason.EXTRA_LABEL)
+        .order_by("-priority", "id")
+        .values_list("priority", flat=True)[:NEW_ITEMS_CAP]
+    )
+    return float(routing.priorities_on_queue_scale([value], new)[0])
+
+
+def posterior_json(posterior: Mapping[int, float]) -> dict[str, float]:
+    return {str(label_id): round(p, 6) for label_id, p in posterior.items() if p >= 1e-3}
+
+
+def item_consensus_apply(
+    *,
+    project: Project,
+    entry: QueueEntry,
+    annotations: Sequence[tuple[int, int]],
+    posterior: Mapping[int, float] | None = None,
+    policy: Policy | None = None,
+) -> Decision:
+    """Route an item whose entry is locked by the caller's transaction.
+
+    ``annotations``: the item's ``(user_id, label_id)`` pairs. ``posterior`` (``{label_id: p}``) and
+    ``policy`` default to the latest snapshot's (the aggregation passes its fresh ones).
+    """
+    if not annotations:
+        raise ValueError("item_consensus_apply needs at least one annotation")
+    snapshot = _latest_snapshot(project.pk) if posterior is None or policy is None else None
+    if posterior is None:
+        posterior = item_posterior(project.pk, annotations, snapshot)
+    if policy is None:
+        policy = project_policy(project, snapshot)
+    label_order = list(posterior)
+    index = {label_id: j for j, label_id in enumerate(label_order)}
+    extra = [label_id for _, label_id in annotations if label_id not in index]
+    for label_id in extra:
+        index.setdefault(label_id, len(label_order))
+        label_order.append(label_id)
+    vector = np.zeros(len(label_order))
+    for label_id, p in posterior.items():
+        vector[index[label_id]] = p
+    decision = routing.route(
+        vector,
+        [index[label_id] for _, label_id in annotations],
+        labels_needed=entry.labels_needed,
+        labels_per_item=project.labels_per_item,
+        max_labels=project.max_labels_per_item,
+        min_confidence=project.min_consensus_confidence,
+        policy=policy,
+    )
+    now = timezone.now()
+    if decision.outcome is Outcome.FINAL:
+        label_id = label_order[decision.label]
+        Item.objects.filter(pk=entry.item_id).update(
+            status=ItemStatus.FINALIZED,
+            final_label_id=label_id,
+            final_confidence=decision.confidence,
+            final_source=LabelSource.CONSENSUS,
+            finalized_at=now,
+            updated_at=now,
+        )
+        entry.delete()
+        return Decision(Outcome.FINAL, label=label_id, confidence=decision.confidence, value=decision.value)
+    if decision.outcome is Outcome.EXTRA_LABEL:
+        priority = _extra_label_priority(project.pk, decision.value)
+        QueueEntry.objects.filter(pk=entry.pk).update(
+            labels_needed=entry.labels_needed + 1, reason=QueueReason.EXTRA_LABEL, priority=priority
+        )
+        entry.labels_needed += 1
+        entry.reason = QueueReason.EXTRA_LABEL
+        entry.priority = priority
+        return decision
+    Item.objects.filter(pk=entry.item_id).update(status=ItemStatus.IN_REVIEW, updated_at=now)
+    ReviewTask.objects.get_or_create(
+        item_id=entry.item_id,
+        status="open",
+        defaults={
+            "project": project,
+            "reason": decision.reason.value,
+            "priority": decision.value,
+            "posterior": posterior_json(posterior),
+            "model_label_id": entry.suggested_label_id,
+            "model_confidence": entry.suggested_confidence,
+        },
+    )
+    entry.delete()
+    return decision
+
+
+def entry_route_if_complete(
+    *, project: Project, item_id: int, posterior: Mapping[int, float] | None = None, policy: Policy | None = None
+) -> Decision | None:
+    """Route the item when its entry has all its labels and no live lease (the aggregation's
+    catch-up for complete entries); ``None`` when there is nothing to do."""
+    entry = QueueEntry.objects.select_for_update().filter(item_id=item_id).first()
+    if entry is None or entry.labels_taken < entry.labels_needed:
+        return None
+    if Assignment.objects.filter(item_id=item_id, status=AssignmentStatus.LEASED).exists():
+        return None
+    annotations = list(Annotation.objects.filter(item_id=item_id).order_by("id").values_list("user_id", "label_id"))
+    if len(annotations) < entry.labels_needed:
+        return None
+    return item_consensus_apply(
+        project=project, entry=entry, annotations=annotations, posterior=posterior, policy=policy
+    )
