@@ -18,6 +18,7 @@ cross-entropy of scikit-learn's ``LogisticRegression`` (``weight_decay`` plays `
 
 with sample weights ``w_i`` (e.g. label confidence) and bootstrap counts ``k_mi``. Logistic heads are
 fitted with full-batch L-BFGS (convex; zero init), MLP heads with full-batch Adam (seeded init, dropout).
+With ``warm_start=True`` a refit starts from the learned weights instead (see ``HeadCommittee``).
 
 MC dropout (``mc_dropout=True``, needs ``hidden>0``): one head is fitted on all the data (``n_members`` and
 ``bootstrap`` do not apply) and ``predict_proba_members`` returns ``mc_samples`` thinned versions of it, each with its own dropout mask over the hidden units (drawn once, seeded,
@@ -50,6 +51,8 @@ _PARAMS = (
     "bootstrap",
     "random_state",
     "device",
+    "tol",
+    "warm_start",
 )
 
 
@@ -58,7 +61,18 @@ class HeadCommittee:
 
     ``epochs``: full-batch optimiser iterations (default 100 L-BFGS iterations for logistic heads, 300
     Adam steps for MLP heads). ``lr``: default 1.0 (L-BFGS) / 1e-2 (Adam). ``weight_decay``: L2 penalty
-    in scikit-learn's scale, ``1/C`` (default 0.1 ≡ ``C=10``). ``device``: ``"cpu"`` or ``"cuda[:i]"``.
+    in scikit-learn's scale, ``1/C`` (default 0.1 ≡ ``C=10``). ``tol``: L-BFGS stops once no gradient entry
+    exceeds it in absolute value (logistic heads only). ``device``: ``"cpu"`` or ``"cuda[:i]"``.
+
+    ``warm_start``: bool, default False. When set to True, reuse the solution of the previous call to
+    ``fit`` as initialisation, otherwise, just erase the previous solution. The previous solution is
+    reused only if it fits the new call: same ``n_features_in_``, ``n_classes`` and architecture
+    (``hidden``, and ``n_members`` or ``mc_dropout``, which set the number of heads); otherwise, and on
+    the first fit, the weights are initialised as usual. A warm fit minimises the same objective with the
+    same optimiser for ``epochs`` iterations; only the starting point differs (the optimiser's own state,
+    L-BFGS history or Adam moments, starts afresh). Bootstrap resamples and dropout masks still come from
+    ``random_state``, so a sequence of fits is deterministic. ``epochs`` may be lowered with
+    ``set_params`` between warm fits, e.g. when each refit only adds a few labels.
     """
 
     def __init__(
@@ -74,6 +88,8 @@ class HeadCommittee:
         bootstrap: bool = True,
         random_state: int = 0,
         device: str = "cpu",
+        tol: float = 1e-6,
+        warm_start: bool = False,
     ):
         self.n_members = n_members
         self.hidden = hidden
@@ -86,6 +102,8 @@ class HeadCommittee:
         self.bootstrap = bootstrap
         self.random_state = random_state
         self.device = device
+        self.tol = tol
+        self.warm_start = warm_start
 
     # ------------------------------------------------------------------ sklearn-ish plumbing
 
@@ -158,20 +176,36 @@ class HeadCommittee:
 
         torch_seed = int(np.random.SeedSequence(self.random_state).generate_state(1)[0])
         gen = torch.Generator(device=dev).manual_seed(torch_seed)
+        init = self._warm_weights(d, m, c)
         self.n_classes_ = c
         self.n_features_in_ = d
         self.classes_ = np.arange(c)
         self.mc_masks_ = None
         self._mc_w2_cache = None
         if self.hidden == 0:
-            self.weights_ = self._fit_logistic(X, y, weights, totals, m, c)
+            self.weights_ = self._fit_logistic(X, y, weights, totals, m, c, init)
         else:
-            self.weights_ = self._fit_mlp(X, y, weights, totals, m, c, gen)
+            self.weights_ = self._fit_mlp(X, y, weights, totals, m, c, gen, init)
             if self.mc_dropout:
                 keep = torch.rand(self.mc_samples, self.hidden, generator=gen, device=dev) >= self.dropout
                 self.mc_masks_ = keep
         self.members_ = m
         return self
+
+    def _warm_weights(self, d: int, m: int, c: int) -> dict[str, torch.Tensor] | None:
+        """Copies of the learned weights to start a warm fit from, or ``None`` for the usual init."""
+        if not self.warm_start or getattr(self, "weights_", None) is None:
+            return None
+        if (self.n_features_in_, self.n_classes_, self.members_) != (d, c, m):
+            return None
+        h = self.hidden
+        shapes = {"W": (d, m * c), "b": (m * c,)}
+        if h:
+            shapes = {"W1": (d, m * h), "b1": (m * h,), "W2": (m, h, c), "b2": (m, c)}
+        wt = self.weights_
+        if set(wt) != set(shapes) or any(tuple(wt[k].shape) != s for k, s in shapes.items()):
+            return None
+        return {k: v.detach().to(self._dev, torch.float32, copy=True) for k, v in wt.items()}
 
     def _objective(self, logits: torch.Tensor, y, weights, totals, params: list[torch.Tensor]) -> torch.Tensor:
         """Σ_m ( Σ_i w_im · CE_im + wd/2 · ‖θ_m‖² ) / Σ_i w_im for logits (n, M, C)."""
@@ -180,16 +214,19 @@ class HeadCommittee:
         penalty = sum(p.square().reshape(p.shape[0], -1).sum(1) for p in params)
         return ((per_member + 0.5 * self.weight_decay * penalty) / totals).sum()
 
-    def _fit_logistic(self, X, y, weights, totals, m, c) -> dict[str, torch.Tensor]:
+    def _fit_logistic(self, X, y, weights, totals, m, c, init=None) -> dict[str, torch.Tensor]:
         n, d = X.shape
-        W = torch.zeros(d, m * c, device=X.device, requires_grad=True)
-        b = torch.zeros(m * c, device=X.device, requires_grad=True)
+        if init is not None:
+            W, b = init["W"].requires_grad_(), init["b"].requires_grad_()
+        else:
+            W = torch.zeros(d, m * c, device=X.device, requires_grad=True)
+            b = torch.zeros(m * c, device=X.device, requires_grad=True)
         opt = torch.optim.LBFGS(
             [W, b],
             lr=self.lr or 1.0,
             max_iter=self.epochs or 100,
             history_size=10,
-            tolerance_grad=1e-6,
+            tolerance_grad=self.tol,
             tolerance_change=1e-9,
             line_search_fn="strong_wolfe",
         )
@@ -204,15 +241,18 @@ class HeadCommittee:
         opt.step(closure)
         return {"W": W.detach(), "b": b.detach()}
 
-    def _fit_mlp(self, X, y, weights, totals, m, c, gen) -> dict[str, torch.Tensor]:
+    def _fit_mlp(self, X, y, weights, totals, m, c, gen, init=None) -> dict[str, torch.Tensor]:
         n, d = X.shape
         h, dev = self.hidden, X.device
-        # PyTorch's nn.Linear default init, U(−1/√fan_in, 1/√fan_in), drawn from the seeded generator
-        bound1, bound2 = 1.0 / math.sqrt(d), 1.0 / math.sqrt(h)
-        W1 = ((torch.rand(d, m * h, generator=gen, device=dev) * 2 - 1) * bound1).requires_grad_()
-        b1 = ((torch.rand(m * h, generator=gen, device=dev) * 2 - 1) * bound1).requires_grad_()
-        W2 = ((torch.rand(m, h, c, generator=gen, device=dev) * 2 - 1) * bound2).requires_grad_()
-        b2 = ((torch.rand(m, c, generator=gen, device=dev) * 2 - 1) * bound2).requires_grad_()
+        if init is not None:
+            W1, b1, W2, b2 = (init[k].requires_grad_() for k in ("W1", "b1", "W2", "b2"))
+        else:
+            # PyTorch's nn.Linear default init, U(−1/√fan_in, 1/√fan_in), drawn from the seeded generator
+            bound1, bound2 = 1.0 / math.sqrt(d), 1.0 / math.sqrt(h)
+            W1 = ((torch.rand(d, m * h, generator=gen, device=dev) * 2 - 1) * bound1).requires_grad_()
+            b1 = ((torch.rand(m * h, generator=gen, device=dev) * 2 - 1) * bound1).requires_grad_()
+            W2 = ((torch.rand(m, h, c, generator=gen, device=dev) * 2 - 1) * bound2).requires_grad_()
+            b2 = ((torch.rand(m, c, generator=gen, device=dev) * 2 - 1) * bound2).requires_grad_()
         opt = torch.optim.Adam([W1, b1, W2, b2], lr=self.lr or 1e-2)
         p = self.dropout
         for _ in range(self.epochs or 300):

@@ -18,13 +18,13 @@ Models (all ``acquisition.committee.HeadCommittee``, the code the app trains):
   bald                                  an MLP head (hidden 256, dropout) with MC dropout: 20 masks
                                         give the posterior samples of H[p̄] − mean H[p_m]
 
-Every fit after the first starts from the previous round's weights (warm start), which is what makes a
-round cheap. MSAL is the greedy ``margin + α · min distance to the labelled set`` of select_batch; the
-min-distance cache is updated with only the newly labelled rows each round. α is small (0.01) because
-the two terms live on different scales here: the C=10 logistic model is confident, so the top few hundred
-margins of the pool lie within ~0.005 of 0, while min distances between unit-norm MiniLM vectors spread
-over ~0.4–1.0; α = 0.01 makes the distance term a within-batch tie-breaker among the most uncertain items
-(α ≥ 0.05 lets distance dominate and falls behind plain margin early on).
+Every fit after the first starts from the previous round's weights (``HeadCommittee(warm_start=True)``),
+which is what makes a round cheap. MSAL is the greedy ``margin + α · min distance to the labelled set``
+of select_batch; the min-distance cache is updated with only the newly labelled rows each round. α is
+small (0.01) because the two terms live on different scales here: the C=10 logistic model is confident,
+so the top few hundred margins of the pool lie within ~0.005 of 0, while min distances between unit-norm
+MiniLM vectors spread over ~0.4–1.0; α = 0.01 makes the distance term a within-batch tie-breaker among
+the most uncertain items (α ≥ 0.05 lets distance dominate and falls behind plain margin early on).
 
 Printed: test accuracy and macro-F1 at the checkpoints (mean ± std over seeds) per strategy, and the
 labels each strategy needs for its seed-mean accuracy to reach random's seed-mean accuracy at the budget.
@@ -59,88 +59,30 @@ SINGLE_MODEL = ("least_confidence", "margin", "entropy")
 
 
 # ---------------------------------------------------------------------------------- models
-class WarmStartCommittee(HeadCommittee):
-    """``HeadCommittee`` whose every fit after the first starts from the previous weights.
-
-    Same objective, optimiser and prediction code as the parent; only the starting point differs
-    (the parent starts logistic heads at zero and MLP heads at a seeded random init). For MLP heads,
-    ``warm_epochs`` Adam steps are taken on a warm fit instead of ``epochs``.
-    """
-
-    def __init__(self, *args, warm_epochs: int | None = None, tolerance_grad: float = 1e-5, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.warm_epochs = warm_epochs
-        self.tolerance_grad = tolerance_grad
-        self.fits_ = 0
-
-    def fit(self, X, y, *, n_classes: int, sample_weight=None):
-        self._previous = getattr(self, "weights_", None)
-        super().fit(X, y, n_classes=n_classes, sample_weight=sample_weight)
-        self.fits_ += 1
-        return self
-
-    def _fit_logistic(self, X, y, weights, totals, m, c):
-        n, d = X.shape
-        prev = self._previous
-        if prev is not None and prev["W"].shape == (d, m * c):
-            W = prev["W"].clone().requires_grad_()
-            b = prev["b"].clone().requires_grad_()
-        else:
-            W = torch.zeros(d, m * c, device=X.device, requires_grad=True)
-            b = torch.zeros(m * c, device=X.device, requires_grad=True)
-        opt = torch.optim.LBFGS(
-            [W, b],
-            lr=self.lr or 1.0,
-            max_iter=self.epochs or 100,
-            history_size=10,
-            tolerance_grad=self.tolerance_grad,
-            tolerance_change=1e-9,
-            line_search_fn="strong_wolfe",
-        )
-
-        def closure():
-            opt.zero_grad()
-            logits = torch.addmm(b, X, W).view(n, m, c)
-            loss = self._objective(logits, y, weights, totals, [W.view(d, m, c).permute(1, 0, 2), b.view(m, c)])
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        return {"W": W.detach(), "b": b.detach()}
-
-    def _fit_mlp(self, X, y, weights, totals, m, c, gen):
-        prev = self._previous
-        n, d = X.shape
-        h = self.hidden
-        if prev is None or "W1" not in prev or prev["W1"].shape != (d, m * h) or prev["W2"].shape != (m, h, c):
-            return super()._fit_mlp(X, y, weights, totals, m, c, gen)
-        W1, b1, W2, b2 = (prev[k].clone().requires_grad_() for k in ("W1", "b1", "W2", "b2"))
-        opt = torch.optim.Adam([W1, b1, W2, b2], lr=self.lr or 1e-2)
-        p = self.dropout
-        for _ in range(self.warm_epochs or self.epochs or 300):
-            opt.zero_grad()
-            hid = torch.relu(torch.addmm(b1, X, W1)).view(n, m, h)
-            if p > 0:
-                hid = hid * (torch.rand(hid.shape, generator=gen, device=X.device) >= p) / (1.0 - p)
-            logits = torch.bmm(hid.transpose(0, 1), W2).transpose(0, 1) + b2
-            params = [W1.view(d, m, h).permute(1, 0, 2), b1.view(m, h), W2, b2]
-            self._objective(logits, y, weights, totals, params).backward()
-            opt.step()
-        return {"W1": W1.detach(), "b1": b1.detach(), "W2": W2.detach(), "b2": b2.detach()}
-
-
-def evaluation_model(seed: int) -> WarmStartCommittee:
-    return WarmStartCommittee(n_members=1, bootstrap=False, weight_decay=0.1, epochs=200, random_state=seed)
-
-
-def qbc_committee(seed: int, args) -> WarmStartCommittee:
-    return WarmStartCommittee(
-        n_members=args.qbc_members, bootstrap=True, weight_decay=0.1, epochs=args.qbc_epochs, random_state=seed
+# Every model is refitted each round on the labels so far plus a new batch; ``warm_start=True`` starts each
+# refit from the previous round's weights. ``tol=1e-5``: L-BFGS gradient tolerance of the logistic heads.
+def evaluation_model(seed: int) -> HeadCommittee:
+    return HeadCommittee(
+        n_members=1, bootstrap=False, weight_decay=0.1, epochs=200, random_state=seed, tol=1e-5, warm_start=True
     )
 
 
-def bald_committee(seed: int, args) -> WarmStartCommittee:
-    return WarmStartCommittee(
+def qbc_committee(seed: int, args) -> HeadCommittee:
+    return HeadCommittee(
+        n_members=args.qbc_members,
+        bootstrap=True,
+        weight_decay=0.1,
+        epochs=args.qbc_epochs,
+        random_state=seed,
+        tol=1e-5,
+        warm_start=True,
+    )
+
+
+def bald_committee(seed: int, args) -> HeadCommittee:
+    """MC-dropout MLP head; ``args.bald_epochs`` Adam steps on the first fit (``run_one`` lowers ``epochs`` to
+    ``args.bald_warm_epochs`` for the warm fits after it)."""
+    return HeadCommittee(
         n_members=1,
         hidden=args.bald_hidden,
         dropout=args.bald_dropout,
@@ -148,9 +90,9 @@ def bald_committee(seed: int, args) -> WarmStartCommittee:
         mc_samples=args.bald_samples,
         weight_decay=args.bald_weight_decay,
         epochs=args.bald_epochs,
-        warm_epochs=args.bald_warm_epochs,
         bootstrap=False,
         random_state=seed,
+        warm_start=True,
     )
 
 
@@ -220,6 +162,8 @@ def run_one(strategy: str, seed: int, data: dict, args) -> dict:
             kwargs = {"probs": model.predict_proba_members(X[cand])}
         elif strategy in ("qbc", "bald"):
             committee.fit(X[idx], y[idx], n_classes=C)
+            if strategy == "bald":  # the fits after the first start from the previous weights
+                committee.set_params(epochs=args.bald_warm_epochs or args.bald_epochs)
             kwargs = {"probs": committee.predict_proba_members(X[cand])}
         elif strategy == "msal":
             kwargs = {

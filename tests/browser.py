@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from annotation import services
+from annotation.ingest_records import text_digest
+from annotation.models import Item
+from annotation.services.projects import LabelSpec
+
 # Playwright's sync API runs an event loop in the test thread; the ORM calls the tests make in
 # that same thread (fixtures, database checks) are still plain synchronous code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -31,6 +36,17 @@ CHROMIUM_ARGS = [
 REPO = Path(__file__).resolve().parent.parent
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+
+# The people the tests create log in with this password; their projects sort support messages.
+PASSWORD = "pw-12345-quorum"
+LABELS = [
+    LabelSpec("refund", description="Wants money back for a payment or a fee"),
+    LabelSpec("card_lost", description="Card lost, stolen or not arrived"),
+    LabelSpec("delivery", description="Card or parcel delivery times and tracking"),
+    LabelSpec("account_access", description="Cannot log in, locked out, password or PIN problems"),
+    LabelSpec("fees", description="Questions about charges and exchange rates"),
+    LabelSpec("other", shortcut="o", description="None of the above"),
+]
 
 
 def browser_missing() -> str | None:
@@ -105,3 +121,32 @@ def log_in(page, username: str, password: str, next_path: str = "/") -> None:
         page.keyboard.press("Enter")
     if "/accounts/login/" in page.url:
         raise AssertionError(f"login as {username!r} failed: still on {page.url}")
+
+
+def queue_texts(project, texts, suggestion) -> list:
+    """Items ``msg-001``, ``msg-002``… holding ``texts``, queued in that order. For the item at
+    ``position``, ``suggestion(position)`` gives the (label name, confidence) the model suggests."""
+    items = Item.objects.bulk_create(
+        Item(
+            project=project,
+            external_id=f"msg-{i + 1:03d}",
+            text=text,
+            text_hash=text_digest(text),
+            metadata={"channel": "email" if i % 2 else "chat"},
+        )
+        for i, text in enumerate(texts)
+    )
+    labels = {label.name: label for label in project.labels.all()}
+    candidates = []
+    for position, item in enumerate(items):
+        label, confidence = suggestion(position)
+        candidates.append(
+            services.QueueCandidate(
+                item_id=item.pk,
+                priority=float(len(items) - position),
+                suggested_label_id=labels[label].pk,
+                suggested_confidence=confidence,
+            )
+        )
+    services.queue_replace(project=project, candidates=candidates, strategy="margin")
+    return items

@@ -78,3 +78,27 @@ def token_api(db):
         return api
 
     return client
+
+
+@pytest.fixture
+def client_for():
+    """``client_for(user, **client_options)`` -> a Django test client logged in as ``user`` (None: anonymous)."""
+    from django.test import Client
+
+    def make(user, **kwargs):
+        client = Client(**kwargs)
+        if user is not None:
+            client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def hostile_project(make_user, make_project):
+    """(creator, project) for escaping checks: markup in the project's name, a label and its instructions."""
+    user = make_user("esc")
+    project = make_project("<b>bold</b>", user=user, labels=['say "hi"</script><script>alert(1)</script>', "ok"])
+    project.instructions = "<img src=x onerror=alert(1)>"
+    project.save()
+    return user, project

@@ -25,25 +25,16 @@ from annotation.models import (
 from annotation.services.projects import LabelSpec
 
 pytest.register_assert_rewrite("tests.browser")
-from tests.browser import DESKTOP, PHONE, log_in  # noqa: E402
+from tests.browser import DESKTOP, LABELS, PASSWORD, PHONE, log_in, queue_texts  # noqa: E402
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PASSWORD = "pw-12345-quorum"
 INSTRUCTIONS = (
     "Each text is a message a customer sent to support. Pick the one intent that best describes "
     "what the customer wants.\n\nIf two intents fit, pick the more specific one. Skip messages that "
     "are not about the bank at all."
 )
-LABELS = [
-    LabelSpec("refund", description="Wants money back for a payment or a fee"),
-    LabelSpec("card_lost", description="Card lost, stolen or not arrived"),
-    LabelSpec("delivery", description="Card or parcel delivery times and tracking"),
-    LabelSpec("account_access", description="Cannot log in, locked out, password or PIN problems"),
-    LabelSpec("fees", description="Questions about charges and exchange rates"),
-    LabelSpec("other", shortcut="o", description="None of the above"),
-]
 TEXTS = [
     "Hi,\n\nI ordered a new debit card two weeks ago and it still hasn't arrived. The app says it was "
     "dispatched on the 3rd.\n\nCan you tell me where it is, or send another one?\n\nThanks,\nMarta",
@@ -81,30 +72,7 @@ def labelling_project(admin, annotator, texts=TEXTS, name="Support inbox"):
         user=admin, name=name, labels=LABELS, instructions=INSTRUCTIONS, embedding_dim=4, labels_per_item=2
     )
     services.membership_set(project=project, username=annotator.username, role=Role.ANNOTATOR)
-    items = Item.objects.bulk_create(
-        Item(
-            project=project,
-            external_id=f"msg-{i + 1:03d}",
-            text=text,
-            text_hash=text_digest(text),
-            metadata={"channel": "email" if i % 2 else "chat"},
-        )
-        for i, text in enumerate(texts)
-    )
-    labels = {label.name: label for label in project.labels.all()}
-    services.queue_replace(
-        project=project,
-        candidates=[
-            services.QueueCandidate(
-                item_id=item.pk,
-                priority=float(len(items) - position),
-                suggested_label_id=labels["delivery"].pk if position == 0 else labels["refund"].pk,
-                suggested_confidence=0.72 if position == 0 else 0.55,
-            )
-            for position, item in enumerate(items)
-        ],
-        strategy="margin",
-    )
+    queue_texts(project, texts, lambda position: ("delivery", 0.72) if position == 0 else ("refund", 0.55))
     return project
 
 

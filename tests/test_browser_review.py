@@ -8,31 +8,20 @@ from __future__ import annotations
 import pytest
 
 from annotation import services
-from annotation.ingest_records import text_digest
-from annotation.models import Item, ItemStatus, LabelSource, ReviewStatus, ReviewTask, Role
+from annotation.models import ItemStatus, LabelSource, ReviewStatus, ReviewTask, Role
 from annotation.services.aggregation import project_aggregate
-from annotation.services.projects import LabelSpec
 from annotation.services.review import review_resolve
 
 pytest.register_assert_rewrite("tests.browser")
-from tests.browser import DESKTOP, PHONE, log_in  # noqa: E402
+from tests.browser import DESKTOP, LABELS, PASSWORD, PHONE, log_in, queue_texts  # noqa: E402
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PASSWORD = "pw-12345-quorum"
 INSTRUCTIONS = (
     "Each text is a message a customer sent to support. Decide the one intent that best describes "
     "what the customer wants; write a note when the call is close."
 )
-LABELS = [
-    LabelSpec("refund", description="Wants money back for a payment or a fee"),
-    LabelSpec("card_lost", description="Card lost, stolen or not arrived"),
-    LabelSpec("delivery", description="Card or parcel delivery times and tracking"),
-    LabelSpec("account_access", description="Cannot log in, locked out, password or PIN problems"),
-    LabelSpec("fees", description="Questions about charges and exchange rates"),
-    LabelSpec("other", shortcut="o", description="None of the above"),
-]
 # (text, maria's label, jonas's label): they agree on the first ten and split on the rest.
 PLAN = [
     ("I was charged twice for the same hotel booking. Please give me back the second payment.", "refund", "refund"),
@@ -87,30 +76,7 @@ def review_project(admin, people, plan=PLAN, name="Support inbox"):
     services.membership_set(project=project, username="maria", role=Role.ANNOTATOR)
     services.membership_set(project=project, username="jonas", role=Role.ANNOTATOR)
     services.membership_set(project=project, username="rita", role=Role.REVIEWER)
-    items = Item.objects.bulk_create(
-        Item(
-            project=project,
-            external_id=f"msg-{i + 1:03d}",
-            text=text,
-            text_hash=text_digest(text),
-            metadata={"channel": "email" if i % 2 else "chat"},
-        )
-        for i, (text, _, _) in enumerate(plan)
-    )
-    labels = {label.name: label for label in project.labels.all()}
-    services.queue_replace(
-        project=project,
-        candidates=[
-            services.QueueCandidate(
-                item_id=item.pk,
-                priority=float(len(items) - position),
-                suggested_label_id=labels["delivery"].pk,
-                suggested_confidence=0.58,
-            )
-            for position, item in enumerate(items)
-        ],
-        strategy="margin",
-    )
+    items = queue_texts(project, [text for text, _, _ in plan], lambda position: ("delivery", 0.58))
     by_external_id = {item.external_id: plan[i] for i, item in enumerate(items)}
     for column, username in ((1, "maria"), (2, "jonas")):
         user = people[username]

@@ -1,4 +1,5 @@
-"""HeadCommittee: shapes, determinism, learning, unseen classes, sample weights, MC dropout, persistence."""
+"""HeadCommittee: shapes, determinism, learning, unseen classes, sample weights, MC dropout, persistence,
+warm start."""
 
 import io
 
@@ -124,6 +125,104 @@ def test_bad_input():
         HeadCommittee().fit(X, y[:10], n_classes=4)
     with pytest.raises(RuntimeError):
         HeadCommittee().predict_proba(X)
+
+
+def _objective(model, X, y):
+    """The training objective of a single head fitted without bootstrap (dropout 0): mean CE + wd/2 ‖θ‖² / n."""
+    p = model.predict_proba_members(X)[0].double()
+    ce = -torch.log(p[torch.arange(len(y)), torch.as_tensor(y)]).mean()
+    penalty = sum(float(w.double().square().sum()) for w in model.weights_.values())
+    return float(ce) + 0.5 * model.weight_decay * penalty / len(y)
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.weights_.items()}
+
+
+def _max_change(a, b):
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def test_warm_start_refit_of_a_converged_solution_stays_put():
+    X, y = _blobs(spread=2.0)
+    model = HeadCommittee(n_members=1, bootstrap=False, epochs=200, warm_start=True).fit(X, y, n_classes=4)
+    before, loss = _weights(model), _objective(model, X, y)
+    model.fit(X, y, n_classes=4)
+    assert _max_change(model.weights_, before) < 1e-2 * max(float(w.abs().max()) for w in before.values())
+    assert _objective(model, X, y) <= loss + 1e-6
+
+
+@pytest.mark.parametrize("kw", [{"epochs": 3}, {"hidden": 16, "dropout": 0.0, "epochs": 15}])
+def test_warm_start_continues_from_the_previous_solution(kw):
+    X, y = _blobs(spread=2.0)
+    first = HeadCommittee(n_members=1, bootstrap=False, warm_start=True, **kw).fit(X, y, n_classes=4)
+    loss1 = _objective(first, X, y)
+    cold = HeadCommittee(n_members=1, bootstrap=False, **kw).fit(X, y, n_classes=4)
+    assert _objective(cold.fit(X, y, n_classes=4), X, y) == pytest.approx(loss1, abs=1e-7)  # re-initialised
+    loss2 = _objective(first.fit(X, y, n_classes=4), X, y)
+    assert loss2 < loss1 - 1e-3  # went on from where the first fit stopped
+
+
+def test_warm_start_first_fit_and_default_refit_are_cold():
+    X, y = _blobs()
+    cold = HeadCommittee(n_members=3, epochs=5).fit(X, y, n_classes=4)
+    warm = HeadCommittee(n_members=3, epochs=5, warm_start=True).fit(X, y, n_classes=4)
+    assert all(torch.equal(warm.weights_[k], cold.weights_[k]) for k in cold.weights_)
+    refit = HeadCommittee(n_members=3, epochs=5).fit(X[:50], y[:50], n_classes=4).fit(X, y, n_classes=4)
+    assert all(torch.equal(refit.weights_[k], cold.weights_[k]) for k in cold.weights_)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"n_classes": 5},
+        {"n_features": 8},
+        {"params": {"n_members": 2}},
+        {"params": {"hidden": 8}},
+        {"params": {"hidden": 16, "mc_dropout": True}},
+    ],
+)
+def test_warm_start_falls_back_to_a_fresh_init_when_the_problem_changes(change):
+    X, y = _blobs(c=4)
+    kw = {"n_members": 3, "hidden": 16, "epochs": 10}
+    X2 = X[:, : change.get("n_features", X.shape[1])]
+    c2 = change.get("n_classes", 4)
+    params = {**kw, **change.get("params", {})}
+    model = HeadCommittee(warm_start=True, **kw).fit(X, y, n_classes=4)
+    model.set_params(**params).fit(X2, y, n_classes=c2)
+    fresh = HeadCommittee(**params).fit(X2, y, n_classes=c2)
+    assert model.weights_.keys() == fresh.weights_.keys()
+    assert all(torch.equal(model.weights_[k], fresh.weights_[k]) for k in fresh.weights_)
+    assert torch.equal(model.predict_proba_members(X2), fresh.predict_proba_members(X2))
+
+
+@pytest.mark.parametrize(
+    "kw", [{"epochs": 20}, {"hidden": 16, "epochs": 20}, {"hidden": 16, "epochs": 20, "mc_dropout": True}]
+)
+def test_warm_start_is_deterministic_for_a_random_state(kw):
+    X, y = _blobs(spread=1.5)
+
+    def run(seed):
+        model = HeadCommittee(n_members=3, random_state=seed, warm_start=True, **kw)
+        for n in (100, 200, 300):
+            model.fit(X[:n], y[:n], n_classes=4)
+        return model.predict_proba_members(X)
+
+    a = run(7)
+    assert torch.equal(a, run(7))
+    assert not torch.equal(a, run(8))
+
+
+def test_warm_start_from_a_loaded_state():
+    X, y = _blobs(spread=2.0)
+    model = HeadCommittee(n_members=2, epochs=5).fit(X[:150], y[:150], n_classes=4)
+    loaded = HeadCommittee.from_state_dict(model.state_dict()).set_params(warm_start=True)
+    model.set_params(warm_start=True).fit(X, y, n_classes=4)
+    loaded.fit(X, y, n_classes=4)
+    assert torch.equal(loaded.predict_proba_members(X), model.predict_proba_members(X))
+    cold = HeadCommittee(n_members=2, epochs=5).fit(X, y, n_classes=4)
+    assert not torch.equal(loaded.predict_proba_members(X), cold.predict_proba_members(X))
+    assert loaded.get_params()["warm_start"] is True and "warm_start=True" in repr(loaded)
 
 
 @CUDA

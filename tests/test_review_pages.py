@@ -6,7 +6,6 @@ import re
 
 import pytest
 from django.contrib.staticfiles import finders
-from django.test import Client
 from django.urls import reverse
 
 from annotation import services
@@ -19,17 +18,6 @@ pytestmark = pytest.mark.django_db
 
 def review_url(project) -> str:
     return reverse("review", args=[project.pk])
-
-
-@pytest.fixture
-def client_for():
-    def make(user, **kwargs):
-        client = Client(**kwargs)
-        if user is not None:
-            client.force_login(user)
-        return client
-
-    return make
 
 
 @pytest.fixture
@@ -160,11 +148,8 @@ def test_many_labels_get_a_filter(client_for, make_user, make_project):
     assert html.count('class="label-btn"') == 40
 
 
-def test_user_text_is_escaped(client_for, make_user, make_project):
-    user = make_user("esc")
-    project = make_project("<b>bold</b>", user=user, labels=['say "hi"</script><script>alert(1)</script>', "ok"])
-    project.instructions = "<img src=x onerror=alert(1)>"
-    project.save()
+def test_user_text_is_escaped(client_for, hostile_project):
+    user, project = hostile_project
     response = client_for(user).get(review_url(project))
     html = response.content.decode()
     assert "<img src=x" not in html and "&lt;img src=x" in html

@@ -14,6 +14,7 @@
   var configNode = document.getElementById("labeller-config");
   if (!root || !configNode) return;
   var config = JSON.parse(configNode.textContent);
+  var Q = window.Quorum;
 
   var SUGGEST_KEY = "quorum.suggest";
   var SETTLE_MS = 200; // key presses right after a new item appears are ignored (double presses)
@@ -26,44 +27,27 @@
     return root.querySelector(selector);
   }
 
-  var el = {
-    workspace: $("#workspace"),
-    panel: $("#item-panel"),
-    text: $("#item-text"),
-    externalId: $('[data-item="external_id"]'),
-    metadata: $('[data-item="metadata"]'),
+  var el = Q.elements(root, {
     suggestion: $("#suggestion"),
     suggestionLabel: $('[data-suggestion="label"]'),
     suggestionConfidence: $('[data-suggestion="confidence"]'),
-    status: $("#status"),
-    statusText: $('[data-status="text"]'),
-    retry: $('[data-action="retry"]'),
-    login: $('[data-status="login"]'),
-    dismiss: $('[data-action="dismiss"]'),
-    empty: $("#empty-state"),
     emptyIdle: $("[data-empty-idle]"),
     emptyRefill: $("[data-empty-refill]"),
-    check: $('[data-action="check"]'),
     grid: $("#label-grid"),
-    filter: $("#label-filter"),
-    noMatch: $("#no-match"),
     skipForm: $("#skip-form"),
     skipReason: $("#skip-reason"),
     skip: $('[data-action="skip"]'),
     undo: $('[data-action="undo"]'),
     toggle: $("#suggest-toggle"),
-    announcer: $("#announcer"),
     progress: {
       done_today: $('[data-progress="done_today"]'),
       remaining: $('[data-progress="remaining"]'),
       refill: $('[data-progress="refill"]'),
     },
-  };
-  var buttons = Array.prototype.slice.call(root.querySelectorAll(".label-btn"));
-  var byKey = {};
-  buttons.forEach(function (button) {
-    if (button.dataset.key) byKey[button.dataset.key.toLowerCase()] = button;
   });
+  var labelButtons = Q.labelButtons(root);
+  var buttons = labelButtons.buttons;
+  var byKey = labelButtons.byKey;
 
   var state = {
     current: null, // the entry on screen: {assignment, suggestion, suggested, expiresAt, elapsedMs, shownAt}
@@ -75,69 +59,17 @@
     lastAnnotation: null, // {id, label, entry, timeMs}: what undo brings back
     unsaved: null, // a chosen label that failed to save
     acceptAfter: 0,
-    pollTimer: null,
-    pollWhenVisible: false,
     clockOffset: 0, // server clock minus ours, from the Date header
     suggest: readSuggest(),
   };
 
   // --- HTTP ---------------------------------------------------------------------------------
 
-  function ApiError(status, body, network) {
-    this.status = status;
-    this.body = body || {};
-    this.network = Boolean(network);
-    this.code = (body && body.code) || null;
-    this.detail = (body && typeof body.detail === "string" && body.detail) || "";
-  }
-
-  function csrfToken() {
-    var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : config.csrfToken;
-  }
-
-  function call(method, path, body) {
-    var options = {
-      method: method,
-      credentials: "same-origin",
-      headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
-    };
-    if (body !== undefined) {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    return fetch(config.apiRoot + path, options).then(
-      function (response) {
-        var date = Date.parse(response.headers.get("Date") || "");
-        if (!isNaN(date)) state.clockOffset = date - Date.now();
-        return response.text().then(
-          function (text) {
-            var data = null;
-            if (text) {
-              try {
-                data = JSON.parse(text);
-              } catch (error) {
-                data = null;
-              }
-            }
-            if (!response.ok) throw new ApiError(response.status, data, false);
-            return data || {};
-          },
-          function () {
-            throw new ApiError(0, null, true);
-          }
-        );
-      },
-      function () {
-        throw new ApiError(0, null, true);
-      }
-    );
-  }
-
-  function isAuthError(error) {
-    if (error.status === 401) return true;
-    return error.status === 403 && /credentials|csrf|authenticat|log ?in/i.test(error.detail);
-  }
+  var call = Q.apiClient(config, function (response) {
+    var date = Date.parse(response.headers.get("Date") || "");
+    if (!isNaN(date)) state.clockOffset = date - Date.now();
+  });
+  var isAuthError = Q.isAuthError;
 
   // --- entries, clock ---------------------------------------------------------------------
 
@@ -181,17 +113,14 @@
 
   // --- rendering --------------------------------------------------------------------------
 
-  function announce(message) {
-    el.announcer.textContent = "";
-    window.setTimeout(function () {
-      el.announcer.textContent = message;
-    }, 50);
-  }
-
-  function excerpt(text, length) {
-    var flat = String(text).replace(/\s+/g, " ").trim();
-    return flat.length > length ? flat.slice(0, length - 1) + "…" : flat;
-  }
+  var announce = Q.announcer(el.announcer);
+  var excerpt = Q.excerpt;
+  var statusBar = Q.statusBar(el);
+  var setStatus = statusBar.set;
+  var reportError = statusBar.report;
+  var poll = Q.poller(function () {
+    loadNext({ quiet: true, message: "A new item is ready." });
+  });
 
   function formatNumber(value) {
     return typeof value === "number" ? value.toLocaleString() : "–";
@@ -202,24 +131,6 @@
     el.progress.done_today.textContent = formatNumber(progress.done_today);
     el.progress.remaining.textContent = formatNumber(progress.remaining);
     el.progress.refill.hidden = !progress.refill_running;
-  }
-
-  function renderMetadata(metadata) {
-    var dl = el.metadata;
-    dl.textContent = "";
-    var keys = metadata && typeof metadata === "object" ? Object.keys(metadata).slice(0, 6) : [];
-    keys.forEach(function (key) {
-      var value = metadata[key];
-      var wrap = document.createElement("div");
-      var dt = document.createElement("dt");
-      var dd = document.createElement("dd");
-      dt.textContent = key;
-      dd.textContent = excerpt(typeof value === "string" ? value : JSON.stringify(value), 60);
-      wrap.appendChild(dt);
-      wrap.appendChild(dd);
-      dl.appendChild(wrap);
-    });
-    dl.hidden = keys.length === 0;
   }
 
   function renderSuggestion() {
@@ -278,52 +189,15 @@
 
   function setView(view) {
     // view: "loading" | "ready" | "saving" | "empty"
-    root.dataset.state = view;
-    var empty = view === "empty";
-    el.empty.hidden = !empty;
-    el.workspace.hidden = empty;
-    el.panel.setAttribute("aria-busy", view === "loading" ? "true" : "false");
-    if (view === "loading") {
-      el.text.textContent = "Loading the next item…";
-      el.text.classList.add("is-placeholder");
-      el.externalId.textContent = "";
-      el.metadata.hidden = true;
-      el.suggestion.hidden = true;
-    }
-  }
-
-  function setStatus(message, options) {
-    options = options || {};
-    if (!message) {
-      el.status.hidden = true;
-      el.statusText.textContent = "";
-      return;
-    }
-    el.status.hidden = false;
-    el.status.className = "status " + (options.kind === "notice" ? "is-notice" : "is-error");
-    el.statusText.textContent = message;
-    el.retry.hidden = !options.retry;
-    el.retry.onclick = options.retry
-      ? function () {
-          setStatus(null);
-          if (!el.workspace.hidden) el.text.focus({ preventScroll: true }); // the Retry button is gone
-          options.retry();
-        }
-      : null;
-    el.login.hidden = !options.login;
-    el.dismiss.hidden = !options.dismissible;
-    if (options.retry && options.focusRetry) el.retry.focus();
+    Q.setView(root, el, view, "Loading the next item…");
+    if (view === "loading") el.suggestion.hidden = true;
   }
 
   function show(entry, message) {
     state.current = entry;
     var item = entry.assignment.item;
     setView("ready");
-    el.text.classList.remove("is-placeholder");
-    el.text.textContent = item.text;
-    el.text.scrollTop = 0;
-    el.externalId.textContent = item.external_id;
-    renderMetadata(item.metadata);
+    Q.showItem(el, item);
     renderSuggestion();
     markChosen(null, "is-chosen");
     markChosen(null, "is-previous");
@@ -335,24 +209,6 @@
   }
 
   // --- loading items ----------------------------------------------------------------------
-
-  function stopPolling() {
-    if (state.pollTimer !== null) window.clearTimeout(state.pollTimer);
-    state.pollTimer = null;
-    state.pollWhenVisible = false;
-  }
-
-  function schedulePoll(ms) {
-    stopPolling();
-    state.pollTimer = window.setTimeout(function () {
-      state.pollTimer = null;
-      if (document.visibilityState !== "visible") {
-        state.pollWhenVisible = true;
-        return;
-      }
-      loadNext({ quiet: true, message: "A new item is ready." });
-    }, ms);
-  }
 
   function showEmpty(data) {
     var progress = data.progress || {};
@@ -373,7 +229,7 @@
         "No items to label right now." + (progress.refill_running ? " More items are being prepared." : "")
       );
     }
-    schedulePoll(progress.refill_running ? POLL_REFILL_MS : POLL_IDLE_MS);
+    poll.schedule(progress.refill_running ? POLL_REFILL_MS : POLL_IDLE_MS);
   }
 
   function dropExpired() {
@@ -386,7 +242,7 @@
   function loadNext(options) {
     options = options || {};
     if (state.loading || state.current) return Promise.resolve();
-    stopPolling();
+    poll.stop();
     state.loading = true;
     if (!options.quiet) setView("loading");
     updateControls();
@@ -407,7 +263,7 @@
         state.loading = false;
         if (state.current) return;
         if (options.quiet && error.network) {
-          schedulePoll(POLL_IDLE_MS); // stay in the empty state, try again later
+          poll.schedule(POLL_IDLE_MS); // stay in the empty state, try again later
           return;
         }
         reportError(error, "load the next item", function () {
@@ -459,29 +315,6 @@
   }
 
   // --- actions ----------------------------------------------------------------------------
-
-  function reportError(error, what, retry, extra) {
-    extra = extra || {};
-    if (error.network) {
-      setStatus("Could not " + what + ": no answer from the server. " + (extra.kept || "") + "Check your connection and retry.", {
-        retry: retry,
-        focusRetry: extra.focusRetry,
-      });
-    } else if (isAuthError(error)) {
-      setStatus("You are logged out, so Quorum could not " + what + ". " + (extra.kept || "") + "Log in again to go on.", {
-        login: true,
-      });
-    } else if (error.status >= 500 || error.status === 429) {
-      setStatus("Could not " + what + ": the server had a problem (" + error.status + "). " + (extra.kept || ""), {
-        retry: retry,
-        focusRetry: extra.focusRetry,
-      });
-    } else {
-      setStatus("Could not " + what + ": " + (error.detail || "the server refused it (" + error.status + ")") + ".", {
-        dismissible: true,
-      });
-    }
-  }
 
   function choose(labelName) {
     if (!canAct()) return;
@@ -611,7 +444,7 @@
           state.upcoming.unshift(state.current);
           state.current = null;
         }
-        stopPolling();
+        poll.stop();
         var entry = entryFrom(data);
         if (!entry.suggestion) {
           entry.suggestion = last.entry.suggestion;
@@ -644,56 +477,20 @@
 
   // --- label filter -----------------------------------------------------------------------
 
-  function normalise(text) {
-    return String(text).toLowerCase().replace(/[_\-\s]+/g, " ").trim();
-  }
-
-  function visibleButtons() {
-    return buttons.filter(function (button) {
-      return !button.hidden;
-    });
-  }
-
-  function applyFilter() {
-    var query = normalise(el.filter.value);
-    var shown = 0;
-    buttons.forEach(function (button) {
-      var match = !query || normalise(button.dataset.label).indexOf(query) !== -1;
-      button.hidden = !match;
-      if (match) shown += 1;
-    });
-    el.noMatch.hidden = shown !== 0;
-  }
-
-  function clearFilter() {
-    if (!el.filter) return;
-    el.filter.value = "";
-    applyFilter();
-  }
-
-  if (el.filter) {
-    el.filter.addEventListener("input", applyFilter);
-    el.filter.addEventListener("keydown", function (event) {
-      if (event.key === "Enter") {
-        event.preventDefault();
-        var first = visibleButtons()[0];
-        if (first && canAct()) {
-          choose(first.dataset.label);
-          clearFilter();
-        }
-      } else if (event.key === "Escape") {
-        event.preventDefault();
-        clearFilter();
-        el.text.focus();
-      } else if (event.key === "ArrowDown") {
-        var target = visibleButtons()[0];
-        if (target) {
-          event.preventDefault();
-          target.focus();
-        }
+  var filter = Q.labelFilter(el.filter, buttons, el.noMatch, function (event) {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      var first = filter.first();
+      if (first && canAct()) {
+        choose(first.dataset.label);
+        filter.clear();
       }
-    });
-  }
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      filter.clear();
+      el.text.focus();
+    }
+  });
 
   // --- suggestion toggle --------------------------------------------------------------------
 
@@ -777,21 +574,10 @@
   el.check.addEventListener("click", function () {
     loadNext({ quiet: true, message: "A new item is ready." });
   });
-  el.dismiss.addEventListener("click", function () {
-    setStatus(null);
-    if (!el.workspace.hidden) el.text.focus({ preventScroll: true });
-  });
-
-  function isTyping(target) {
-    if (!target || !target.matches) return false;
-    return target.matches(
-      'input:not([type="checkbox"]):not([type="radio"]):not([type="button"]):not([type="submit"]), textarea, select, [contenteditable=""], [contenteditable="true"]'
-    );
-  }
 
   document.addEventListener("keydown", function (event) {
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
-    if (isTyping(event.target)) {
+    if (Q.isTyping(event.target)) {
       if (event.target === el.skipReason && event.key === "Escape") {
         event.preventDefault();
         el.skipReason.value = "";
@@ -799,12 +585,7 @@
       }
       return;
     }
-    if (event.key === "/" && el.filter) {
-      event.preventDefault();
-      el.filter.focus();
-      el.filter.select();
-      return;
-    }
+    if (filter.slashKey(event)) return;
     if (event.key.length !== 1) return;
     if (event.key === "S" && event.shiftKey) {
       event.preventDefault();
@@ -824,10 +605,7 @@
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "visible") {
       startClock(state.current);
-      if (state.pollWhenVisible) {
-        state.pollWhenVisible = false;
-        loadNext({ quiet: true, message: "A new item is ready." });
-      }
+      poll.resume();
     } else {
       pauseClock(state.current);
     }

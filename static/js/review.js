@@ -17,6 +17,7 @@
   var configNode = document.getElementById("reviewer-config");
   if (!root || !configNode) return;
   var config = JSON.parse(configNode.textContent);
+  var Q = window.Quorum;
 
   var SETTLE_MS = 200; // key presses right after a new task appears are ignored (double presses)
   var POLL_MS = 20000; // no open task: look again this often while the page is visible
@@ -26,12 +27,7 @@
     return root.querySelector(selector);
   }
 
-  var el = {
-    workspace: $("#workspace"),
-    panel: $("#item-panel"),
-    text: $("#item-text"),
-    externalId: $('[data-item="external_id"]'),
-    metadata: $('[data-item="metadata"]'),
+  var el = Q.elements(root, {
     reason: $('[data-review="reason"]'),
     votes: $("#vote-list"),
     posterior: $("#posterior"),
@@ -43,30 +39,16 @@
     confirm: $("#confirm"),
     confirmText: $('[data-confirm="text"]'),
     pickHint: $("#pick-hint"),
-    status: $("#status"),
-    statusText: $('[data-status="text"]'),
-    retry: $('[data-action="retry"]'),
-    login: $('[data-status="login"]'),
-    dismiss: $('[data-action="dismiss"]'),
-    empty: $("#empty-state"),
-    check: $('[data-action="check"]'),
-    filter: $("#label-filter"),
-    noMatch: $("#no-match"),
-    announcer: $("#announcer"),
     open: $('[data-progress="open"]'),
     resolved: $('[data-progress="resolved"]'),
     agreement: $("#agreement"),
     kappa: $('[data-agreement="kappa"]'),
     policy: $('[data-agreement="policy"]'),
     agreementMore: $('[data-agreement="more"]'),
-  };
-  var buttons = Array.prototype.slice.call(root.querySelectorAll(".label-btn"));
-  var byKey = {};
-  var byLabel = {};
-  buttons.forEach(function (button) {
-    if (button.dataset.key) byKey[button.dataset.key.toLowerCase()] = button;
-    byLabel[button.dataset.label] = button;
   });
+  var labelButtons = Q.labelButtons(root);
+  var buttons = labelButtons.buttons;
+  var byKey = labelButtons.byKey;
   var noteKey = config.noteKey || "n";
 
   var state = {
@@ -76,65 +58,11 @@
     loading: false, // a request for the next task is in flight
     acceptAfter: 0,
     resolved: 0,
-    pollTimer: null,
-    pollWhenVisible: false,
   };
 
   // --- HTTP ---------------------------------------------------------------------------------
 
-  function ApiError(status, body, network) {
-    this.status = status;
-    this.body = body || {};
-    this.network = Boolean(network);
-    this.code = (body && body.code) || null;
-    this.detail = (body && typeof body.detail === "string" && body.detail) || "";
-  }
-
-  function csrfToken() {
-    var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : config.csrfToken;
-  }
-
-  function call(method, path, body) {
-    var options = {
-      method: method,
-      credentials: "same-origin",
-      headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
-    };
-    if (body !== undefined) {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    return fetch(config.apiRoot + path, options).then(
-      function (response) {
-        return response.text().then(
-          function (text) {
-            var data = null;
-            if (text) {
-              try {
-                data = JSON.parse(text);
-              } catch (error) {
-                data = null;
-              }
-            }
-            if (!response.ok) throw new ApiError(response.status, data, false);
-            return data || {};
-          },
-          function () {
-            throw new ApiError(0, null, true);
-          }
-        );
-      },
-      function () {
-        throw new ApiError(0, null, true);
-      }
-    );
-  }
-
-  function isAuthError(error) {
-    if (error.status === 401) return true;
-    return error.status === 403 && /credentials|csrf|authenticat|log ?in/i.test(error.detail);
-  }
+  var call = Q.apiClient(config);
 
   // --- words --------------------------------------------------------------------------------
 
@@ -146,10 +74,7 @@
     return typeof value === "number" && isFinite(value) ? value.toFixed(2) : null;
   }
 
-  function excerpt(text, length) {
-    var flat = String(text).replace(/\s+/g, " ").trim();
-    return flat.length > length ? flat.slice(0, length - 1) + "…" : flat;
-  }
+  var excerpt = Q.excerpt;
 
   function reasonWords(reason) {
     switch (reason) {
@@ -200,37 +125,18 @@
 
   // --- rendering --------------------------------------------------------------------------
 
-  function announce(message) {
-    el.announcer.textContent = "";
-    window.setTimeout(function () {
-      el.announcer.textContent = message;
-    }, 50);
-  }
-
-  function node(tag, className, text) {
-    var element = document.createElement(tag);
-    if (className) element.className = className;
-    if (text !== undefined && text !== null) element.textContent = text;
-    return element;
-  }
+  var announce = Q.announcer(el.announcer);
+  var node = Q.node;
+  var statusBar = Q.statusBar(el);
+  var setStatus = statusBar.set;
+  var reportError = statusBar.report;
+  var poll = Q.poller(function () {
+    loadNext({ quiet: true, message: "A new task is ready." });
+  });
 
   function setOpen(open) {
     el.open.textContent = typeof open === "number" ? open.toLocaleString() : "–";
     root.dataset.open = typeof open === "number" ? String(open) : "";
-  }
-
-  function renderMetadata(metadata) {
-    var dl = el.metadata;
-    dl.textContent = "";
-    var keys = metadata && typeof metadata === "object" ? Object.keys(metadata).slice(0, 6) : [];
-    keys.forEach(function (key) {
-      var value = metadata[key];
-      var wrap = node("div");
-      wrap.appendChild(node("dt", null, key));
-      wrap.appendChild(node("dd", null, excerpt(typeof value === "string" ? value : JSON.stringify(value), 60)));
-      dl.appendChild(wrap);
-    });
-    dl.hidden = keys.length === 0;
   }
 
   function qualityWords(quality) {
@@ -330,41 +236,8 @@
 
   function setView(view) {
     // view: "loading" | "ready" | "saving" | "empty"
-    root.dataset.state = view;
-    var empty = view === "empty";
-    el.empty.hidden = !empty;
-    el.workspace.hidden = empty;
-    el.panel.setAttribute("aria-busy", view === "loading" ? "true" : "false");
-    if (view === "loading") {
-      el.text.textContent = "Loading the next task…";
-      el.text.classList.add("is-placeholder");
-      el.externalId.textContent = "";
-      el.metadata.hidden = true;
-      el.reason.hidden = true;
-    }
-  }
-
-  function setStatus(message, options) {
-    options = options || {};
-    if (!message) {
-      el.status.hidden = true;
-      el.statusText.textContent = "";
-      return;
-    }
-    el.status.hidden = false;
-    el.status.className = "status " + (options.kind === "notice" ? "is-notice" : "is-error");
-    el.statusText.textContent = message;
-    el.retry.hidden = !options.retry;
-    el.retry.onclick = options.retry
-      ? function () {
-          setStatus(null);
-          if (!el.workspace.hidden) el.text.focus({ preventScroll: true });
-          options.retry();
-        }
-      : null;
-    el.login.hidden = !options.login;
-    el.dismiss.hidden = !options.dismissible;
-    if (options.retry && options.focusRetry) el.retry.focus();
+    Q.setView(root, el, view, "Loading the next task…");
+    if (view === "loading") el.reason.hidden = true;
   }
 
   function show(review, message) {
@@ -372,11 +245,7 @@
     state.picked = null;
     var item = review.item || {};
     setView("ready");
-    el.text.classList.remove("is-placeholder");
-    el.text.textContent = item.text;
-    el.text.scrollTop = 0;
-    el.externalId.textContent = item.external_id;
-    renderMetadata(item.metadata);
+    Q.showItem(el, item);
     el.reason.textContent = reasonWords(review.reason);
     el.reason.hidden = !review.reason;
     root.dataset.reason = review.reason || "";
@@ -384,7 +253,7 @@
     renderPosterior(review.posterior);
     renderModel(review.model_prediction);
     el.note.value = review.note || "";
-    if (el.filter) clearFilter();
+    if (el.filter) filter.clear();
     state.acceptAfter = performance.now() + SETTLE_MS;
     window.setTimeout(updateControls, SETTLE_MS + 5);
     updateControls();
@@ -432,24 +301,6 @@
 
   // --- loading tasks ----------------------------------------------------------------------
 
-  function stopPolling() {
-    if (state.pollTimer !== null) window.clearTimeout(state.pollTimer);
-    state.pollTimer = null;
-    state.pollWhenVisible = false;
-  }
-
-  function schedulePoll() {
-    stopPolling();
-    state.pollTimer = window.setTimeout(function () {
-      state.pollTimer = null;
-      if (document.visibilityState !== "visible") {
-        state.pollWhenVisible = true;
-        return;
-      }
-      loadNext({ quiet: true, message: "A new task is ready." });
-    }, POLL_MS);
-  }
-
   function showEmpty() {
     var wasEmpty = root.dataset.state === "empty";
     state.current = null;
@@ -457,13 +308,13 @@
     setView("empty");
     updateControls();
     if (!wasEmpty) announce("No disagreements waiting.");
-    schedulePoll();
+    poll.schedule(POLL_MS);
   }
 
   function loadNext(options) {
     options = options || {};
     if (state.loading || state.current) return Promise.resolve();
-    stopPolling();
+    poll.stop();
     state.loading = true;
     if (!options.quiet) setView("loading");
     updateControls();
@@ -482,7 +333,7 @@
       .catch(function (error) {
         state.loading = false;
         if (options.quiet && error.network) {
-          schedulePoll();
+          poll.schedule(POLL_MS);
           return;
         }
         reportError(error, "load the next review task", function () {
@@ -492,29 +343,6 @@
   }
 
   // --- actions ----------------------------------------------------------------------------
-
-  function reportError(error, what, retry, extra) {
-    extra = extra || {};
-    if (error.network) {
-      setStatus("Could not " + what + ": no answer from the server. " + (extra.kept || "") + "Check your connection and retry.", {
-        retry: retry,
-        focusRetry: extra.focusRetry,
-      });
-    } else if (isAuthError(error)) {
-      setStatus("You are logged out, so Quorum could not " + what + ". " + (extra.kept || "") + "Log in again to go on.", {
-        login: true,
-      });
-    } else if (error.status >= 500 || error.status === 429) {
-      setStatus("Could not " + what + ": the server had a problem (" + error.status + "). " + (extra.kept || ""), {
-        retry: retry,
-        focusRetry: extra.focusRetry,
-      });
-    } else {
-      setStatus("Could not " + what + ": " + (error.detail || "the server refused it (" + error.status + ")") + ".", {
-        dismissible: true,
-      });
-    }
-  }
 
   function pick(labelName) {
     if (!canAct()) return;
@@ -587,57 +415,21 @@
 
   // --- label filter -----------------------------------------------------------------------
 
-  function normalise(text) {
-    return String(text).toLowerCase().replace(/[_\-\s]+/g, " ").trim();
-  }
-
-  function visibleButtons() {
-    return buttons.filter(function (button) {
-      return !button.hidden;
-    });
-  }
-
-  function applyFilter() {
-    var query = normalise(el.filter.value);
-    var count = 0;
-    buttons.forEach(function (button) {
-      var match = !query || normalise(button.dataset.label).indexOf(query) !== -1;
-      button.hidden = !match;
-      if (match) count += 1;
-    });
-    el.noMatch.hidden = count !== 0;
-  }
-
-  function clearFilter() {
-    if (!el.filter) return;
-    el.filter.value = "";
-    applyFilter();
-  }
-
-  if (el.filter) {
-    el.filter.addEventListener("input", applyFilter);
-    el.filter.addEventListener("keydown", function (event) {
-      if (event.key === "Enter" && !event.ctrlKey && !event.metaKey) {
-        event.preventDefault();
-        var first = visibleButtons()[0];
-        if (first && canAct()) {
-          pick(first.dataset.label);
-          clearFilter();
-          el.text.focus({ preventScroll: true });
-        }
-      } else if (event.key === "Escape") {
-        event.preventDefault();
-        clearFilter();
+  var filter = Q.labelFilter(el.filter, buttons, el.noMatch, function (event) {
+    if (event.key === "Enter" && !event.ctrlKey && !event.metaKey) {
+      event.preventDefault();
+      var first = filter.first();
+      if (first && canAct()) {
+        pick(first.dataset.label);
+        filter.clear();
         el.text.focus({ preventScroll: true });
-      } else if (event.key === "ArrowDown") {
-        var target = visibleButtons()[0];
-        if (target) {
-          event.preventDefault();
-          target.focus();
-        }
       }
-    });
-  }
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      filter.clear();
+      el.text.focus({ preventScroll: true });
+    }
+  });
 
   // --- events -----------------------------------------------------------------------------
 
@@ -652,17 +444,6 @@
   el.check.addEventListener("click", function () {
     loadNext({ quiet: true, message: "A new task is ready." });
   });
-  el.dismiss.addEventListener("click", function () {
-    setStatus(null);
-    if (!el.workspace.hidden) el.text.focus({ preventScroll: true });
-  });
-
-  function isTyping(target) {
-    if (!target || !target.matches) return false;
-    return target.matches(
-      'input:not([type="checkbox"]):not([type="radio"]):not([type="button"]):not([type="submit"]), textarea, select, [contenteditable=""], [contenteditable="true"]'
-    );
-  }
 
   document.addEventListener("keydown", function (event) {
     if (event.defaultPrevented || event.altKey) return;
@@ -674,7 +455,7 @@
       return;
     }
     if (event.ctrlKey || event.metaKey) return;
-    if (isTyping(target)) {
+    if (Q.isTyping(target)) {
       if (target === el.note && event.key === "Escape") {
         event.preventDefault();
         el.text.focus({ preventScroll: true }); // the note stays as typed
@@ -703,12 +484,7 @@
       }
       return;
     }
-    if (event.key === "/" && el.filter) {
-      event.preventDefault();
-      el.filter.focus();
-      el.filter.select();
-      return;
-    }
+    if (filter.slashKey(event)) return;
     if (event.key.length !== 1) return;
     if (event.key === noteKey || event.key === "N") {
       if (el.workspace.hidden) return;
@@ -724,10 +500,7 @@
   });
 
   document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "visible" && state.pollWhenVisible) {
-      state.pollWhenVisible = false;
-      loadNext({ quiet: true, message: "A new task is ready." });
-    }
+    if (document.visibilityState === "visible") poll.resume();
   });
 
   window.addEventListener("beforeunload", function (event) {
