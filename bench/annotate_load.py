@@ -38,7 +38,6 @@ import multiprocessing as mp
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,27 +48,14 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import PG_ADMIN_URL, PYTHON, ROOT, free_port, migrate_with_superuser, run, texts  # noqa: E402
+
 DB_NAME = "quorum_bench"
 LABELS = ["billing", "card", "fraud", "other"]
 
 
 # --- server ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(cmd: list[str], env: dict, **kwargs) -> str:
-    result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, **kwargs)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
 
 
 def recreate_database() -> str:
@@ -132,24 +118,7 @@ print(json.dumps({{"tokens": tokens, "queued": report.written}}))
 def quorum_server(workdir: Path, workers: int, threads: int):
     database_url = recreate_database()
     env = server_env(workdir, database_url)
-    (workdir / "staticfiles").mkdir(exist_ok=True)
-    run([PYTHON, "manage.py", "migrate", "--verbosity", "0"], env)
-    token = (
-        run(
-            [
-                PYTHON,
-                "manage.py",
-                "shell",
-                "-c",
-                "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
-                "u = User.objects.create_superuser('bench', 'bench@example.com', 'x');"
-                "print(Token.objects.create(user=u).key)",
-            ],
-            env,
-        )
-        .strip()
-        .splitlines()[-1]
-    )
+    token = migrate_with_superuser(env, workdir)
     port = free_port()
     cmd = [PYTHON, "-m", "gunicorn", "quorum.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
     if threads > 1:
@@ -171,15 +140,6 @@ def quorum_server(workdir: Path, workers: int, threads: int):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-
-
-def texts() -> list[str]:
-    import csv
-
-    shared = ROOT.parent / "shared" / "datasets" / "banking77" / "train.csv"
-    source = shared if shared.exists() else ROOT / "annotation" / "demo" / "banking77_sample.csv"
-    with open(source, newline="", encoding="utf-8") as handle:
-        return [row["text"] for row in csv.DictReader(handle)]
 
 
 def prepare_quorum(base: str, token: str, env: dict, n_items: int, n_users: int) -> tuple[int, list[str]]:

@@ -22,12 +22,10 @@ API (POST /api/projects/{id}/import); the ratio is printed beside our figures.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,16 +35,8 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
-
-
-def texts() -> list[str]:
-    shared = ROOT.parent / "shared" / "datasets" / "banking77" / "train.csv"
-    source = shared if shared.exists() else ROOT / "annotation" / "demo" / "banking77_sample.csv"
-    with open(source, newline="", encoding="utf-8") as handle:
-        return [row["text"] for row in csv.DictReader(handle)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import PG_ADMIN_URL, PYTHON, ROOT, free_port, migrate_with_superuser, texts  # noqa: E402
 
 
 def make_records(n: int, corpus: list[str], prefix: str) -> list[dict]:
@@ -54,19 +44,6 @@ def make_records(n: int, corpus: list[str], prefix: str) -> list[dict]:
         {"external_id": f"{prefix}-{i}", "text": f"{corpus[i % len(corpus)]} (#{i})", "metadata": {"n": i % 7}}
         for i in range(n)
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(cmd: list[str], env: dict, **kwargs) -> str:
-    result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, **kwargs)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
 
 
 def database_url(kind: str, workdir: Path) -> str:
@@ -95,24 +72,7 @@ def quorum_server(kind: str, workdir: Path):
         "LOG_LEVEL": "WARNING",
     }
     env.pop("CELERY_RESULT_BACKEND", None)
-    (workdir / "staticfiles").mkdir(exist_ok=True)
-    run([PYTHON, "manage.py", "migrate", "--verbosity", "0"], env)
-    token = (
-        run(
-            [
-                PYTHON,
-                "manage.py",
-                "shell",
-                "-c",
-                "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
-                "u = User.objects.create_superuser('bench', 'bench@example.com', 'x');"
-                "print(Token.objects.create(user=u).key)",
-            ],
-            env,
-        )
-        .strip()
-        .splitlines()[-1]
-    )
+    token = migrate_with_superuser(env, workdir)
     port = free_port()
     server = subprocess.Popen(
         [
