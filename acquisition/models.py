@@ -8,6 +8,7 @@ Embeddings live in their own table, one row per item, as little-endian float32 b
 """
 
 import numpy as np
+from django.conf import settings
 from django.db import models
 
 
@@ -60,6 +61,17 @@ class ModelVersion(models.Model):
     weights = models.FileField(upload_to="models/", blank=True)
     train_seconds = models.FloatField(null=True, blank=True)
     decision = models.TextField(blank=True, help_text="Why the gate promoted or rejected this version.")
+    # Lineage: the job that trained it, the version that was current then (the gate's opponent),
+    # the label snapshot (finalised up to ``labels_as_of``) and its train / evaluation split.
+    job = models.ForeignKey(
+        "TrainingJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions"
+    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    labels_as_of = models.DateTimeField(null=True, blank=True)
+    n_train = models.PositiveIntegerField(default=0)
+    n_eval = models.PositiveIntegerField(default=0)
+    eval_set_hash = models.CharField(max_length=64, blank=True)
+    device = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
 
@@ -128,3 +140,71 @@ class ScoringRun(models.Model):
         if self.status == self.Status.SUCCEEDED:
             return 1.0
         return min(1.0, self.chunks_done / self.n_chunks) if self.n_chunks else 0.0
+
+
+class TrainingJob(models.Model):
+    """One turn of the loop: train a model version, evaluate it, gate it, and when it is promoted
+    re-score the pool and refill the queue. A job with a stage, progress and timings.
+
+    At most one job per project is pending or running (a partial unique constraint): that is the
+    debounce of the retrain trigger."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Stage(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        TRAIN = "train", "Training"
+        EVALUATE = "evaluate", "Evaluating"
+        PROMOTE = "promote", "Gate"
+        SCORE = "score", "Re-scoring the pool"
+        DONE = "done", "Done"
+
+    ACTIVE = (Status.PENDING, Status.RUNNING)
+    # Share of the job done when a stage starts (for progress bars).
+    STAGE_PROGRESS = {"queued": 0.0, "train": 0.05, "evaluate": 0.6, "promote": 0.7, "score": 0.75, "done": 1.0}
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="training_jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.QUEUED)
+    trigger = models.CharField(max_length=32, help_text="labels | manual")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    mode = models.CharField(max_length=16, default="heads", help_text="heads | finetune (as requested)")
+    n_new_labels = models.PositiveIntegerField(default=0, help_text="Final labels since the previous model.")
+    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    scoring_run = models.ForeignKey(ScoringRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    outcome = models.CharField(max_length=16, blank=True, help_text="promoted | rejected")
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=models.Q(status__in=["pending", "running"]),
+                name="training_job_one_active_per_project",
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "-created_at"], name="training_job_project_recent")]
+
+    def __str__(self) -> str:
+        return f"training job {self.pk} of project {self.project_id} ({self.status}, {self.stage})"
+
+    @property
+    def progress(self) -> float:
+        """Fraction done, 0..1; while re-scoring, the scoring run's own progress fills the last quarter."""
+        if self.status == self.Status.SUCCEEDED:
+            return 1.0
+        base = self.STAGE_PROGRESS.get(self.stage, 0.0)
+        if self.stage == self.Stage.SCORE and self.scoring_run_id and self.scoring_run is not None:
+            return base + 0.25 * self.scoring_run.progress
+        return base

@@ -7,7 +7,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from annotation.models import Annotation, EmbeddingState, Item, ItemStatus, Project, QueueEntry
 
-from .models import ModelVersion, ScoringRun
+from .models import ModelVersion, ScoringRun, TrainingJob
 
 
 def scoring_candidate_ids(project: Project, *, lo: int | None = None, hi: int | None = None) -> np.ndarray:
@@ -57,4 +57,24 @@ def scoring_runs_for_project(project: Project) -> QuerySet[ScoringRun]:
 
 
 def model_versions_for_project(project: Project) -> QuerySet[ModelVersion]:
-    return ModelVersion.objects.filter(project=project).order_by("-version")
+    return ModelVersion.objects.filter(project=project).select_related("parent").order_by("-version")
+
+
+def training_jobs_for_project(project: Project) -> QuerySet[TrainingJob]:
+    return (
+        TrainingJob.objects.filter(project=project)
+        .select_related("model_version", "scoring_run", "requested_by")
+        .order_by("-id")
+    )
+
+
+def training_status(project: Project) -> dict:
+    from .services.loop import new_labels_since_model
+
+    current = model_version_current(project)
+    return {
+        "new_labels": new_labels_since_model(project),
+        "retrain_after": project.retrain_after,
+        "current_version": current.version if current else None,
+        "active_job": training_jobs_for_project(project).filter(status__in=TrainingJob.ACTIVE).first(),
+    }

@@ -15,7 +15,7 @@ from django.db import transaction
 from annotation.errors import ServiceError
 from annotation.models import Project
 
-from .services import embedding, scoring, training
+from .services import embedding, loop, scoring, training
 
 logger = logging.getLogger(__name__)
 
@@ -72,3 +72,18 @@ def model_train(project_id: int) -> dict:
         with transaction.atomic():
             scoring.scoring_request(project=project, trigger="retrain")
     return {"project": project_id, "model_version": version.pk, "version": version.version, "status": version.status}
+
+
+@shared_task(acks_late=True)
+def training_job_run(job_id: int) -> dict:
+    """One turn of the loop (``services.loop.training_job_execute``): train, gate, re-score."""
+    return loop.training_job_execute(job_id)
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=3)
+def retrain_if_due(project_id: int) -> dict:
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return {"project": project_id, "status": "missing"}
+    job = loop.retrain_if_due(project=project)
+    return {"project": project_id, "job": job.pk if job else None}

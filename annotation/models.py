@@ -31,6 +31,11 @@ class Strategy(models.TextChoices):
     RANDOM = "random", "Random"
 
 
+class TrainingMode(models.TextChoices):
+    HEADS = "heads", "Committee of heads on the frozen embeddings (CPU is fine)"
+    FINETUNE = "finetune", "Fine-tune the encoder + head (GPU worker; heads only without a GPU)"
+
+
 class Role(models.TextChoices):
     ANNOTATOR = "annotator", "Annotator"
     REVIEWER = "reviewer", "Reviewer"
@@ -67,6 +72,16 @@ class Project(models.Model):
     # The loop: retraining and leases.
     retrain_after = models.PositiveIntegerField(default=100, help_text="New final labels that trigger retraining.")
     lease_seconds = models.PositiveIntegerField(default=600, help_text="How long an annotator holds an item.")
+    training_mode = models.CharField(max_length=16, choices=TrainingMode.choices, default=TrainingMode.HEADS)
+    eval_fraction = models.FloatField(
+        default=0.2,
+        help_text="Largest share of the final labels held out to evaluate models (gold, exploration first).",
+    )
+    promotion_tolerance = models.FloatField(
+        default=0.02,
+        help_text="A new model is promoted unless its accuracy or macro-F1 on the evaluation set is worse than "
+        "the current model's by more than this.",
+    )
 
     encoder = models.CharField(max_length=200, default=default_encoder)
     embedding_dim = models.PositiveIntegerField(default=default_embedding_dim)
@@ -116,6 +131,21 @@ class Project(models.Model):
                 condition=Q(retrain_after__gte=1),
                 name="project_retrain_after_positive",
                 violation_error_message="retrain_after must be at least 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(eval_fraction__gte=0) & Q(eval_fraction__lte=0.5),
+                name="project_eval_fraction_range",
+                violation_error_message="eval_fraction must be between 0 and 0.5.",
+            ),
+            models.CheckConstraint(
+                condition=Q(promotion_tolerance__gte=0) & Q(promotion_tolerance__lte=1),
+                name="project_promotion_tolerance_range",
+                violation_error_message="promotion_tolerance must be between 0 and 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(training_mode__in=TrainingMode.values),
+                name="project_training_mode_valid",
+                violation_error_message="unknown training_mode.",
             ),
             models.CheckConstraint(
                 condition=Q(lease_seconds__gte=10),
@@ -204,6 +234,9 @@ class Item(models.Model):
     final_confidence = models.FloatField(null=True, blank=True)
     final_source = models.CharField(max_length=16, choices=LabelSource.choices, blank=True, db_default="")
     finalized_at = models.DateTimeField(null=True, blank=True)
+    # Why the item was first handed to an annotator (a ``QueueReason``): training holds the
+    # uniform ``exploration`` sample out as an unbiased evaluation set.
+    selected_as = models.CharField(max_length=16, blank=True, db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

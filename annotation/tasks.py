@@ -22,4 +22,13 @@ def project_aggregate_task(project_id: int) -> dict:
     if project is None:
         return {"project": project_id, "status": "missing"}
     snapshot = project_aggregate(project=project)
-    return {"project": project_id, "snapshot": snapshot.pk, "duration_ms": snapshot.duration_ms}
+    # Enough new final labels since the current model? Then the loop trains, gates and re-scores.
+    from acquisition.services.loop import retrain_if_due
+
+    job = retrain_if_due(project=project)
+    return {
+        "training_job": job.pk if job else None,
+        "project": project_id,
+        "snapshot": snapshot.pk,
+        "duration_ms": snapshot.duration_ms,
+    }

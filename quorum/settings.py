@@ -177,6 +177,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "acquisition.models.TrainingJob.Status",
+        "ModelVersionStatusEnum": "acquisition.models.ModelVersion.Status",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------
@@ -243,6 +247,8 @@ QUORUM_EMBEDDING_CACHE_OVERLAP = env_int("QUORUM_EMBEDDING_CACHE_OVERLAP", 300, 
 QUORUM_SCORING_CHUNK = env_int("QUORUM_SCORING_CHUNK", 200_000, minimum=1)
 # A scoring run pending or running longer than this is treated as lost and superseded.
 QUORUM_SCORING_STALE_SECONDS = env_int("QUORUM_SCORING_STALE_SECONDS", 1800, minimum=1)
+# A training job pending or running longer than this is treated as lost and superseded.
+QUORUM_TRAINING_STALE_SECONDS = env_int("QUORUM_TRAINING_STALE_SECONDS", 3600, minimum=1)
 # Open queue slots under which the queue asks for a refill (a scoring run). Unset: half a batch
 # of slots (batch_size x labels_per_item / 2) per project; 0: never.
 QUORUM_REFILL_THRESHOLD = (

@@ -122,7 +122,7 @@ def test_fewer_labels_than_classes_is_still_a_cold_start(pool):
     assert QueueEntry.objects.filter(project=pool, reason=QueueReason.COLD_START).count() == 4
 
 
-def test_training_records_a_current_version_then_candidates(pool):
+def test_training_records_a_current_version_then_gates_the_next(pool):
     version = trained(pool)
     assert version.version == 1 and version.n_labels == 12
     assert version.label_names == ["a", "b", "c"]
@@ -135,9 +135,17 @@ def test_training_records_a_current_version_then_candidates(pool):
     clusters = np.array([pool.cluster_of[pk] for pk in matrix.ids])
     assert (predicted == clusters).mean() > 0.9
 
+    assert version.decision == "first model of the project" and version.parent is None
+    assert version.n_train + version.n_eval == 12 and version.labels_as_of is not None
+
+    # The same labels again: the gate lets it through (too few held-out labels to judge), the first
+    # version retires, and the lineage names it.
     second = services.model_train(project=pool)
-    assert second.version == 2 and second.status == ModelVersion.Status.CANDIDATE
+    version.refresh_from_db()
+    assert second.version == 2 and second.status == ModelVersion.Status.CURRENT
+    assert version.status == ModelVersion.Status.RETIRED and second.parent_id == version.pk
     assert second.label_snapshot_hash == version.label_snapshot_hash
+    assert "promoted without a gate" in second.decision
 
 
 @pytest.mark.parametrize(

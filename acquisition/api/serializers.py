@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..models import ModelVersion, ScoringRun
+from ..models import ModelVersion, ScoringRun, TrainingJob
 
 
 class ScoringRunSerializer(serializers.ModelSerializer):
@@ -44,6 +44,15 @@ class ScoringRunRequestSerializer(serializers.Serializer):
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
+    parent_version = serializers.IntegerField(source="parent.version", read_only=True, allow_null=True, default=None)
+    job = serializers.IntegerField(source="job_id", read_only=True, allow_null=True)
+    weights_stored = serializers.SerializerMethodField()
+    metrics = serializers.DictField(
+        read_only=True,
+        help_text="eval: accuracy, macro_f1, ece, per_class_recall on the held-out set; current_eval: the model "
+        "that was current, on the same set; eval_sources: where the held-out labels came from; train: fit figures.",
+    )
+
     class Meta:
         model = ModelVersion
         fields = [
@@ -54,13 +63,65 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "label_names",
             "hyperparameters",
             "seed",
+            "device",
             "n_labels",
+            "n_train",
+            "n_eval",
             "label_snapshot_hash",
+            "labels_as_of",
+            "eval_set_hash",
             "code_version",
             "metrics",
             "train_seconds",
             "decision",
+            "parent_version",
+            "job",
+            "weights_stored",
             "created_at",
             "promoted_at",
         ]
         read_only_fields = fields
+
+    def get_weights_stored(self, version) -> bool:
+        return bool(version.weights)
+
+
+class TrainingJobSerializer(serializers.ModelSerializer):
+    progress = serializers.FloatField(read_only=True, help_text="Fraction done, 0..1.")
+    model_version_number = serializers.IntegerField(
+        source="model_version.version", read_only=True, allow_null=True, default=None
+    )
+    scoring_run = serializers.IntegerField(source="scoring_run_id", read_only=True, allow_null=True)
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True, default=None)
+    timings = serializers.DictField(
+        read_only=True, help_text="Seconds per stage: snapshot, train, evaluate, promote, score, total."
+    )
+
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "id",
+            "status",
+            "stage",
+            "progress",
+            "trigger",
+            "mode",
+            "requested_by",
+            "n_new_labels",
+            "model_version_number",
+            "outcome",
+            "scoring_run",
+            "timings",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class TrainingStatusSerializer(serializers.Serializer):
+    new_labels = serializers.IntegerField(help_text="Final labels since the newest model's label snapshot.")
+    retrain_after = serializers.IntegerField()
+    current_version = serializers.IntegerField(allow_null=True)
+    active_job = TrainingJobSerializer(allow_null=True)

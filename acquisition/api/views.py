@@ -10,12 +10,19 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 
 from annotation.api.views import ProjectScopedMixin
-from annotation.errors import Conflict
+from annotation.errors import Conflict, ServiceError
 from annotation.models import Role
 
 from .. import selectors, services
-from ..models import ModelVersion, ScoringRun
-from .serializers import ModelVersionSerializer, ScoringRunRequestSerializer, ScoringRunSerializer
+from ..models import ModelVersion, ScoringRun, TrainingJob
+from ..services import loop
+from .serializers import (
+    ModelVersionSerializer,
+    ScoringRunRequestSerializer,
+    ScoringRunSerializer,
+    TrainingJobSerializer,
+    TrainingStatusSerializer,
+)
 
 
 class ScoringRunListCreate(ProjectScopedMixin, generics.ListAPIView):
@@ -66,7 +73,7 @@ class ScoringRunDetail(ProjectScopedMixin, generics.RetrieveAPIView):
 
 
 class ModelVersionList(ProjectScopedMixin, generics.ListAPIView):
-    """The project's trained model versions, newest first."""
+    """The project's trained model versions, newest first, with lineage, metrics and the gate's decision."""
 
     read_role = Role.REVIEWER
     queryset = ModelVersion.objects.none()
@@ -74,3 +81,89 @@ class ModelVersionList(ProjectScopedMixin, generics.ListAPIView):
 
     def get_queryset(self):
         return selectors.model_versions_for_project(self.project)
+
+
+class ModelVersionDetail(ProjectScopedMixin, generics.RetrieveAPIView):
+    """One model version (by its number within the project)."""
+
+    read_role = Role.REVIEWER
+    queryset = ModelVersion.objects.none()
+    serializer_class = ModelVersionSerializer
+    lookup_field = "version"
+    lookup_url_kwarg = "version"
+
+    def get_queryset(self):
+        return selectors.model_versions_for_project(self.project)
+
+
+class ModelVersionPromote(ProjectScopedMixin, generics.GenericAPIView):
+    """Admins: make this version the current model (a roll back, or overruling the gate); the pool is
+    then re-scored with it. 409 for a version that failed or is still training."""
+
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+    queryset = ModelVersion.objects.none()
+    serializer_class = ModelVersionSerializer
+
+    @extend_schema(
+        request=None, responses={200: ModelVersionSerializer, 409: OpenApiResponse(description="not promotable")}
+    )
+    def post(self, request, project_id, version):
+        promoted = loop.model_rollback(project=self.project, version_number=version, user=request.user)
+        return Response(ModelVersionSerializer(promoted).data)
+
+
+class TrainingJobListCreate(ProjectScopedMixin, generics.ListAPIView):
+    """The project's training jobs (train → evaluate → gate → re-score), newest first; admins ask for one
+    now ("train now": 202, or 409 while one is pending or running)."""
+
+    read_role = Role.REVIEWER
+    write_role = Role.ADMIN
+    queryset = TrainingJob.objects.none()
+    serializer_class = TrainingJobSerializer
+
+    def get_queryset(self):
+        return selectors.training_jobs_for_project(self.project)
+
+    @extend_schema(
+        request=None,
+        responses={202: TrainingJobSerializer, 409: OpenApiResponse(description="a job is already pending or running")},
+    )
+    def post(self, request, project_id):
+        if not selectors.final_label_count(self.project):
+            raise ServiceError("the project has no final labels yet: nothing to train on", code="no_labels")
+        job = loop.training_job_request(project=self.project, trigger="manual", user=request.user)
+        if job is None:
+            active = selectors.training_jobs_for_project(self.project).filter(status__in=TrainingJob.ACTIVE).first()
+            raise Conflict(
+                {
+                    "detail": "a training job of this project is already pending or running",
+                    "active_job": active.pk if active else None,
+                },
+                code="training_job_active",
+            )
+        return Response(TrainingJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TrainingJobDetail(ProjectScopedMixin, generics.RetrieveAPIView):
+    """One training job: status, stage, progress (0..1), timings per stage, outcome."""
+
+    read_role = Role.REVIEWER
+    queryset = TrainingJob.objects.none()
+    serializer_class = TrainingJobSerializer
+    lookup_url_kwarg = "job_id"
+
+    def get_queryset(self):
+        return selectors.training_jobs_for_project(self.project)
+
+
+class TrainingStatus(ProjectScopedMixin, generics.GenericAPIView):
+    """Where the retrain trigger stands: new final labels since the newest model, the threshold, the
+    current version and the active job."""
+
+    read_role = Role.REVIEWER
+    queryset = TrainingJob.objects.none()
+    serializer_class = TrainingStatusSerializer
+
+    def get(self, request, project_id):
+        return Response(TrainingStatusSerializer(selectors.training_status(self.project)).data)

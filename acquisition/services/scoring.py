@@ -195,6 +195,11 @@ def scoring_run_fail(*, run_id: int, error: BaseException | str) -> None:
     ScoringRun.objects.filter(pk=run_id, status__in=ScoringRun.ACTIVE).update(
         status=ScoringRun.Status.FAILED, error=text[:5000], finished_at=timezone.now()
     )
+    run = ScoringRun.objects.filter(pk=run_id).select_related("project").first()
+    if run is not None:
+        from .loop import training_jobs_settle
+
+        training_jobs_settle(project=run.project)
 
 
 # ---------------------------------------------------------------------------------------- chunks
@@ -486,8 +491,8 @@ def _finish(run, project, candidates: list[QueueCandidate], timings: dict) -> di
         locked.timings = {key: round(value, 6) if isinstance(value, float) else value for key, value in timings.items()}
         locked.finished_at = timezone.now()
         locked.save(update_fields=["status", "selected", "explored", "chunks_done", "timings", "finished_at"])
-        started_at = locked.started_at
-        transaction.on_commit(lambda: _follow_up(project, started_at))
+        started_at, scored_with = locked.started_at, locked.model_version_id
+        transaction.on_commit(lambda: _follow_up(project, started_at, scored_with))
     return {
         "run": run.pk,
         "status": str(ScoringRun.Status.SUCCEEDED.value),
@@ -498,7 +503,13 @@ def _finish(run, project, candidates: list[QueueCandidate], timings: dict) -> di
     }
 
 
-def _follow_up(project: Project, started_at) -> None:
-    """Embeddings written while the run was going were not scored: ask for one more run."""
-    if ItemEmbedding.objects.filter(project=project, updated_at__gt=started_at).exists():
+def _follow_up(project: Project, started_at, scored_with: int | None) -> None:
+    """Embeddings written while the run was going were not scored, or another model became current
+    meanwhile (a retrain or roll back): ask for one more run. Training jobs waiting on it finish."""
+    from .loop import training_jobs_settle
+
+    training_jobs_settle(project=project)
+    current = selectors.model_version_current(project)
+    model_changed = scored_with is not None and current is not None and current.pk != scored_with
+    if model_changed or ItemEmbedding.objects.filter(project=project, updated_at__gt=started_at).exists():
         scoring_request(project=project, trigger="followup")

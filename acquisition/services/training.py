@@ -1,16 +1,39 @@
-"""Training: fit a committee of heads on the final labels and store it as a model version.
+"""Training, evaluation, the promotion gate and the model registry.
 
-Deliberately small: one committee per call, promoted when the project has no current model yet.
-Evaluation and the promotion gate for later versions come with the retraining loop.
+``model_fit`` turns the project's final labels into a *candidate* ``ModelVersion``:
+
+1. **Label snapshot** (``label_snapshot``): every final label with an embedding, its weight (the
+   aggregator's confidence; gold and reviewed labels count fully), its priority group for
+   evaluation (gold, exploration sample, other) and a SHA-256 of ``item:label:source`` rows.
+2. **Split** (``evaluation.evaluation_split``): up to ``project.eval_fraction`` of the labels are held
+   out, gold first, then the uniform exploration sample, stratified by class. Both the candidate and
+   the current model are evaluated on this same set, which neither was trained on.
+3. **Fit** a committee of heads (``HeadCommittee``) on the rest, deterministic for the seed (the
+   version number unless given), on CUDA when the worker has one.
+4. **Record** the lineage: parent (the current version), snapshot hash and time, split sizes and
+   hash, hyper-parameters, seed, code version, device, training time, metrics (accuracy, macro-F1,
+   ECE, per-class recall; and the current model's on the same set) and the weights in Django's
+   storage.
+
+``model_gate`` then promotes it (the old current one retires) or keeps it as rejected with the
+reason; ``model_promote`` is also the admins' roll back to an earlier version.
+
+Fine-tuning (``training_mode = finetune``) needs a CUDA worker: without one the heads are trained
+and the version's decision says so.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
+import subprocess
 import threading
 import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -19,13 +42,16 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from annotation.errors import ServiceError
-from annotation.models import Item, LabelClass, LabelSource, Project
+from annotation.errors import Conflict, ServiceError
+from annotation.models import Item, LabelClass, LabelSource, Project, QueueReason, TrainingMode
 
+from .. import evaluation
 from ..embeddings import embeddings_load
 from ..models import ModelVersion
 
 logger = logging.getLogger(__name__)
+
+EVAL_KEY_SALT = 7  # per-item keys of the evaluation split (stable across snapshots)
 
 
 def committee_device() -> str:
@@ -34,46 +60,130 @@ def committee_device() -> str:
     return str(resolve_device(settings.QUORUM_DEVICE))
 
 
-def training_data(project: Project):
-    """``(X, y, weights, label_names, label_ids, snapshot_hash)`` from the project's final labels.
+@functools.cache
+def code_version() -> str:
+    """The package version, plus the git commit when running from a checkout."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    Column ``j`` of the model is ``label_names[j]`` (the project's labels in display order). Weights
-    are the aggregator's confidence; gold and reviewed labels count fully.
-    """
+    try:
+        base = version("quorum")
+    except PackageNotFoundError:
+        base = "dev"
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{base}+{commit}" if commit else base
+
+
+# ------------------------------------------------------------------------------ the snapshot
+@dataclass
+class LabelSnapshot:
+    item_ids: np.ndarray  # (n,)
+    X: np.ndarray  # (n, d) float32
+    y: np.ndarray  # (n,) column in label_names
+    weights: np.ndarray  # (n,) in (0, 1]
+    groups: np.ndarray  # (n,) evaluation.GOLD | EXPLORATION | OTHER
+    label_names: list[str]
+    label_ids: list[int]
+    digest: str
+    as_of: datetime
+
+    def __len__(self) -> int:
+        return int(self.y.size)
+
+
+def label_snapshot(project: Project) -> LabelSnapshot:
+    """The project's final labels that have an embedding, in item order (module docstring)."""
+    as_of = timezone.now()
     labels = list(LabelClass.objects.filter(project=project).order_by("order", "pk").values_list("pk", "name"))
     column = {pk: j for j, (pk, _) in enumerate(labels)}
     rows = list(
         Item.objects.filter(project=project, final_label__isnull=False)
         .order_by("pk")
-        .values_list("pk", "final_label_id", "final_confidence", "final_source")
+        .values_list("pk", "final_label_id", "final_confidence", "final_source", "selected_as")
     )
     matrix = embeddings_load(project)
     ids = np.array([row[0] for row in rows], dtype=np.int64)
     present = matrix.present(ids)
     rows = [row for row, ok in zip(rows, present, strict=True) if ok]
-    X = np.asarray(matrix.vectors[matrix.positions(ids[present])], dtype=np.float32)
+    ids = ids[present]
+    X = np.asarray(matrix.vectors[matrix.positions(ids)], dtype=np.float32).reshape(len(ids), -1)
     y = np.array([column[row[1]] for row in rows], dtype=np.int64)
     full = {LabelSource.GOLD, LabelSource.REVIEW}
-    w = np.array([1.0 if row[3] in full or row[2] is None else float(row[2]) for row in rows], dtype=np.float32).clip(
-        1e-3, 1.0
+    w = np.array([1.0 if row[3] in full or row[2] is None else float(row[2]) for row in rows], dtype=np.float32)
+    groups = np.array(
+        [
+            evaluation.GOLD
+            if row[3] == LabelSource.GOLD
+            else evaluation.EXPLORATION
+            if row[4] == QueueReason.EXPLORATION
+            else evaluation.OTHER
+            for row in rows
+        ],
+        dtype=np.int64,
     )
     digest = hashlib.sha256()
     for row in rows:
         digest.update(f"{row[0]}:{row[1]}:{row[3]};".encode())
-    return X, y, w, [name for _, name in labels], [pk for pk, _ in labels], digest.hexdigest()
+    return LabelSnapshot(
+        item_ids=ids,
+        X=X,
+        y=y,
+        weights=w.clip(1e-3, 1.0),
+        groups=groups,
+        label_names=[name for _, name in labels],
+        label_ids=[pk for pk, _ in labels],
+        digest=digest.hexdigest(),
+        as_of=as_of,
+    )
 
 
-def model_train(*, project: Project, seed: int | None = None) -> ModelVersion:
-    """Train a committee on the project's final labels and record it as a new model version.
+def training_data(project: Project):
+    """``(X, y, weights, label_names, label_ids, snapshot_hash)`` of all final labels."""
+    snap = label_snapshot(project)
+    return snap.X, snap.y, snap.weights, snap.label_names, snap.label_ids, snap.digest
 
-    The first successful version becomes current; later ones stay candidates for the gate.
-    """
+
+def evaluation_mask(project: Project, snap: LabelSnapshot) -> np.ndarray:
+    from .scoring import uniform_keys
+
+    keys = uniform_keys(snap.item_ids, project.pk, salt=EVAL_KEY_SALT)
+    return evaluation.evaluation_split(snap.y, snap.groups, keys, fraction=project.eval_fraction)
+
+
+# ------------------------------------------------------------------------------ fit + record
+def committee_hyperparameters() -> dict:
+    return {"n_members": settings.QUORUM_COMMITTEE_MEMBERS, "hidden": 0, "mc_dropout": False, "weight_decay": 0.1}
+
+
+def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVersion:
+    """Train a candidate model version on the project's final labels, evaluate it and the current
+    model on the held-out set, and record both (module docstring). Raises ``ServiceError`` when
+    there is nothing to train on."""
     from ..committee import HeadCommittee
 
-    X, y, w, label_names, _, snapshot = training_data(project)
-    if len(y) == 0:
+    project = Project.objects.get(pk=project.pk)
+    snap = label_snapshot(project)
+    if len(snap) == 0:
         raise ServiceError("the project has no final labels with an embedding to train on", code="no_labels")
-    hyper = {"n_members": settings.QUORUM_COMMITTEE_MEMBERS, "hidden": 0, "mc_dropout": False}
+    held_out = evaluation_mask(project, snap)
+    if held_out.all():
+        held_out[:] = False
+    train, test = ~held_out, held_out
+    hyper = committee_hyperparameters()
+    device = committee_device()
+    note = ""
+    if project.training_mode == TrainingMode.FINETUNE:
+        note = (
+            "fine-tuning needs a CUDA worker; this worker has none, so only the heads were trained"
+            if not device.startswith("cuda")
+            else "fine-tuning of the encoder is not available yet; trained the heads on the frozen embeddings"
+        )
+    eval_digest = hashlib.sha256(snap.item_ids[test].tobytes()).hexdigest()
     with transaction.atomic():
         Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
         number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("version"))["n"] or 0) + 1
@@ -82,16 +192,30 @@ def model_train(*, project: Project, seed: int | None = None) -> ModelVersion:
             project=project,
             version=number,
             status=ModelVersion.Status.TRAINING,
-            label_names=label_names,
+            kind="heads",
+            label_names=snap.label_names,
             hyperparameters=hyper,
             seed=seed,
-            n_labels=len(y),
-            label_snapshot_hash=snapshot,
+            n_labels=len(snap),
+            n_train=int(train.sum()),
+            n_eval=int(test.sum()),
+            label_snapshot_hash=snap.digest,
+            labels_as_of=snap.as_of,
+            eval_set_hash=eval_digest,
+            code_version=code_version(),
+            device=device,
+            job=job,
+            parent=ModelVersion.objects.filter(project=project, status=ModelVersion.Status.CURRENT).first(),
+            decision=note,
         )
     started = time.perf_counter()
     try:
-        committee = HeadCommittee(**hyper, random_state=seed, device=committee_device())
-        committee.fit(X, y, n_classes=len(label_names), sample_weight=w)
+        committee = HeadCommittee(**hyper, random_state=seed, device=device)
+        committee.fit(snap.X[train], snap.y[train], n_classes=len(snap.label_names), sample_weight=snap.weights[train])
+        train_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        metrics = _evaluate(version, committee, snap, train, test)
+        metrics["evaluate_seconds"] = round(time.perf_counter() - started, 4)
         buffer = io.BytesIO()
         import torch
 
@@ -101,23 +225,160 @@ def model_train(*, project: Project, seed: int | None = None) -> ModelVersion:
             status=ModelVersion.Status.FAILED, decision=f"training failed: {type(exc).__name__}: {exc}"[:2000]
         )
         raise
-    version.train_seconds = time.perf_counter() - started
+    version.train_seconds = train_seconds
+    version.metrics = metrics
     version.weights.save(
-        f"project-{project.pk}/v{number}-{snapshot[:12]}.pt", ContentFile(buffer.getvalue()), save=False
+        f"project-{project.pk}/v{number}-{snap.digest[:12]}.pt", ContentFile(buffer.getvalue()), save=False
     )
-    with transaction.atomic():
-        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
-        first = not ModelVersion.objects.filter(project=project, status=ModelVersion.Status.CURRENT).exists()
-        version.status = ModelVersion.Status.CURRENT if first else ModelVersion.Status.CANDIDATE
-        version.promoted_at = timezone.now() if first else None
-        version.decision = "first model of the project" if first else "awaiting evaluation"
-        version.save(update_fields=["status", "promoted_at", "decision", "train_seconds", "weights"])
-    logger.info("trained %s on %d labels in %.2f s", version, len(y), version.train_seconds)
+    version.status = ModelVersion.Status.CANDIDATE
+    version.save(update_fields=["status", "train_seconds", "metrics", "weights"])
+    _remember(version, committee)
+    logger.info(
+        "trained %s on %d labels (%d held out) in %.2f s", version, version.n_train, version.n_eval, train_seconds
+    )
     return version
 
 
+def _evaluate(version: ModelVersion, committee, snap: LabelSnapshot, train: np.ndarray, test: np.ndarray) -> dict:
+    """Metrics of the candidate on the held-out set, of the current model on the same set, and of
+    the candidate on its training labels (a sanity figure)."""
+    names = snap.label_names
+    sources = {
+        name: int((snap.groups[test] == group).sum())
+        for name, group in (("gold", evaluation.GOLD), ("exploration", evaluation.EXPLORATION))
+    }
+    sources["other"] = int(test.sum()) - sources["gold"] - sources["exploration"]
+    metrics = {
+        "eval": evaluation.classification_metrics(snap.y[test], committee.predict_proba(snap.X[test]), names),
+        "eval_sources": sources,
+        # An estimate of the pool's accuracy only when no label came from the strategy's picks.
+        "eval_unbiased": sources["other"] == 0 and int(test.sum()) > 0,
+        "train": {
+            key: value
+            for key, value in evaluation.classification_metrics(
+                snap.y[train], committee.predict_proba(snap.X[train]), names
+            ).items()
+            if key != "per_class_recall"
+        },
+    }
+    parent = version.parent
+    if parent is not None and test.any():
+        probs = probabilities_in_order(model_load(parent), parent, snap.X[test], names)
+        metrics["current_eval"] = {"version": parent.version} | evaluation.classification_metrics(
+            snap.y[test], probs, names
+        )
+    return metrics
+
+
+def probabilities_in_order(model, version: ModelVersion, X: np.ndarray, label_names: list[str]) -> np.ndarray:
+    """``model``'s class probabilities with columns in ``label_names`` order (labels added since the
+    version was trained get probability 0)."""
+    probs = np.asarray(model.predict_proba(X))
+    out = np.zeros((probs.shape[0], len(label_names)), dtype=np.float64)
+    where = {name: j for j, name in enumerate(label_names)}
+    for k, name in enumerate(version.label_names):
+        if name in where:
+            out[:, where[name]] = probs[:, k]
+    return out
+
+
+# ---------------------------------------------------------------------------------- the gate
+def model_gate(*, version: ModelVersion) -> ModelVersion:
+    """Promote the candidate, or keep it as rejected with the reason (``evaluation.gate``).
+
+    Both models are compared on one evaluation set: the candidate's own held-out set when the current
+    model is still the one it was evaluated against, otherwise (a promotion or roll back happened
+    while it trained) both are re-evaluated on today's held-out set."""
+    version = ModelVersion.objects.select_related("project").get(pk=version.pk)
+    if version.status != ModelVersion.Status.CANDIDATE:
+        raise Conflict(f"model v{version.version} is {version.status}, not a candidate", code="not_candidate")
+    current = ModelVersion.objects.filter(project=version.project, status=ModelVersion.Status.CURRENT).first()
+    metrics = version.metrics or {}
+    candidate, opponent = metrics.get("eval") or {"n": 0}, None
+    if current is not None:
+        if current.pk == version.parent_id and "current_eval" in metrics:
+            opponent = metrics["current_eval"]
+        else:
+            candidate, opponent = _evaluate_both_now(version, current)
+    tolerance = version.project.promotion_tolerance
+    decision = evaluation.gate(candidate, opponent, tolerance=tolerance) if current is not None else None
+    if decision is None:
+        decision = evaluation.GateDecision(True, "first model of the project")
+    note = f"{version.decision}; " if version.decision else ""
+    if decision.promote:
+        return model_promote(version=version, reason=note + decision.reason)
+    ModelVersion.objects.filter(pk=version.pk, status=ModelVersion.Status.CANDIDATE).update(
+        status=ModelVersion.Status.REJECTED, decision=(note + decision.reason)[:5000]
+    )
+    version.refresh_from_db()
+    logger.info("%s: %s", version, version.decision)
+    return version
+
+
+def _evaluate_both_now(version: ModelVersion, current: ModelVersion) -> tuple[dict, dict]:
+    """Candidate and current model on today's held-out set (recorded as ``metrics["gate_eval"]``)."""
+    project = version.project
+    snap = label_snapshot(project)
+    test = evaluation_mask(project, snap)
+    names = snap.label_names
+    candidate = evaluation.classification_metrics(
+        snap.y[test], probabilities_in_order(model_load(version), version, snap.X[test], names), names
+    )
+    opponent = {"version": current.version} | evaluation.classification_metrics(
+        snap.y[test], probabilities_in_order(model_load(current), current, snap.X[test], names), names
+    )
+    version.metrics = (version.metrics or {}) | {"gate_eval": {"candidate": candidate, "current": opponent}}
+    ModelVersion.objects.filter(pk=version.pk).update(metrics=version.metrics)
+    return candidate, opponent
+
+
+PROMOTABLE = (
+    ModelVersion.Status.CANDIDATE,
+    ModelVersion.Status.REJECTED,
+    ModelVersion.Status.RETIRED,
+    ModelVersion.Status.CURRENT,
+)
+
+
+def model_promote(*, version: ModelVersion, reason: str, user=None) -> ModelVersion:
+    """Make ``version`` the project's current model (the previous one retires). Also the roll back:
+    any version that trained successfully can be made current again. Idempotent."""
+    with transaction.atomic():
+        Project.objects.select_for_update(no_key=True).filter(pk=version.project_id).first()
+        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if version.status == ModelVersion.Status.CURRENT:
+            return version
+        if version.status not in PROMOTABLE or not version.weights:
+            raise Conflict(
+                f"model v{version.version} is {version.status} and cannot be made current", code="not_promotable"
+            )
+        ModelVersion.objects.filter(project_id=version.project_id, status=ModelVersion.Status.CURRENT).update(
+            status=ModelVersion.Status.RETIRED
+        )
+        version.status = ModelVersion.Status.CURRENT
+        version.promoted_at = timezone.now()
+        who = f" by {user.get_username()}" if user is not None else ""
+        version.decision = (reason + who)[:5000]
+        version.save(update_fields=["status", "promoted_at", "decision"])
+    logger.info("%s promoted: %s", version, version.decision)
+    return version
+
+
+def model_train(*, project: Project, seed: int | None = None) -> ModelVersion:
+    """Fit, evaluate and gate one version (no re-scoring): what ``manage.py score --train`` does."""
+    return model_gate(version=model_fit(project=project, seed=seed))
+
+
+# ------------------------------------------------------------------------------------ loading
 _MODELS: dict[tuple[int, str], object] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+def _remember(version: ModelVersion, model) -> None:
+    with _MODELS_LOCK:
+        if len(_MODELS) > 8:
+            _MODELS.clear()
+        _MODELS[(version.pk, version.weights.name)] = model
 
 
 def model_load(version: ModelVersion):
@@ -132,8 +393,5 @@ def model_load(version: ModelVersion):
         with version.weights.open("rb") as handle:
             state = torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
         model = HeadCommittee.from_state_dict(state, device=committee_device())
-        with _MODELS_LOCK:
-            if len(_MODELS) > 8:
-                _MODELS.clear()
-            _MODELS[key] = model
+        _remember(version, model)
     return model

@@ -34,6 +34,9 @@ PROJECT_SETTINGS = [
     "min_consensus_confidence",
     "retrain_after",
     "lease_seconds",
+    "training_mode",
+    "eval_fraction",
+    "promotion_tolerance",
 ]
 
 
@@ -139,6 +142,8 @@ class ProjectSerializer(serializers.ModelSerializer):
             ("min_consensus_confidence", 0, 1),
             ("review_all_below_kappa", -1, 1),
             ("review_disagreements_below_kappa", -1, 1),
+            ("eval_fraction", 0, 0.5),
+            ("promotion_tolerance", 0, 1),
         ]:
             if name in attrs and not low <= attrs[name] <= high:
                 errors[name] = f"must be between {low} and {high}"

@@ -176,6 +176,9 @@ def _slot_take(entry: QueueEntry) -> None:
         Item.objects.filter(pk=entry.item_id, status__in=[ItemStatus.QUEUED, ItemStatus.UNLABELED]).update(
             status=ItemStatus.IN_PROGRESS
         )
+        # The first lease records why the item was picked (exploration items become the
+        # unbiased evaluation set of training).
+        Item.objects.filter(pk=entry.item_id, selected_as="").update(selected_as=entry.reason)
     entry.labels_taken += 1
 
 
