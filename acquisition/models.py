@@ -71,6 +71,9 @@ class ModelVersion(models.Model):
     n_train = models.PositiveIntegerField(default=0)
     n_eval = models.PositiveIntegerField(default=0)
     eval_set_hash = models.CharField(max_length=64, blank=True)
+    # Ids of the held-out items (little-endian int64): with ``labels_as_of`` they say which labels the
+    # version was trained on, so later versions are compared with it only on labels it never saw.
+    eval_items = models.BinaryField(default=b"", blank=True)
     device = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)

@@ -23,6 +23,7 @@ from annotation.models import (
     QueueEntry,
     QueueReason,
     ReviewStatus,
+    Role,
     ReviewTask,
 )
 from annotation.routing import Outcome, Policy, ReviewReason
@@ -543,3 +544,39 @@ def test_aggregation_handles_a_large_project(project, make_user):
     assert snap.policy == Policy.ALL
     assert ReviewTask.objects.filter(project=project, status=ReviewStatus.OPEN).count() == n_items
     assert not Item.objects.filter(project=project, status=ItemStatus.FINALIZED).exists()
+
+
+@pytest.mark.django_db
+def test_one_label_per_item_keeps_each_annotators_label(make_project, make_user, scored):
+    """With one label per item annotators share no items: Dawid-Skene has nothing to learn their
+    confusions from, and its EM used to drift every item to the majority class. Votes decide instead."""
+    names = [f"intent_{c}" for c in range(30)]
+    project = make_project("Single", labels=names, labels_per_item=1, max_labels_per_item=1)
+    scored.project = project
+    scored.save()
+    users = []
+    for i in range(3):
+        users.append(make_user(f"solo{i}"))
+        services.membership_set(project=project, username=f"solo{i}", role=Role.ANNOTATOR)
+    rng = np.random.default_rng(1)
+    items = make_items(project, 90)
+    enqueue(project, items)
+    given = {}
+    for n in range(90):
+        user = users[n % 3]
+        assignment = take(project, user)
+        name = names[int(rng.integers(0, len(names)))] if n % 2 else names[0]
+        services.annotation_submit(assignment_id=assignment.pk, user=user, label=name)
+        given[assignment.item_id] = name
+
+    snapshot = project_aggregate(project=project)
+
+    assert snapshot.method == "majority_vote" and snapshot.n_overlap_items == 0
+    final = dict(Item.objects.filter(project=project).values_list("pk", "final_label__name"))
+    assert final == given
+    # the submit path after this aggregation keeps the answer too
+    more = make_items(project, 1, prefix="late")
+    enqueue(project, more)
+    assignment = take(project, users[0])
+    services.annotation_submit(assignment_id=assignment.pk, user=users[0], label=names[7])
+    assert Item.objects.get(pk=more[0].pk).final_label.name == names[7]

@@ -49,8 +49,9 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     weights_stored = serializers.SerializerMethodField()
     metrics = serializers.DictField(
         read_only=True,
-        help_text="eval: accuracy, macro_f1, ece, per_class_recall on the held-out set; current_eval: the model "
-        "that was current, on the same set; eval_sources: where the held-out labels came from; train: fit figures.",
+        help_text="eval: accuracy, macro_f1, ece, per_class_recall on the held-out set; gate: this version and the "
+        "model that was current, on the held-out labels neither was trained on; eval_sources: where the held-out "
+        "labels came from; train: fit figures.",
     )
 
     class Meta:

@@ -32,7 +32,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +87,7 @@ class LabelSnapshot:
     y: np.ndarray  # (n,) column in label_names
     weights: np.ndarray  # (n,) in (0, 1]
     groups: np.ndarray  # (n,) evaluation.GOLD | EXPLORATION | OTHER
+    finalized_at: np.ndarray  # (n,) datetime64[us], when each label became final
     label_names: list[str]
     label_ids: list[int]
     digest: str
@@ -104,7 +105,7 @@ def label_snapshot(project: Project) -> LabelSnapshot:
     rows = list(
         Item.objects.filter(project=project, final_label__isnull=False)
         .order_by("pk")
-        .values_list("pk", "final_label_id", "final_confidence", "final_source", "selected_as")
+        .values_list("pk", "final_label_id", "final_confidence", "final_source", "selected_as", "finalized_at")
     )
     matrix = embeddings_load(project)
     ids = np.array([row[0] for row in rows], dtype=np.int64)
@@ -126,6 +127,9 @@ def label_snapshot(project: Project) -> LabelSnapshot:
         ],
         dtype=np.int64,
     )
+    finalized = np.array(
+        [np.datetime64(_naive_utc(row[5]) or _naive_utc(as_of), "us") for row in rows], dtype="datetime64[us]"
+    )
     digest = hashlib.sha256()
     for row in rows:
         digest.update(f"{row[0]}:{row[1]}:{row[3]};".encode())
@@ -135,11 +139,30 @@ def label_snapshot(project: Project) -> LabelSnapshot:
         y=y,
         weights=w.clip(1e-3, 1.0),
         groups=groups,
+        finalized_at=finalized,
         label_names=[name for _, name in labels],
         label_ids=[pk for pk, _ in labels],
         digest=digest.hexdigest(),
         as_of=as_of,
     )
+
+
+def _naive_utc(moment: datetime | None):
+    if moment is None:
+        return None
+    if timezone.is_aware(moment):
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def unseen_by(version: ModelVersion, snap: LabelSnapshot) -> np.ndarray:
+    """Mask of the snapshot's labels that ``version`` was not trained on: finalised after its label
+    snapshot, or held out by it."""
+    if version.labels_as_of is None:
+        return np.zeros(len(snap), dtype=bool)
+    later = snap.finalized_at > np.datetime64(_naive_utc(version.labels_as_of), "us")
+    held_out = np.isin(snap.item_ids, np.frombuffer(bytes(version.eval_items or b""), dtype="<i8"))
+    return later | held_out
 
 
 def training_data(project: Project):
@@ -202,6 +225,7 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
             label_snapshot_hash=snap.digest,
             labels_as_of=snap.as_of,
             eval_set_hash=eval_digest,
+            eval_items=snap.item_ids[test].astype("<i8").tobytes(),
             code_version=code_version(),
             device=device,
             job=job,
@@ -262,12 +286,27 @@ def _evaluate(version: ModelVersion, committee, snap: LabelSnapshot, train: np.n
         },
     }
     parent = version.parent
-    if parent is not None and test.any():
-        probs = probabilities_in_order(model_load(parent), parent, snap.X[test], names)
-        metrics["current_eval"] = {"version": parent.version} | evaluation.classification_metrics(
-            snap.y[test], probs, names
-        )
+    if parent is not None:
+        metrics["gate"] = _head_to_head(committee, version, parent, snap, test & unseen_by(parent, snap))
     return metrics
+
+
+def _head_to_head(candidate_model, candidate: ModelVersion, current: ModelVersion, snap: LabelSnapshot, rows) -> dict:
+    """Candidate and current model on the same labels, ``rows`` (neither was trained on them)."""
+    names = snap.label_names
+    X, y = snap.X[rows], snap.y[rows]
+    if not len(y):
+        return {"n": 0, "current_version": current.version}
+    return {
+        "n": int(len(y)),
+        "current_version": current.version,
+        "candidate": evaluation.classification_metrics(
+            y, probabilities_in_order(candidate_model, candidate, X, names), names
+        ),
+        "current": evaluation.classification_metrics(
+            y, probabilities_in_order(model_load(current), current, X, names), names
+        ),
+    }
 
 
 def probabilities_in_order(model, version: ModelVersion, X: np.ndarray, label_names: list[str]) -> np.ndarray:
@@ -294,16 +333,18 @@ def model_gate(*, version: ModelVersion) -> ModelVersion:
         raise Conflict(f"model v{version.version} is {version.status}, not a candidate", code="not_candidate")
     current = ModelVersion.objects.filter(project=version.project, status=ModelVersion.Status.CURRENT).first()
     metrics = version.metrics or {}
-    candidate, opponent = metrics.get("eval") or {"n": 0}, None
-    if current is not None:
-        if current.pk == version.parent_id and "current_eval" in metrics:
-            opponent = metrics["current_eval"]
-        else:
-            candidate, opponent = _evaluate_both_now(version, current)
-    tolerance = version.project.promotion_tolerance
-    decision = evaluation.gate(candidate, opponent, tolerance=tolerance) if current is not None else None
-    if decision is None:
+    if current is None:
         decision = evaluation.GateDecision(True, "first model of the project")
+    else:
+        head = metrics.get("gate") if current.pk == version.parent_id else None
+        if head is None:  # another version became current while this one trained
+            head = _head_to_head_now(version, current)
+        if not head.get("n"):
+            decision = evaluation.GateDecision(True, "promoted without a gate: no label unseen by both models")
+        else:
+            decision = evaluation.gate(
+                head["candidate"], head["current"], tolerance=version.project.promotion_tolerance
+            )
     note = f"{version.decision}; " if version.decision else ""
     if decision.promote:
         return model_promote(version=version, reason=note + decision.reason)
@@ -315,21 +356,15 @@ def model_gate(*, version: ModelVersion) -> ModelVersion:
     return version
 
 
-def _evaluate_both_now(version: ModelVersion, current: ModelVersion) -> tuple[dict, dict]:
-    """Candidate and current model on today's held-out set (recorded as ``metrics["gate_eval"]``)."""
+def _head_to_head_now(version: ModelVersion, current: ModelVersion) -> dict:
+    """Both models on today's held-out labels that neither was trained on (``metrics["gate"]``)."""
     project = version.project
     snap = label_snapshot(project)
-    test = evaluation_mask(project, snap)
-    names = snap.label_names
-    candidate = evaluation.classification_metrics(
-        snap.y[test], probabilities_in_order(model_load(version), version, snap.X[test], names), names
-    )
-    opponent = {"version": current.version} | evaluation.classification_metrics(
-        snap.y[test], probabilities_in_order(model_load(current), current, snap.X[test], names), names
-    )
-    version.metrics = (version.metrics or {}) | {"gate_eval": {"candidate": candidate, "current": opponent}}
+    rows = evaluation_mask(project, snap) & unseen_by(current, snap) & unseen_by(version, snap)
+    head = _head_to_head(model_load(version), version, current, snap, rows)
+    version.metrics = (version.metrics or {}) | {"gate": head}
     ModelVersion.objects.filter(pk=version.pk).update(metrics=version.metrics)
-    return candidate, opponent
+    return head
 
 
 PROMOTABLE = (

@@ -4,7 +4,10 @@
 
 1. one ``values_list`` query loads the annotations as three integer arrays (item, annotator,
    label); items decided by review or gold (``final_source`` review|gold) become ``true_labels``;
-2. ``DawidSkene`` is fitted (vectorised EM); the agreement figures come from
+2. ``DawidSkene`` is fitted (vectorised EM) once at least ``routing.MIN_OVERLAP_ITEMS`` (20) items
+   carry two or more labels; before that (and in projects with one label per item, where annotators
+   share no items) EM has nothing to learn confusions from and drifts to the majority class, so
+   ``MajorityVote`` decides (``AgreementSnapshot.method``). The agreement figures come from
    ``annotation.agreement`` on the same arrays: the pairwise Cohen's kappa matrix, the project
    kappa, Fleiss' kappa and Krippendorff's alpha;
 3. the routing rules (``annotation.routing``) are re-applied with the fitted posteriors and the
@@ -50,7 +53,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .. import agreement, routing
-from ..dawid_skene import DawidSkene
+from ..dawid_skene import DawidSkene, MajorityVote
 from ..ingest_records import iter_chunks
 from ..models import (
     AggregationState,
@@ -256,10 +259,15 @@ def project_aggregate(*, project: Project) -> AgreementSnapshot:
         changes = {"relabelled": 0, "finalized": 0, "to_review": 0, "extra_label": 0, "reprioritised": 0}
         iterations = 0
         priors = np.full(n_classes, 1.0 / max(n_classes, 1))
+        method = "dawid_skene"
         if n_annotations and n_classes:
             args = (data.items, data.workers, data.labels)
             sizes = {"n_items": n_items, "n_workers": n_workers, "n_classes": n_classes}
-            model = ds_model().fit(*args, **sizes, true_labels=data.gold)
+            # Dawid-Skene learns annotators' confusions from items they share; without enough such
+            # items (e.g. one label per item) EM drifts to the majority class, so votes decide.
+            use_ds = overlap_items >= routing.MIN_OVERLAP_ITEMS
+            method = "dawid_skene" if use_ds else "majority_vote"
+            model = (ds_model() if use_ds else MajorityVote()).fit(*args, **sizes, true_labels=data.gold)
             posteriors, priors, iterations = model.posteriors_, model.priors_, model.n_iter_
             matrix, overlap = agreement.pairwise_kappa(*args, **sizes, return_overlap=True)
             project_kappa = _project_kappa(matrix, overlap)
@@ -288,6 +296,7 @@ def project_aggregate(*, project: Project) -> AgreementSnapshot:
         snapshot = AgreementSnapshot.objects.create(
             project=project,
             computed_at=timezone.now(),
+            method=method,
             project_kappa=project_kappa,
             fleiss_kappa=fleiss,
             krippendorff_alpha=alpha,
@@ -349,7 +358,10 @@ def _write_quality(project: Project, data: _Data, model: DawidSkene, quality: di
         .objects.filter(pk__in=data.user_ids.tolist())
         .values_list("pk", get_user_model().USERNAME_FIELD)
     )
-    confusion = np.asarray(model.confusion_, dtype="<f4")
+    # Majority vote has no confusion matrices: rows with n_classes 0 make the submit path use vote
+    # shares too.
+    confusion = getattr(model, "confusion_", None)
+    confusion = None if confusion is None else np.asarray(confusion, dtype="<f4")
     now = timezone.now()
     rows, out = [], []
     for r, user_id in enumerate(data.user_ids.tolist()):
@@ -365,8 +377,8 @@ def _write_quality(project: Project, data: _Data, model: DawidSkene, quality: di
             AnnotatorQuality(
                 project=project,
                 user_id=user_id,
-                n_classes=data.label_ids.size,
-                confusion=confusion[r].tobytes(),
+                n_classes=data.label_ids.size if confusion is not None else 0,
+                confusion=confusion[r].tobytes() if confusion is not None else b"",
                 updated_at=now,
                 **figures,
             )

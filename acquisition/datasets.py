@@ -1,0 +1,106 @@
+"""Labelled text datasets for the simulator and benchmarks (no Django).
+
+A dataset is either a folder with ``train.csv`` and ``test.csv`` or one CSV file with a ``split``
+column (``train`` / ``test``). Texts are in a ``text`` column, classes in ``category`` or ``label``.
+A ``categories.json`` beside the CSV files fixes the class order; otherwise classes are sorted.
+Files are read with the csv module (texts may hold quoted newlines).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+LABEL_COLUMNS = ("category", "label")
+
+
+class DatasetError(ValueError):
+    """The dataset is missing, malformed or empty; the message says which file and what."""
+
+
+@dataclass(frozen=True)
+class Split:
+    texts: list[str]
+    labels: np.ndarray  # int64 indices into ``LabelledDataset.categories``
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass(frozen=True)
+class LabelledDataset:
+    name: str
+    train: Split
+    test: Split
+    categories: list[str]
+
+
+def _rows(path: Path) -> tuple[list[dict[str, str]], str]:
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            fields = reader.fieldnames or []
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{path}: cannot read it as UTF-8 CSV ({exc})") from None
+    if "text" not in fields:
+        raise DatasetError(f"{path}: no 'text' column (columns: {fields})")
+    label_column = next((name for name in LABEL_COLUMNS if name in fields), None)
+    if label_column is None:
+        raise DatasetError(f"{path}: no 'category' or 'label' column (columns: {fields})")
+    for line, row in enumerate(rows, start=2):
+        if not (row.get("text") or "").strip():
+            raise DatasetError(f"{path}, line {line}: empty text")
+        if not (row.get(label_column) or "").strip():
+            raise DatasetError(f"{path}, line {line}: empty {label_column}")
+    return rows, label_column
+
+
+def load_dataset(path: str | Path) -> LabelledDataset:
+    """Read a dataset folder or a single CSV with a ``split`` column (module docstring)."""
+    path = Path(path)
+    if path.is_dir():
+        missing = [name for name in ("train.csv", "test.csv") if not (path / name).is_file()]
+        if missing:
+            raise DatasetError(f"{path}: a dataset folder needs train.csv and test.csv; missing {missing}")
+        train_rows, train_col = _rows(path / "train.csv")
+        test_rows, test_col = _rows(path / "test.csv")
+        parts = [(train_rows, train_col), (test_rows, test_col)]
+        categories_file = path / "categories.json"
+    elif path.is_file():
+        rows, column = _rows(path)
+        if rows and "split" not in rows[0]:
+            raise DatasetError(f"{path}: a single-file dataset needs a 'split' column with train / test")
+        splits = {(row.get("split") or "").strip().lower() for row in rows}
+        unknown = splits - {"train", "test"}
+        if unknown:
+            raise DatasetError(f"{path}: unknown split values {sorted(unknown)} (use train / test)")
+        parts = [([r for r in rows if r["split"].strip().lower() == name], column) for name in ("train", "test")]
+        categories_file = path.with_name("categories.json")
+    else:
+        raise DatasetError(f"{path}: no such file or folder")
+    if not parts[0][0] or not parts[1][0]:
+        raise DatasetError(f"{path}: the train and test splits must both have rows")
+
+    seen = sorted({row[col].strip() for rows, col in parts for row in rows})
+    if categories_file.is_file():
+        categories = [str(c) for c in json.loads(categories_file.read_text(encoding="utf-8"))]
+        unknown = sorted(set(seen) - set(categories))
+        if unknown:
+            raise DatasetError(f"{categories_file}: classes used in the data but not listed: {unknown[:5]}")
+    else:
+        categories = seen
+    if len(categories) < 2:
+        raise DatasetError(f"{path}: needs at least two classes, found {categories}")
+    index = {name: i for i, name in enumerate(categories)}
+    train, test = (
+        Split([row["text"] for row in rows], np.array([index[row[col].strip()] for row in rows], dtype=np.int64))
+        for rows, col in parts
+    )
+    return LabelledDataset(
+        name=path.stem if path.is_file() else path.name, train=train, test=test, categories=categories
+    )

@@ -1,0 +1,310 @@
+"""The loop, simulated: real services and tasks, simulated annotators who answer from the ground truth.
+
+One run (``simulate_run``) is one project with one strategy and one seed:
+
+1. the dataset's train split becomes the pool, pushed through ``items_ingest`` in an order shuffled by
+   the seed (so seeds differ in item ids, hence in cold-start and exploration picks), with its
+   embeddings (encoded once by the project's encoder and cached on disk);
+2. rounds: every simulated annotator asks ``assignment_next`` and answers through ``annotation_submit``
+   until nobody gets an item; then the :class:`InProcessWorker` runs the Celery tasks those calls sent,
+   in order — the debounced aggregation (Dawid-Skene), the retrain trigger, the training job (fit,
+   evaluate, gate, re-score) and scoring runs that refill the queue;
+3. after each training job the current model is evaluated on the dataset's test split and a point
+   ``{labels, annotations, accuracy, macro_f1, version, outcome}`` is added to the learning curve.
+
+``labels`` counts the items with a final label (what a budget buys); ``annotations`` the answers the
+annotators gave (``labels`` × ``labels_per_item`` when nothing needs an extra label).
+
+Annotators are right with probability ``accuracy`` and otherwise pick one of the other classes
+uniformly at random. The project is set so that consensus never waits for an expert (no review, no
+extra labels): the labels are exactly what the aggregator makes of the answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from django.contrib.auth import get_user_model
+
+from annotation import services as annotation_services
+from annotation.ingest_records import CleanRecord, text_digest
+from annotation.models import Annotation, Item, Project, Role
+from annotation.services.projects import LabelSpec
+
+from . import evaluation
+from .datasets import LabelledDataset
+from .models import ModelVersion, TrainingJob
+from .services.training import model_load, probabilities_in_order
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- in-process worker
+class InProcessWorker:
+    """Runs Celery tasks in this process, in the order they were sent, when ``run_until_idle`` is called.
+
+    While active, ``Task.apply_async`` (and so ``delay``) records the call as a broker would, instead
+    of sending it; ``run_until_idle`` executes the recorded tasks with ``Task.apply`` (the worker's
+    code path, errors raised), including those they send in turn. Countdowns are not waited for: the
+    debounce still holds, as only the first request of a burst sends the task.
+    """
+
+    def __init__(self) -> None:
+        self.pending: deque = deque()
+        self.executed: Counter = Counter()
+
+    def __enter__(self) -> InProcessWorker:
+        from celery.app.task import Task
+        from celery.result import AsyncResult
+
+        self._original = Task.apply_async
+        worker = self
+
+        def apply_async(task, args=None, kwargs=None, **options):
+            worker.pending.append((task, tuple(args or ()), dict(kwargs or {})))
+            return AsyncResult(str(uuid.uuid4()))
+
+        Task.apply_async = apply_async
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from celery.app.task import Task
+
+        Task.apply_async = self._original
+
+    def run_until_idle(self, limit: int = 10_000) -> int:
+        ran = 0
+        while self.pending:
+            if ran >= limit:
+                raise RuntimeError(f"more than {limit} tasks in one drain: a task keeps re-sending itself?")
+            task, args, kwargs = self.pending.popleft()
+            task.apply(args=args, kwargs=kwargs, throw=True)
+            self.executed[task.name] += 1
+            ran += 1
+        return ran
+
+
+# ---------------------------------------------------------------------------------- annotators
+@dataclass
+class SimulatedAnnotator:
+    user: object
+    accuracy: float
+    n_classes: int
+    rng: np.random.Generator
+
+    def answer(self, truth: int) -> int:
+        if self.accuracy >= 1.0 or self.rng.random() < self.accuracy:
+            return truth
+        wrong = int(self.rng.integers(self.n_classes - 1))
+        return wrong + (wrong >= truth)
+
+
+# ---------------------------------------------------------------------------------- embeddings
+def dataset_embeddings(
+    dataset: LabelledDataset, encoder_name: str, cache_dir: Path, *, device: str = "auto", log=print
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) vectors of the dataset's texts, encoded once and cached as .npy files named by
+    the encoder and a digest of the texts."""
+    from .encoders import get_encoder
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", encoder_name).strip("-")[-60:]
+    out = []
+    for name, split in (("train", dataset.train), ("test", dataset.test)):
+        digest = hashlib.sha256("\x1e".join(split.texts).encode("utf-8")).hexdigest()[:16]
+        path = Path(cache_dir) / f"{dataset.name}-{name}-{slug}-{digest}.npy"
+        if path.is_file():
+            vectors = np.load(path)
+        else:
+            encoder = get_encoder(encoder_name, device=device)
+            log(f"encoding {len(split):,} {name} texts with {encoder_name} on {encoder.device} ...")
+            started = time.perf_counter()
+            vectors = encoder.encode(split.texts)
+            log(f"  {time.perf_counter() - started:.0f} s, cached in {path}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.stem + f".{uuid.uuid4().hex[:8]}.tmp.npy")
+            np.save(tmp, vectors)
+            tmp.replace(path)
+        out.append(np.ascontiguousarray(vectors, dtype=np.float32))
+    return out[0], out[1]
+
+
+# ------------------------------------------------------------------------------------- one run
+@dataclass
+class RunConfig:
+    strategy: str
+    seed: int
+    annotators: int = 3
+    annotator_accuracy: float = 1.0
+    labels_per_item: int = 1
+    batch: int = 50
+    budget: int = 2000
+    exploration: float = 0.1
+    encoder: str = ""
+
+
+@dataclass
+class RunResult:
+    strategy: str
+    seed: int
+    points: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    tasks: dict = field(default_factory=dict)
+    project_id: int | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "points": self.points,
+            "seconds": round(self.seconds, 2),
+            "tasks": self.tasks,
+            "project_id": self.project_id,
+        }
+
+
+def _users(prefix: str, count: int):
+    User = get_user_model()
+    admin, _ = User.objects.get_or_create(username=f"{prefix}admin", defaults={"is_staff": True})
+    annotators = [User.objects.get_or_create(username=f"{prefix}annotator{i + 1}")[0] for i in range(count)]
+    return admin, annotators
+
+
+def simulate_run(
+    dataset: LabelledDataset,
+    train_vectors: np.ndarray,
+    test_vectors: np.ndarray,
+    config: RunConfig,
+    *,
+    log=print,
+) -> RunResult:
+    """Drive one project through the loop until ``config.budget`` items have final labels (module docstring)."""
+    started = time.perf_counter()
+    result = RunResult(config.strategy, config.seed)
+    n_classes = len(dataset.categories)
+    prefix = f"sim-{uuid.uuid4().hex[:6]}-"
+    admin, users = _users(prefix, config.annotators)
+    if config.labels_per_item > config.annotators:
+        raise ValueError("labels_per_item cannot exceed the number of annotators")
+    project = annotation_services.project_create(
+        user=admin,
+        name=f"simulation {dataset.name} {config.strategy} seed {config.seed}",
+        labels=[LabelSpec(name) for name in dataset.categories],
+        acquisition_strategy=config.strategy,
+        batch_size=config.batch,
+        exploration_fraction=config.exploration,
+        labels_per_item=config.labels_per_item,
+        max_labels_per_item=config.labels_per_item,
+        # consensus decides alone: no review, every complete item is final
+        review_all_below_kappa=-1.0,
+        review_disagreements_below_kappa=-1.0,
+        min_consensus_confidence=0.0,
+        retrain_after=config.batch,
+        embedding_dim=int(train_vectors.shape[1]),
+        **({"encoder": config.encoder} if config.encoder else {}),
+    )
+    result.project_id = project.pk
+    for user in users:
+        annotation_services.membership_set(project=project, username=user.username, role=Role.ANNOTATOR)
+    rng = np.random.default_rng(config.seed)
+    annotators = [
+        SimulatedAnnotator(user, config.annotator_accuracy, n_classes, np.random.default_rng([config.seed, i]))
+        for i, user in enumerate(users)
+    ]
+
+    with InProcessWorker() as worker:
+        order = rng.permutation(len(dataset.train))
+        records = [
+            CleanRecord(
+                position=j,
+                external_id=f"train-{i}",
+                text=dataset.train.texts[i],
+                text_hash=text_digest(dataset.train.texts[i]),
+                metadata={},
+                embedding=train_vectors[i].astype("<f4").tobytes(),
+            )
+            for j, i in enumerate(order)
+        ]
+        annotation_services.items_ingest(project=project, records=records, rejected=[], fmt="json", user=admin)
+        worker.run_until_idle()
+        truth = {
+            pk: int(dataset.train.labels[int(external_id.removeprefix("train-"))])
+            for pk, external_id in Item.objects.filter(project=project).values_list("pk", "external_id")
+        }
+        label_names = dataset.categories
+        seen_jobs: set[int] = set()
+        labelled_items = 0
+        while labelled_items < config.budget:
+            handed = _annotate_round(project, annotators, truth, label_names, config.budget - labelled_items)
+            worker.run_until_idle()
+            labelled_items = Annotation.objects.filter(project=project).values("item_id").distinct().count()
+            new_points = _evaluate_jobs(project, seen_jobs, dataset, test_vectors)
+            for point in new_points:
+                point["annotations"] = Annotation.objects.filter(project=project).count()
+                result.points.append(point)
+                log(
+                    f"  [{config.strategy} seed {config.seed}] {point['labels']:>5} labels  "
+                    f"v{point['version']} {point['outcome']:<8}  test accuracy {point['accuracy']:.4f}  "
+                    f"macro-F1 {point['macro_f1']:.4f}  ({time.perf_counter() - started:.0f} s)"
+                )
+            if handed == 0 and not new_points:
+                log(f"  [{config.strategy} seed {config.seed}] the queue stays empty at {labelled_items} labels: stop")
+                break
+        result.tasks = dict(worker.executed)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _annotate_round(project: Project, annotators, truth: dict, label_names: list[str], room: int) -> int:
+    """Every annotator labels until nobody gets an item (or ``room`` new items were started)."""
+    handed = 0
+    started_items: set[int] = set()
+    active = list(annotators)
+    while active:
+        for annotator in list(active):
+            result = annotation_services.assignment_next(project=project, user=annotator.user)
+            assignment = result.assignment
+            if assignment is None or (assignment.item_id not in started_items and len(started_items) >= room):
+                if assignment is not None:
+                    annotation_services.assignment_skip(assignment_id=assignment.pk, user=annotator.user)
+                active.remove(annotator)
+                continue
+            started_items.add(assignment.item_id)
+            label = label_names[annotator.answer(truth[assignment.item_id])]
+            annotation_services.annotation_submit(assignment_id=assignment.pk, user=annotator.user, label=label)
+            handed += 1
+    return handed
+
+
+def _evaluate_jobs(project: Project, seen: set[int], dataset: LabelledDataset, test_vectors: np.ndarray) -> list[dict]:
+    """A learning-curve point per training job that finished since the last call: the current model
+    after the job, on the test split."""
+    points = []
+    jobs = TrainingJob.objects.filter(project=project, status=TrainingJob.Status.SUCCEEDED).exclude(pk__in=seen)
+    for job in jobs.select_related("model_version").order_by("pk"):
+        seen.add(job.pk)
+        current = ModelVersion.objects.filter(project=project, status=ModelVersion.Status.CURRENT).first()
+        if current is None or job.model_version is None:
+            continue
+        probs = probabilities_in_order(model_load(current), current, test_vectors, dataset.categories)
+        metrics = evaluation.classification_metrics(dataset.test.labels, probs, dataset.categories)
+        points.append(
+            {
+                "labels": job.model_version.n_labels,
+                "version": current.version,
+                "trained_version": job.model_version.version,
+                "outcome": job.outcome,
+                "accuracy": metrics["accuracy"],
+                "macro_f1": metrics["macro_f1"],
+                "held_out": job.model_version.n_eval,
+                "job_seconds": (job.timings or {}).get("total"),
+            }
+        )
+    return points
