@@ -23,8 +23,8 @@ from annotation.models import (
     QueueEntry,
     QueueReason,
     ReviewStatus,
-    Role,
     ReviewTask,
+    Role,
 )
 from annotation.routing import Outcome, Policy, ReviewReason
 from annotation.services import assignments as assignment_services
