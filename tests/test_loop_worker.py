@@ -1,0 +1,135 @@
+"""The whole loop on a real Celery worker process and the configured broker: a project and a pool
+pushed through the API, embeddings and a cold-start queue from the worker, annotators labelling
+through the API up to the retrain threshold, then aggregation, training, a promoted model version and
+a queue the new model re-ordered — with nobody calling a task by hand."""
+
+import pytest
+
+from acquisition.models import ModelVersion, ScoringRun, TrainingJob
+from annotation import services
+from annotation.models import AgreementSnapshot, Item, QueueEntry, QueueReason, Role
+
+from .worker import celery_worker, wait_for
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+TEMPLATES = {
+    "refund": "please refund order {i} money back for purchase",
+    "card_lost": "my card {i} was lost or stolen block card",
+    "other": "what time do branches open on day {i}",
+}
+
+
+def pool(n_per_class):
+    return [
+        {"external_id": f"{label}-{i}", "text": template.format(i=i)}
+        for i in range(n_per_class)
+        for label, template in TEMPLATES.items()
+    ]
+
+
+def queue_order(project_id):
+    return list(
+        QueueEntry.objects.filter(project_id=project_id).order_by("-priority", "id").values_list("item_id", flat=True)
+    )
+
+
+def test_labels_through_the_api_retrain_promote_and_reorder_the_queue(
+    admin_api, make_user, token_api, tmp_path, monkeypatch, settings
+):
+    monkeypatch.setenv("QUORUM_AGGREGATION_DELAY_SECONDS", "1")  # the worker process reads it at start
+    settings.QUORUM_AGGREGATION_DELAY_SECONDS = 1
+    response = admin_api.post(
+        "/api/v1/projects",
+        {
+            "name": "Loop end to end",
+            "labels": list(TEMPLATES),
+            "encoder": "hashing:64",
+            "embedding_dim": 64,
+            "batch_size": 10,
+            "labels_per_item": 2,
+            "retrain_after": 10,
+            "acquisition_strategy": "margin",
+            "exploration_fraction": 0.2,
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    project_id = response.json()["id"]
+    annotators = []
+    for name in ("ann1", "ann2"):
+        make_user(name)
+        services.membership_set(project=_project(project_id), username=name, role=Role.ANNOTATOR)
+        annotators.append(token_api(_user(name)))
+
+    with celery_worker(tmp_path) as (process, log_path):
+
+        def log():
+            return log_path.read_text()
+
+        assert admin_api.post(f"/api/v1/projects/{project_id}/items", pool(40), format="json").status_code == 201
+        cold = wait_for(
+            lambda: ScoringRun.objects.filter(project_id=project_id, status="succeeded").first(),
+            timeout=120,
+            what=f"the cold-start scoring run\n{log()}",
+        )
+        assert cold.model_version is None
+        before = queue_order(project_id)
+        assert len(before) == 10
+        assert QueueEntry.objects.filter(project_id=project_id, reason=QueueReason.COLD_START).count() == 8
+
+        # Simulated annotators label through the API, truthfully, until 10 items are final.
+        def final_count():
+            return Item.objects.filter(project_id=project_id, final_label__isnull=False).count()
+
+        def label_some():
+            for api in annotators:
+                answer = api.post(f"/api/v1/projects/{project_id}/next", {}, format="json")
+                assert answer.status_code == 200, answer.content
+                assignment = answer.json()["assignment"]
+                if assignment is None:
+                    continue
+                truth = assignment["item"]["external_id"].rsplit("-", 1)[0]
+                submitted = api.post(
+                    f"/api/v1/assignments/{assignment['id']}/annotation", {"label": truth}, format="json"
+                )
+                assert submitted.status_code == 201, submitted.content
+            return final_count() >= 10
+
+        wait_for(label_some, timeout=120, interval=0.05, what=f"10 final labels\n{log()}")
+
+        job = wait_for(
+            lambda: TrainingJob.objects.filter(project_id=project_id, status__in=["succeeded", "failed"]).first(),
+            timeout=180,
+            what=f"a finished training job\n{log()}",
+        )
+        assert job.status == "succeeded", f"{job.error}\n{log()}"
+        assert process.poll() is None
+
+    assert AgreementSnapshot.objects.filter(project_id=project_id).exists()
+    assert job.trigger == "labels" and job.outcome == "promoted" and job.n_new_labels >= 10
+    version = job.model_version
+    assert version.status == ModelVersion.Status.CURRENT and version.version == 1 and version.n_labels >= 10
+    run = job.scoring_run
+    assert run is not None and run.status == "succeeded" and run.model_version_id == version.pk
+    entries = QueueEntry.objects.filter(project_id=project_id, labels_taken=0)
+    assert entries.exists() and set(entries.values_list("run_id", flat=True)) == {run.pk}
+    assert set(entries.values_list("reason", flat=True)) <= {QueueReason.ACQUISITION, QueueReason.EXPLORATION}
+    after = queue_order(project_id)
+    assert after != before
+    assert not entries.filter(suggested_label__isnull=True).exists()  # the new model's suggestions
+    text = log_path.read_text()
+    for task in ("annotation.tasks.project_aggregate_task[", "acquisition.tasks.training_job_run["):
+        assert task in text
+
+
+def _project(project_id):
+    from annotation.models import Project
+
+    return Project.objects.get(pk=project_id)
+
+
+def _user(username):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.get(username=username)
