@@ -17,7 +17,9 @@ annotators gave (``labels`` × ``labels_per_item`` when nothing needs an extra l
 
 Annotators are right with probability ``accuracy`` and otherwise pick one of the other classes
 uniformly at random. The project is set so that consensus never waits for an expert (no review, no
-extra labels): the labels are exactly what the aggregator makes of the answers.
+extra labels once the project kappa is known): the labels are what the aggregator makes of the answers.
+Until 20 items carry two labels the consensus rule sends disagreements to review, and no simulated
+expert resolves them: those items count as annotated but not as labels.
 """
 
 from __future__ import annotations
