@@ -8,5 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("annotation.api.urls")),
     path("api/v1/", include("acquisition.api.urls")),
+    path("", include("acquisition.urls")),
     path("", include("annotation.urls")),
 ]
