@@ -156,9 +156,38 @@ class GateDecision:
     reason: str
 
 
-def gate(candidate: dict, current: dict | None, *, tolerance: float, min_eval: int = MIN_GATE) -> GateDecision:
-    """Promote ``candidate`` unless it is worse than ``current`` on the same evaluation set by more than
-    ``tolerance`` in accuracy or in macro-F1 (both metric dicts from ``classification_metrics``)."""
+GATE_ALPHA = 0.05  # significance of "the candidate is worse" in the paired test
+
+
+def paired_worse_p(candidate_right: np.ndarray, current_right: np.ndarray) -> tuple[int, int, float]:
+    """McNemar's exact test, one-sided: ``(b, c, p)`` with ``b`` the items only the current model gets
+    right, ``c`` those only the candidate gets right, and ``p = P(X ≥ b)`` for ``X ~ Binomial(b + c, ½)``,
+    the chance of the candidate losing this many of the disputed items if both were equally good."""
+    from scipy.stats import binomtest
+
+    candidate_right, current_right = np.asarray(candidate_right, bool), np.asarray(current_right, bool)
+    b = int((current_right & ~candidate_right).sum())
+    c = int((candidate_right & ~current_right).sum())
+    p = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5, alternative="greater").pvalue)
+    return b, c, p
+
+
+def gate(
+    candidate: dict,
+    current: dict | None,
+    *,
+    tolerance: float,
+    p_worse: float | None = None,
+    alpha: float = GATE_ALPHA,
+    min_eval: int = MIN_GATE,
+) -> GateDecision:
+    """Promote ``candidate`` unless, on the same evaluation set, it is worse than ``current`` by more than
+    ``tolerance`` in accuracy or macro-F1 (metric dicts of ``classification_metrics``) *and* the paired
+    test says it is worse (``p_worse < alpha``, from ``paired_worse_p``; ``None`` skips the test).
+
+    The test matters because the current model was itself chosen by its score on much the same labels:
+    a few points lost on a hundred labels is often luck, and rejecting on luck freezes the model while
+    labels keep coming."""
     if current is None:
         return GateDecision(True, "first model of the project")
     n = candidate.get("n") or 0
@@ -171,10 +200,14 @@ def gate(candidate: dict, current: dict | None, *, tolerance: float, min_eval: i
             continue
         if new < old - tolerance:
             worse.append(f"{name} {new:.4f} < current {old:.4f} − tolerance {tolerance:g}")
-    if worse:
-        return GateDecision(False, f"rejected on {n} held-out labels: " + "; ".join(worse))
-    return GateDecision(
-        True,
-        f"promoted on {n} held-out labels: accuracy {candidate['accuracy']:.4f} vs current "
-        f"{current['accuracy']:.4f}, macro-F1 {candidate['macro_f1']:.4f} vs {current['macro_f1']:.4f}",
+    significant = p_worse is None or p_worse < alpha
+    summary = (
+        f"accuracy {candidate['accuracy']:.4f} vs current {current['accuracy']:.4f}, "
+        f"macro-F1 {candidate['macro_f1']:.4f} vs {current['macro_f1']:.4f}"
     )
+    test = "" if p_worse is None else f"; paired test p = {p_worse:.3g}"
+    if worse and significant:
+        return GateDecision(False, f"rejected on {n} held-out labels: " + "; ".join(worse) + test)
+    if worse:
+        return GateDecision(True, f"promoted on {n} held-out labels: {summary}{test} (the drop is within noise)")
+    return GateDecision(True, f"promoted on {n} held-out labels: {summary}")

@@ -93,3 +93,25 @@ def test_curves_mean_and_labels_to_reach():
     assert mean[1]["accuracy"] == pytest.approx(0.5) and mean[1]["accuracy_std"] == pytest.approx(0.1)
     assert curves.labels_to_reach(a, 0.55) == 150 and curves.labels_to_reach(a, 0.9) is None
     assert curves.value_at(a, 120) == 0.4 and curves.value_at(a, 10) is None
+
+
+def test_paired_test_counts_discordant_items():
+    current = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1], bool)
+    candidate = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 1, 1], bool)
+    b, c, p = evaluation.paired_worse_p(candidate, current)
+    # 7 items only the current model gets right, 1 only the candidate: P(X >= 7 | n=8) = 9/256
+    assert (b, c) == (7, 1) and p == pytest.approx(9 / 256)
+    assert evaluation.paired_worse_p(current, current)[2] == 1.0
+
+
+def test_gate_promotes_a_drop_within_noise_and_rejects_a_significant_one():
+    current = {"n": 120, "accuracy": 0.925, "macro_f1": 0.93}
+    candidate = {"n": 120, "accuracy": 0.883, "macro_f1": 0.90}
+    lucky = evaluation.gate(candidate, current, tolerance=0.02, p_worse=0.11)
+    assert lucky.promote and "within noise" in lucky.reason and "p = 0.11" in lucky.reason
+    real = evaluation.gate(candidate, current, tolerance=0.02, p_worse=0.004)
+    assert not real.promote and "paired test p = 0.004" in real.reason
+    # a significant but tiny drop stays within the tolerance
+    assert evaluation.gate(
+        {"n": 5000, "accuracy": 0.92, "macro_f1": 0.92}, current, tolerance=0.02, p_worse=0.01
+    ).promote

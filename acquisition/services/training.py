@@ -297,15 +297,17 @@ def _head_to_head(candidate_model, candidate: ModelVersion, current: ModelVersio
     X, y = snap.X[rows], snap.y[rows]
     if not len(y):
         return {"n": 0, "current_version": current.version}
+    candidate_probs = probabilities_in_order(candidate_model, candidate, X, names)
+    current_probs = probabilities_in_order(model_load(current), current, X, names)
+    b, c, p = evaluation.paired_worse_p(candidate_probs.argmax(1) == y, current_probs.argmax(1) == y)
     return {
         "n": int(len(y)),
         "current_version": current.version,
-        "candidate": evaluation.classification_metrics(
-            y, probabilities_in_order(candidate_model, candidate, X, names), names
-        ),
-        "current": evaluation.classification_metrics(
-            y, probabilities_in_order(model_load(current), current, X, names), names
-        ),
+        "candidate": evaluation.classification_metrics(y, candidate_probs, names),
+        "current": evaluation.classification_metrics(y, current_probs, names),
+        "only_current_right": b,
+        "only_candidate_right": c,
+        "p_worse": p,
     }
 
 
@@ -343,7 +345,10 @@ def model_gate(*, version: ModelVersion) -> ModelVersion:
             decision = evaluation.GateDecision(True, "promoted without a gate: no label unseen by both models")
         else:
             decision = evaluation.gate(
-                head["candidate"], head["current"], tolerance=version.project.promotion_tolerance
+                head["candidate"],
+                head["current"],
+                tolerance=version.project.promotion_tolerance,
+                p_worse=head.get("p_worse"),
             )
     note = f"{version.decision}; " if version.decision else ""
     if decision.promote:
