@@ -264,6 +264,10 @@ QUORUM_AGGREGATION_DELAY_SECONDS = env_int("QUORUM_AGGREGATION_DELAY_SECONDS", 1
 QUORUM_TORCH_THREADS = env_int("QUORUM_TORCH_THREADS", 0, minimum=0)
 # Committee members (heads) trained per model version.
 QUORUM_COMMITTEE_MEMBERS = env_int("QUORUM_COMMITTEE_MEMBERS", 5, minimum=1)
+# Fine-tuning (projects with training_mode "finetune"): epochs, and whether a worker without CUDA
+# may fine-tune (slow; otherwise it trains the heads and says so).
+QUORUM_FINETUNE_EPOCHS = env_int("QUORUM_FINETUNE_EPOCHS", 3, minimum=1)
+QUORUM_FINETUNE_ON_CPU = env_bool("QUORUM_FINETUNE_ON_CPU", False)
 
 # --- logging --------------------------------------------------------------------------
 LOGGING = {

@@ -109,11 +109,22 @@ def scoring_runs_expire(*, project: Project) -> int:
     )
 
 
+def scoring_queue(project: Project) -> str | None:
+    """The ``gpu`` queue when the current model is a fine-tuned encoder (it reads texts), else the default."""
+    current = selectors.model_version_current(project)
+    return settings.CELERY_GPU_QUEUE if current is not None and current.kind == "finetune" else None
+
+
 def _enqueue(run_id: int) -> None:
     from ..tasks import scoring_run_execute
 
     try:
-        scoring_run_execute.delay(run_id)
+        run = ScoringRun.objects.select_related("project").get(pk=run_id)
+        queue = scoring_queue(run.project)
+        if queue:
+            scoring_run_execute.apply_async((run_id,), queue=queue)
+        else:
+            scoring_run_execute.delay(run_id)
     except Exception:  # the broker is down: the run stays pending and expires
         logger.exception("could not enqueue scoring run %s", run_id)
 
@@ -163,7 +174,10 @@ def scoring_run_execute(run_id: int, *, seed: int | None = None, chunk_size: int
 
         from ..tasks import scoring_chunk_score, scoring_run_reduce
 
+        queue = scoring_queue(project)
         header = [scoring_chunk_score.s(run.pk, c.index, c.lo, c.hi, seed) for c in chunks]
+        if queue:
+            header = [signature.set(queue=queue) for signature in header]
         chord(header)(scoring_run_reduce.s(run.pk, seed))
         return {"run": run.pk, "status": "running", "chunks": len(chunks)}
     except Exception as exc:
@@ -251,7 +265,7 @@ def chunk_score(run_id: int, index: int, lo: int, hi: int, seed: int) -> dict:
             uncertainty = MSAL_UNCERTAINTY if strategy == Strategy.MSAL else strategy
             t = time.perf_counter()
             # forward pass + score, chunk by chunk (the (M, n, C) probabilities never exist at once)
-            scores = _model_scores(model, matrix, positions, uncertainty)
+            scores = _model_scores(model, matrix, positions, uncertainty, ids)
             timings["predict"] = time.perf_counter() - t
             if strategy == Strategy.MSAL:
                 u = scores
@@ -279,10 +293,15 @@ def chunk_score(run_id: int, index: int, lo: int, hi: int, seed: int) -> dict:
     }
 
 
-def _model_scores(model, matrix: EmbeddingMatrix, positions: np.ndarray, name: str) -> np.ndarray:
-    """The committee's ``name`` score of the rows at ``positions``. When they are most of the matrix,
-    the memory-mapped matrix is streamed whole and the other rows' scores dropped, instead of
-    gathering a copy of the candidates' vectors (1.5 GB for 1M × 384)."""
+def _model_scores(model, matrix: EmbeddingMatrix, positions: np.ndarray, name: str, ids: np.ndarray) -> np.ndarray:
+    """The model's ``name`` score of the items ``ids`` (at ``positions`` of the matrix). A fine-tuned
+    encoder reads their texts. For heads, when the rows are most of the matrix, the memory-mapped
+    matrix is streamed whole and the other rows' scores dropped, instead of gathering a copy of the
+    candidates' vectors (1.5 GB for 1M × 384)."""
+    if getattr(model, "input_kind", "vectors") == "texts":
+        from .training import item_texts
+
+        return np.asarray(_numpy(model.score(item_texts(ids), name)), dtype=np.float64)
     if len(positions) * 2 >= len(matrix):
         return np.asarray(_numpy(model.score(matrix.vectors, name)), dtype=np.float64)[positions]
     return np.asarray(_numpy(model.score(np.asarray(matrix.vectors[positions]), name)), dtype=np.float64)
@@ -465,7 +484,12 @@ def _suggestions(run, project, item_ids: np.ndarray) -> dict[int, dict]:
     matrix = embeddings_load(project)
     present = matrix.present(item_ids)
     ids = item_ids[present]
-    probs = np.asarray(_numpy(model.predict_proba(np.asarray(matrix.vectors[matrix.positions(ids)]))))
+    if getattr(model, "input_kind", "vectors") == "texts":
+        from .training import item_texts
+
+        probs = np.asarray(model.predict_proba(item_texts(ids)))
+    else:
+        probs = np.asarray(_numpy(model.predict_proba(np.asarray(matrix.vectors[matrix.positions(ids)]))))
     label_ids = dict(LabelClass.objects.filter(project=project).values_list("name", "pk"))
     columns = [label_ids.get(name) for name in version.label_names]
     best = probs.argmax(axis=1)

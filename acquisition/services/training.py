@@ -18,8 +18,10 @@
 ``model_gate`` then promotes it (the old current one retires) or keeps it as rejected with the
 reason; ``model_promote`` is also the admins' roll back to an earlier version.
 
-Fine-tuning (``training_mode = finetune``) needs a CUDA worker: without one the heads are trained
-and the version's decision says so.
+Fine-tuning (``training_mode = finetune``, ``acquisition.finetune``) trains the encoder and a linear
+head together on the label texts; the version then predicts from texts (scoring reads the candidates'
+texts and runs on the ``gpu`` queue). It needs a CUDA worker (or ``QUORUM_FINETUNE_ON_CPU=1``):
+without one the heads are trained and the version's decision says so.
 """
 
 from __future__ import annotations
@@ -95,6 +97,25 @@ class LabelSnapshot:
 
     def __len__(self) -> int:
         return int(self.y.size)
+
+    def texts(self, rows: np.ndarray) -> list[str]:
+        """The texts of the labels at ``rows`` (a mask or indices), read from the database."""
+        return item_texts(self.item_ids[rows])
+
+
+def item_texts(item_ids: np.ndarray) -> list[str]:
+    """Texts of ``item_ids``, in that order."""
+    from annotation.ingest_records import iter_chunks
+
+    found: dict[int, str] = {}
+    for chunk in iter_chunks([int(i) for i in item_ids], 2000):
+        found.update(Item.objects.filter(pk__in=chunk).values_list("pk", "text"))
+    return [found[int(i)] for i in item_ids]
+
+
+def model_inputs(model, snap: LabelSnapshot, rows: np.ndarray):
+    """What ``model`` predicts from: texts (a fine-tuned encoder) or the stored vectors (heads)."""
+    return snap.texts(rows) if getattr(model, "input_kind", "vectors") == "texts" else snap.X[rows]
 
 
 def label_snapshot(project: Project) -> LabelSnapshot:
@@ -183,6 +204,19 @@ def committee_hyperparameters() -> dict:
     return {"n_members": settings.QUORUM_COMMITTEE_MEMBERS, "hidden": 0, "mc_dropout": False, "weight_decay": 0.1}
 
 
+def _finetune_plan(project: Project, device: str) -> tuple[bool, str]:
+    """Whether this worker fine-tunes the encoder, and a note when fine-tuning was asked for but not done."""
+    if project.training_mode != TrainingMode.FINETUNE:
+        return False, ""
+    from ..finetune import finetunable
+
+    if not finetunable(project.encoder):
+        return False, f"the encoder {project.encoder!r} cannot be fine-tuned; trained the heads on its embeddings"
+    if not device.startswith("cuda") and not settings.QUORUM_FINETUNE_ON_CPU:
+        return False, "fine-tuning needs a CUDA worker; this worker has none, so only the heads were trained"
+    return True, ""
+
+
 def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVersion:
     """Train a candidate model version on the project's final labels, evaluate it and the current
     model on the held-out set, and record both (module docstring). Raises ``ServiceError`` when
@@ -197,15 +231,14 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
     if held_out.all():
         held_out[:] = False
     train, test = ~held_out, held_out
-    hyper = committee_hyperparameters()
     device = committee_device()
-    note = ""
-    if project.training_mode == TrainingMode.FINETUNE:
-        note = (
-            "fine-tuning needs a CUDA worker; this worker has none, so only the heads were trained"
-            if not device.startswith("cuda")
-            else "fine-tuning of the encoder is not available yet; trained the heads on the frozen embeddings"
-        )
+    finetune, note = _finetune_plan(project, device)
+    if finetune:
+        from ..finetune import FineTunedClassifier
+
+        hyper = {"base": project.encoder, "epochs": settings.QUORUM_FINETUNE_EPOCHS}
+    else:
+        hyper = committee_hyperparameters()
     eval_digest = hashlib.sha256(snap.item_ids[test].tobytes()).hexdigest()
     with transaction.atomic():
         Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
@@ -215,7 +248,7 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
             project=project,
             version=number,
             status=ModelVersion.Status.TRAINING,
-            kind="heads",
+            kind="finetune" if finetune else "heads",
             label_names=snap.label_names,
             hyperparameters=hyper,
             seed=seed,
@@ -234,8 +267,18 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
         )
     started = time.perf_counter()
     try:
-        committee = HeadCommittee(**hyper, random_state=seed, device=device)
-        committee.fit(snap.X[train], snap.y[train], n_classes=len(snap.label_names), sample_weight=snap.weights[train])
+        if finetune:
+            committee = FineTunedClassifier(**hyper, random_state=seed, device=device)
+            hyper = committee.get_params()
+            ModelVersion.objects.filter(pk=version.pk).update(hyperparameters=hyper)
+        else:
+            committee = HeadCommittee(**hyper, random_state=seed, device=device)
+        committee.fit(
+            model_inputs(committee, snap, train),
+            snap.y[train],
+            n_classes=len(snap.label_names),
+            sample_weight=snap.weights[train],
+        )
         train_seconds = time.perf_counter() - started
         started = time.perf_counter()
         metrics = _evaluate(version, committee, snap, train, test)
@@ -273,14 +316,16 @@ def _evaluate(version: ModelVersion, committee, snap: LabelSnapshot, train: np.n
     }
     sources["other"] = int(test.sum()) - sources["gold"] - sources["exploration"]
     metrics = {
-        "eval": evaluation.classification_metrics(snap.y[test], committee.predict_proba(snap.X[test]), names),
+        "eval": evaluation.classification_metrics(
+            snap.y[test], committee.predict_proba(model_inputs(committee, snap, test)), names
+        ),
         "eval_sources": sources,
         # An estimate of the pool's accuracy only when no label came from the strategy's picks.
         "eval_unbiased": sources["other"] == 0 and int(test.sum()) > 0,
         "train": {
             key: value
             for key, value in evaluation.classification_metrics(
-                snap.y[train], committee.predict_proba(snap.X[train]), names
+                snap.y[train], committee.predict_proba(model_inputs(committee, snap, train)), names
             ).items()
             if key != "per_class_recall"
         },
@@ -294,11 +339,14 @@ def _evaluate(version: ModelVersion, committee, snap: LabelSnapshot, train: np.n
 def _head_to_head(candidate_model, candidate: ModelVersion, current: ModelVersion, snap: LabelSnapshot, rows) -> dict:
     """Candidate and current model on the same labels, ``rows`` (neither was trained on them)."""
     names = snap.label_names
-    X, y = snap.X[rows], snap.y[rows]
+    y = snap.y[rows]
     if not len(y):
         return {"n": 0, "current_version": current.version}
-    candidate_probs = probabilities_in_order(candidate_model, candidate, X, names)
-    current_probs = probabilities_in_order(model_load(current), current, X, names)
+    current_model = model_load(current)
+    candidate_probs = probabilities_in_order(
+        candidate_model, candidate, model_inputs(candidate_model, snap, rows), names
+    )
+    current_probs = probabilities_in_order(current_model, current, model_inputs(current_model, snap, rows), names)
     b, c, p = evaluation.paired_worse_p(candidate_probs.argmax(1) == y, current_probs.argmax(1) == y)
     return {
         "n": int(len(y)),
@@ -311,9 +359,9 @@ def _head_to_head(candidate_model, candidate: ModelVersion, current: ModelVersio
     }
 
 
-def probabilities_in_order(model, version: ModelVersion, X: np.ndarray, label_names: list[str]) -> np.ndarray:
-    """``model``'s class probabilities with columns in ``label_names`` order (labels added since the
-    version was trained get probability 0)."""
+def probabilities_in_order(model, version: ModelVersion, X, label_names: list[str]) -> np.ndarray:
+    """``model``'s class probabilities of ``X`` (vectors or texts, as the model takes) with columns in
+    ``label_names`` order (labels added since the version was trained get probability 0)."""
     probs = np.asarray(model.predict_proba(X))
     out = np.zeros((probs.shape[0], len(label_names)), dtype=np.float64)
     where = {name: j for j, name in enumerate(label_names)}
@@ -432,6 +480,11 @@ def model_load(version: ModelVersion):
 
         with version.weights.open("rb") as handle:
             state = torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
-        model = HeadCommittee.from_state_dict(state, device=committee_device())
+        if state.get("kind") == "finetune":
+            from ..finetune import FineTunedClassifier
+
+            model = FineTunedClassifier.from_state_dict(state, device=committee_device())
+        else:
+            model = HeadCommittee.from_state_dict(state, device=committee_device())
         _remember(version, model)
     return model

@@ -1,0 +1,273 @@
+"""A sentence encoder fine-tuned together with a linear classification head (no Django).
+
+``FineTunedClassifier`` has the estimator API of ``HeadCommittee`` but reads texts instead of stored
+embeddings: ``fit(texts, y, n_classes=C, sample_weight=w)``, ``predict_proba(texts)``,
+``predict_proba_members(texts)``, ``score(texts, strategy)``, ``state_dict`` / ``from_state_dict``.
+
+Model: ``p(c|x) = softmax(W · e(x) + b)_c`` where ``e`` is the sentence-transformers encoder (for
+all-MiniLM-L6-v2: transformer, mean pooling, L2 normalisation) and every weight of ``e``, ``W`` and
+``b`` is trained. Loss: the sample-weighted cross-entropy ``Σ_i w_i · (−log p(y_i|x_i)) / Σ_i w_i``,
+AdamW (``lr`` for the encoder, ``head_lr`` for the head, decoupled weight decay), a linear warm-up
+over the first 10% of steps then a linear decay; bfloat16 autocast on CUDA. Deterministic for a
+``random_state`` on the CPU (CUDA kernels may differ in the last bits).
+
+Committee strategies (BALD, QBC) use ``mc_samples`` forward passes with the encoder's dropout on,
+each pass seeded (MC dropout); the other strategies use the deterministic mean prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .strategies import SCORE_FUNCTIONS
+
+__all__ = ["FineTunedClassifier", "finetunable"]
+
+_PARAMS = (
+    "base",
+    "epochs",
+    "lr",
+    "head_lr",
+    "batch_size",
+    "max_length",
+    "weight_decay",
+    "mc_samples",
+    "random_state",
+    "device",
+)
+
+
+def _base_path(name: str) -> Path:
+    """The local folder of a sentence-transformers encoder name (the packaged MiniLM or a folder)."""
+    from .encoders import MINILM_NAMES, minilm_path
+
+    if name in MINILM_NAMES:
+        return minilm_path()
+    path = Path(name).expanduser()
+    if (path / "modules.json").exists() or (path / "config.json").exists():
+        return path
+    raise ValueError(f"encoder {name!r} is not a sentence-transformers model that can be fine-tuned")
+
+
+def finetunable(name: str) -> bool:
+    try:
+        _base_path(name)
+    except (ValueError, RuntimeError):
+        return False
+    return True
+
+
+class FineTunedClassifier:
+    input_kind = "texts"  # what ``predict_proba`` and ``score`` take (``HeadCommittee`` takes vectors)
+
+    def __init__(
+        self,
+        base: str = "sentence-transformers/all-MiniLM-L6-v2",
+        epochs: int = 3,
+        lr: float = 3e-5,
+        head_lr: float = 1e-2,
+        batch_size: int = 32,
+        max_length: int = 128,
+        weight_decay: float = 0.01,
+        mc_samples: int = 8,
+        random_state: int = 0,
+        device: str = "cpu",
+    ):
+        self.base = base
+        self.epochs = epochs
+        self.lr = lr
+        self.head_lr = head_lr
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.weight_decay = weight_decay
+        self.mc_samples = mc_samples
+        self.random_state = random_state
+        self.device = device
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _PARAMS}
+
+    def __repr__(self) -> str:
+        return f"FineTunedClassifier({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+    # ------------------------------------------------------------------------------- building
+    def _load_encoder(self):
+        from sentence_transformers import SentenceTransformer
+
+        from .encoders import _quiet_transformers, _set_offline_env
+
+        _set_offline_env()
+        _quiet_transformers()
+        model = SentenceTransformer(str(_base_path(self.base)), device=str(self.device), local_files_only=True)
+        model.max_seq_length = min(model.max_seq_length or self.max_length, self.max_length)
+        return model
+
+    def _features(self, texts: list[str]) -> dict:
+        model = self.encoder_
+        features = model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)
+        return {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in features.items()}
+
+    def _logits(self, texts: list[str]) -> torch.Tensor:
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if str(self.device).startswith("cuda") else _null()
+        with autocast:
+            emb = self.encoder_(self._features(texts))["sentence_embedding"]
+        return self.head_(emb.float())
+
+    # ------------------------------------------------------------------------------------ fit
+    def _linear_probe(self, texts: list[str], y: np.ndarray, w: np.ndarray) -> torch.nn.Linear:
+        """The head, started from a logistic regression on the frozen embeddings (linear probing, then
+        fine-tuning: the encoder is not pulled around by a random head in the first steps)."""
+        from .committee import HeadCommittee
+
+        self.encoder_.eval()
+        with torch.inference_mode():
+            X = np.concatenate(
+                [
+                    self.encoder_(self._features(chunk))["sentence_embedding"].float().cpu().numpy()
+                    for _, chunk in self._batches(texts)
+                ]
+            )
+        order = np.concatenate([idx for idx, _ in self._batches(texts)])
+        frozen = np.empty_like(X)
+        frozen[order] = X
+        probe = HeadCommittee(n_members=1, bootstrap=False, weight_decay=0.1, random_state=self.random_state)
+        probe.fit(frozen, y, n_classes=self.n_classes_, sample_weight=w)
+        head = torch.nn.Linear(frozen.shape[1], self.n_classes_)
+        with torch.no_grad():
+            head.weight.copy_(probe.weights_["W"].T.float())
+            head.bias.copy_(probe.weights_["b"].reshape(-1).float())
+        return head.to(self.device)
+
+    def fit(self, texts, y, *, n_classes: int, sample_weight=None) -> FineTunedClassifier:
+        texts = [str(t) for t in texts]
+        y = np.asarray(y, dtype=np.int64)
+        n = len(texts)
+        if n == 0 or y.shape != (n,):
+            raise ValueError("fit needs as many labels as texts, and at least one")
+        w = np.ones(n, dtype=np.float32) if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
+        torch.manual_seed(self.random_state)
+        rng = np.random.default_rng(self.random_state)
+        self.encoder_ = self._load_encoder()
+        self.n_classes_ = n_classes
+        self.head_ = self._linear_probe(texts, y, w)
+        optimiser = torch.optim.AdamW(
+            [
+                {"params": self.encoder_.parameters(), "lr": self.lr},
+                {"params": self.head_.parameters(), "lr": self.head_lr},
+            ],
+            weight_decay=self.weight_decay,
+        )
+        steps = max(1, self.epochs * math.ceil(n / self.batch_size))
+        warmup = max(1, steps // 10)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimiser, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
+        )
+        y_t = torch.as_tensor(y, device=self.device)
+        w_t = torch.as_tensor(w, device=self.device)
+        self.encoder_.train()
+        self.losses_ = []
+        for _ in range(self.epochs):
+            order = rng.permutation(n)
+            for start in range(0, n, self.batch_size):
+                idx = order[start : start + self.batch_size]
+                logits = self._logits([texts[i] for i in idx])
+                index = torch.as_tensor(idx, device=self.device)
+                loss = (F.cross_entropy(logits, y_t[index], reduction="none") * w_t[index]).sum() / w_t[index].sum()
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                schedule.step()
+                self.losses_.append(float(loss.detach()))
+        self.encoder_.eval()
+        return self
+
+    # -------------------------------------------------------------------------------- predict
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "head_"):
+            raise RuntimeError("FineTunedClassifier is not fitted yet: call fit() first")
+
+    def _batches(self, texts: list[str]):
+        size = 256 if str(self.device).startswith("cuda") else 64
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths pad less
+        for start in range(0, len(texts), size):
+            idx = order[start : start + size]
+            yield idx, [texts[i] for i in idx]
+
+    def predict_proba(self, texts) -> np.ndarray:
+        self._check_fitted()
+        texts = [str(t) for t in texts]
+        out = np.empty((len(texts), self.n_classes_), dtype=np.float32)
+        self.encoder_.eval()
+        with torch.inference_mode():
+            for idx, chunk in self._batches(texts):
+                out[idx] = torch.softmax(self._logits(chunk), dim=-1).cpu().numpy()
+        return out
+
+    def predict(self, texts) -> np.ndarray:
+        return self.predict_proba(texts).argmax(1).astype(np.int64)
+
+    def predict_proba_members(self, texts) -> torch.Tensor:
+        """``(mc_samples, n, C)``: passes with the encoder's dropout on (MC dropout), seeded per pass."""
+        self._check_fitted()
+        texts = [str(t) for t in texts]
+        out = torch.empty(self.mc_samples, len(texts), self.n_classes_)
+        self.encoder_.train()
+        try:
+            with torch.inference_mode():
+                for s in range(self.mc_samples):
+                    torch.manual_seed(self.random_state * 1000 + s)
+                    for idx, chunk in self._batches(texts):
+                        out[s, torch.as_tensor(idx)] = torch.softmax(self._logits(chunk), dim=-1).float().cpu()
+        finally:
+            self.encoder_.eval()
+        return out
+
+    def score(self, texts, strategy: str) -> torch.Tensor:
+        fn = SCORE_FUNCTIONS[strategy]
+        if strategy in ("bald", "qbc"):
+            return fn(self.predict_proba_members(texts))
+        return fn(torch.as_tensor(self.predict_proba(texts))[None])
+
+    # ---------------------------------------------------------------------------- persistence
+    def state_dict(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {
+            "kind": "finetune",
+            "params": self.get_params(),
+            "n_classes": self.n_classes_,
+            "encoder": {k: v.detach().float().cpu() for k, v in self.encoder_.state_dict().items()},
+            "head": {k: v.detach().float().cpu() for k, v in self.head_.state_dict().items()},
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], *, device: str | None = None) -> FineTunedClassifier:
+        params = dict(state["params"])
+        if device is not None:
+            params["device"] = device
+        model = cls(**params)
+        model.encoder_ = model._load_encoder()
+        model.encoder_.load_state_dict(state["encoder"])
+        model.encoder_.eval()
+        model.n_classes_ = int(state["n_classes"])
+        model.head_ = torch.nn.Linear(_dimension(model.encoder_), model.n_classes_).to(model.device)
+        model.head_.load_state_dict(state["head"])
+        return model
+
+
+def _dimension(model) -> int:
+    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(get())
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
