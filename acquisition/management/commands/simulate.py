@@ -75,6 +75,10 @@ class Command(BaseCommand):
         if not 0.0 <= options["exploration"] <= 1.0:
             raise CommandError("--exploration must be between 0 and 1")
         seeds = _seeds(options["seeds"])
+        if settings.QUORUM_TORCH_THREADS:  # as a worker process does (quorum.celery)
+            import torch
+
+            torch.set_num_threads(settings.QUORUM_TORCH_THREADS)
         try:
             dataset = load_dataset(options["dataset"])
         except DatasetError as exc:
