@@ -9,7 +9,11 @@ Files are read with the csv module (texts may hold quoted newlines).
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,3 +108,34 @@ def load_dataset(path: str | Path) -> LabelledDataset:
     return LabelledDataset(
         name=path.stem if path.is_file() else path.name, train=train, test=test, categories=categories
     )
+
+
+def dataset_embeddings(
+    dataset: LabelledDataset, encoder_name: str, cache_dir: Path, *, device: str = "auto", log=print
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) vectors of the dataset's texts, encoded once and cached as ``.npy`` files named by
+    the dataset, the encoder and a digest of the texts (a changed dataset or encoder never reuses
+    stale vectors)."""
+    from .encoders import get_encoder
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", encoder_name).strip("-")[-60:]
+    out = []
+    for name, split in (("train", dataset.train), ("test", dataset.test)):
+        digest = hashlib.sha256("\x1e".join(split.texts).encode("utf-8")).hexdigest()[:12]
+        path = Path(cache_dir) / f"{dataset.name}-{name}-{slug}-{digest}.npy"
+        if path.is_file():
+            vectors = np.load(path)
+        else:
+            encoder = get_encoder(encoder_name, device=device)
+            log(f"encoding {len(split):,} {name} texts with {encoder_name} on {encoder.device} ...")
+            started = time.perf_counter()
+            vectors = encoder.encode(split.texts)
+            log(f"  {time.perf_counter() - started:.0f} s, cached in {path}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.stem + f".{uuid.uuid4().hex[:8]}.tmp.npy")
+            np.save(tmp, vectors)
+            tmp.replace(path)
+        if vectors.shape[0] != len(split):
+            raise DatasetError(f"{path} holds {vectors.shape[0]} rows for {len(split)} texts; delete it")
+        out.append(np.ascontiguousarray(vectors, dtype=np.float32))
+    return out[0], out[1]

@@ -24,14 +24,11 @@ expert resolves them: those items count as annotated but not as labels.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from django.contrib.auth import get_user_model
@@ -107,35 +104,6 @@ class SimulatedAnnotator:
             return truth
         wrong = int(self.rng.integers(self.n_classes - 1))
         return wrong + (wrong >= truth)
-
-
-# ---------------------------------------------------------------------------------- embeddings
-def dataset_embeddings(
-    dataset: LabelledDataset, encoder_name: str, cache_dir: Path, *, device: str = "auto", log=print
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) vectors of the dataset's texts, encoded once and cached as .npy files named by
-    the encoder and a digest of the texts."""
-    from .encoders import get_encoder
-
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", encoder_name).strip("-")[-60:]
-    out = []
-    for name, split in (("train", dataset.train), ("test", dataset.test)):
-        digest = hashlib.sha256("\x1e".join(split.texts).encode("utf-8")).hexdigest()[:16]
-        path = Path(cache_dir) / f"{dataset.name}-{name}-{slug}-{digest}.npy"
-        if path.is_file():
-            vectors = np.load(path)
-        else:
-            encoder = get_encoder(encoder_name, device=device)
-            log(f"encoding {len(split):,} {name} texts with {encoder_name} on {encoder.device} ...")
-            started = time.perf_counter()
-            vectors = encoder.encode(split.texts)
-            log(f"  {time.perf_counter() - started:.0f} s, cached in {path}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.stem + f".{uuid.uuid4().hex[:8]}.tmp.npy")
-            np.save(tmp, vectors)
-            tmp.replace(path)
-        out.append(np.ascontiguousarray(vectors, dtype=np.float32))
-    return out[0], out[1]
 
 
 # ------------------------------------------------------------------------------------- one run

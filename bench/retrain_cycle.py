@@ -59,6 +59,7 @@ def child(args) -> dict:
 
     django.setup()
     import numpy as np
+    from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
     from django.utils import timezone
@@ -71,7 +72,6 @@ def child(args) -> dict:
     from annotation.models import AgreementSnapshot, Item, ItemStatus, LabelSource, QueueEntry
     from annotation.services.projects import LabelSpec
     from annotation.tasks import project_aggregate_task
-    from django.contrib.auth import get_user_model
 
     vectors, truth, n_classes = pool_vectors(args.items)
     old = setup_databases(verbosity=0, interactive=False)
@@ -98,7 +98,9 @@ def child(args) -> dict:
             worker.run_until_idle()  # ingest follow-up + the cold-start scoring run
             report["cold_start_s"] = time.perf_counter() - started
 
-            ids = np.fromiter(Item.objects.filter(project=project).order_by("pk").values_list("pk", flat=True), np.int64)
+            ids = np.fromiter(
+                Item.objects.filter(project=project).order_by("pk").values_list("pk", flat=True), np.int64
+            )
             label_ids = list(project.labels.order_by("order", "pk").values_list("pk", flat=True))
             rng = np.random.default_rng(1)
             chosen = rng.choice(len(ids), args.labels + args.new, replace=False)
@@ -184,7 +186,9 @@ def main() -> None:
                 raise SystemExit(f"{database} run failed:\n{result.stdout}\n{result.stderr}")
             rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
 
-    print(f"\nOne retrain-and-refill cycle, {args.items:,} items, {args.labels:,} labels + {args.new} new, {args.strategy}")
+    print(
+        f"\nOne retrain-and-refill cycle, {args.items:,} items, {args.labels:,} labels + {args.new} new, {args.strategy}"
+    )
     print("database    aggregate  train  evaluate  gate  re-score  cycle total   outcome")
     for row in rows:
         job = row["job"]
@@ -194,7 +198,9 @@ def main() -> None:
             f"v{row['version']} {row['outcome']} ({row['n_train']} train + {row['n_eval']} held out, "
             f"eval accuracy {row['eval_accuracy']:.3f}); queue {row['queue']}"
         )
-        print(f"            (set-up: ingest {row['ingest_s']:.1f}s, cold start {row['cold_start_s']:.1f}s; first job {row['first_job']})")
+        print(
+            f"            (set-up: ingest {row['ingest_s']:.1f}s, cold start {row['cold_start_s']:.1f}s; first job {row['first_job']})"
+        )
 
 
 if __name__ == "__main__":

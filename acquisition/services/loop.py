@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
-from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from annotation.errors import ServiceError
@@ -33,6 +31,7 @@ from annotation.models import Item, Project, TrainingMode
 
 from ..models import ModelVersion, ScoringRun, TrainingJob
 from . import scoring, training
+from .jobs import active_job_create, job_fail
 
 logger = logging.getLogger(__name__)
 
@@ -68,36 +67,20 @@ def training_job_request(
     """A pending job, enqueued when the surrounding transaction commits; ``None`` while another job
     of the project is pending or running."""
     with transaction.atomic():
-        training_jobs_expire(project=project)
-        if TrainingJob.objects.filter(project=project, status__in=TrainingJob.ACTIVE).exists():
-            return None
         if n_new_labels is None:
             n_new_labels = new_labels_since_model(project)
-        try:
-            with transaction.atomic():
-                job = TrainingJob.objects.create(
-                    project=project,
-                    trigger=trigger[:32],
-                    requested_by=user,
-                    mode=project.training_mode,
-                    n_new_labels=n_new_labels,
-                )
-        except IntegrityError:  # another request created the active job first
-            return None
-        transaction.on_commit(lambda: _enqueue(job))
+        job = active_job_create(
+            TrainingJob,
+            project=project,
+            stale_seconds=settings.QUORUM_TRAINING_STALE_SECONDS,
+            trigger=trigger[:32],
+            requested_by=user,
+            mode=project.training_mode,
+            n_new_labels=n_new_labels,
+        )
+        if job is not None:
+            transaction.on_commit(lambda: _enqueue(job))
     return job
-
-
-def training_jobs_expire(*, project: Project) -> int:
-    cutoff = timezone.now() - timedelta(seconds=settings.QUORUM_TRAINING_STALE_SECONDS)
-    stale = TrainingJob.objects.filter(project=project, status__in=TrainingJob.ACTIVE, created_at__lt=cutoff).exclude(
-        started_at__gte=cutoff
-    )
-    return stale.update(
-        status=TrainingJob.Status.FAILED,
-        error=f"superseded: no result after {settings.QUORUM_TRAINING_STALE_SECONDS} s (worker lost?)",
-        finished_at=timezone.now(),
-    )
 
 
 def _enqueue(job: TrainingJob) -> None:
@@ -187,14 +170,7 @@ def _rescore(job: TrainingJob, project: Project) -> dict:
 
 
 def training_job_fail(*, job_id: int, error: BaseException | str) -> None:
-    if isinstance(error, BaseException):
-        text = "".join(traceback.format_exception_only(type(error), error)).strip()
-        logger.error("training job %s failed: %s", job_id, text, exc_info=error)
-    else:
-        text = error
-    TrainingJob.objects.filter(pk=job_id, status__in=TrainingJob.ACTIVE).update(
-        status=TrainingJob.Status.FAILED, error=text[:5000], finished_at=timezone.now()
-    )
+    job_fail(TrainingJob, job_id=job_id, error=error)
 
 
 def training_jobs_settle(*, project: Project) -> int:

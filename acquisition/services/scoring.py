@@ -42,13 +42,11 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from dataclasses import dataclass, replace
-from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -58,6 +56,7 @@ from annotation.services.queue import QueueCandidate, queue_replace
 from .. import selectors
 from ..embeddings import EmbeddingMatrix, embeddings_load, min_distances_to_labelled
 from ..models import ItemEmbedding, ScoringRun
+from .jobs import active_job_create, job_fail, stale_jobs_expire
 from .training import committee_device, model_load
 
 logger = logging.getLogger(__name__)
@@ -83,30 +82,18 @@ def scoring_request(*, project: Project, trigger: str) -> ScoringRun | None:
 
 def scoring_run_create(*, project: Project, trigger: str) -> ScoringRun | None:
     """A new pending run (not enqueued), or ``None`` when the project already has an active one."""
-    with transaction.atomic():
-        scoring_runs_expire(project=project)
-        if ScoringRun.objects.filter(project=project, status__in=ScoringRun.ACTIVE).exists():
-            return None
-        try:
-            with transaction.atomic():
-                return ScoringRun.objects.create(
-                    project=project, strategy=project.acquisition_strategy, trigger=(trigger or "")[:32]
-                )
-        except IntegrityError:  # another request created the active run between our check and insert
-            return None
+    return active_job_create(
+        ScoringRun,
+        project=project,
+        stale_seconds=settings.QUORUM_SCORING_STALE_SECONDS,
+        strategy=project.acquisition_strategy,
+        trigger=(trigger or "")[:32],
+    )
 
 
 def scoring_runs_expire(*, project: Project) -> int:
     """Mark the project's stale active runs failed (their worker was lost). Returns how many."""
-    cutoff = timezone.now() - timedelta(seconds=settings.QUORUM_SCORING_STALE_SECONDS)
-    stale = ScoringRun.objects.filter(project=project, status__in=ScoringRun.ACTIVE, created_at__lt=cutoff).exclude(
-        started_at__gte=cutoff
-    )
-    return stale.update(
-        status=ScoringRun.Status.FAILED,
-        error=f"superseded: no result after {settings.QUORUM_SCORING_STALE_SECONDS} s (worker lost?)",
-        finished_at=timezone.now(),
-    )
+    return stale_jobs_expire(ScoringRun, project=project, stale_seconds=settings.QUORUM_SCORING_STALE_SECONDS)
 
 
 def scoring_queue(project: Project) -> str | None:
@@ -201,14 +188,7 @@ def _claim(run_id: int) -> ScoringRun | None:
 
 def scoring_run_fail(*, run_id: int, error: BaseException | str) -> None:
     """Mark an active run failed with the error (a later request can then start a new one)."""
-    if isinstance(error, BaseException):
-        text = "".join(traceback.format_exception_only(type(error), error)).strip()
-        logger.error("scoring run %s failed: %s", run_id, text, exc_info=error)
-    else:
-        text = error
-    ScoringRun.objects.filter(pk=run_id, status__in=ScoringRun.ACTIVE).update(
-        status=ScoringRun.Status.FAILED, error=text[:5000], finished_at=timezone.now()
-    )
+    job_fail(ScoringRun, job_id=run_id, error=error)
     run = ScoringRun.objects.filter(pk=run_id).select_related("project").first()
     if run is not None:
         from .loop import training_jobs_settle

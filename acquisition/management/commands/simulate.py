@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings, setup_databases, teardown_databases
 
 from acquisition import curves
-from acquisition.datasets import DatasetError, load_dataset
+from acquisition.datasets import DatasetError, dataset_embeddings, load_dataset
 from annotation.models import Strategy
 
 
@@ -90,7 +90,7 @@ class Command(BaseCommand):
             f"{len(dataset.categories)} classes; strategies {strategies}; seeds {seeds}"
         )
 
-        from acquisition.simulator import RunConfig, dataset_embeddings, simulate_run
+        from acquisition.simulator import RunConfig, simulate_run
 
         cache = Path(settings.QUORUM_CACHE_DIR) / "simulate"
         train_vectors, test_vectors = dataset_embeddings(
