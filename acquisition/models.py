@@ -211,3 +211,23 @@ class TrainingJob(models.Model):
         if self.stage == self.Stage.SCORE and self.scoring_run_id and self.scoring_run is not None:
             return base + 0.25 * self.scoring_run.progress
         return base
+
+
+class TaskStat(models.Model):
+    """Counters of the Celery tasks every worker ran (written by ``quorum.celery``'s task signals, one
+    ``UPDATE`` per task), so ``/metrics`` reports task durations and failures of all workers, on any
+    machine, from the database they share."""
+
+    task = models.CharField(max_length=200)
+    outcome = models.CharField(max_length=16, help_text="succeeded | failed | retried")
+    count = models.PositiveBigIntegerField(default=0)
+    seconds_sum = models.FloatField(default=0.0)
+    seconds_max = models.FloatField(default=0.0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["task", "outcome"]
+        constraints = [models.UniqueConstraint(fields=["task", "outcome"], name="task_stat_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.task} {self.outcome}: {self.count}"

@@ -60,11 +60,13 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_prometheus",
     "annotation",
     "acquisition",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -73,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "quorum.urls"
@@ -263,6 +266,10 @@ QUORUM_AGGREGATION_DELAY_SECONDS = env_int("QUORUM_AGGREGATION_DELAY_SECONDS", 1
 # PyTorch intra-op threads per Celery worker process (0: PyTorch's default, one per core).
 QUORUM_TORCH_THREADS = env_int("QUORUM_TORCH_THREADS", 0, minimum=0)
 # Committee members (heads) trained per model version.
+# Monitoring: /metrics asks for "Authorization: Bearer <token>" when this is set; /readyz gives each
+# check (database, broker) this many seconds.
+QUORUM_METRICS_TOKEN = env_str("QUORUM_METRICS_TOKEN", "")
+QUORUM_READY_TIMEOUT = env_float("QUORUM_READY_TIMEOUT", 3.0, minimum=0.1)
 QUORUM_COMMITTEE_MEMBERS = env_int("QUORUM_COMMITTEE_MEMBERS", 5, minimum=1)
 # Fine-tuning (projects with training_mode "finetune"): epochs, and whether a worker without CUDA
 # may fine-tune (slow; otherwise it trains the heads and says so).
