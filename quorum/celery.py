@@ -1,10 +1,9 @@
 """The Celery application. Workers start with ``celery -A quorum worker``."""
 
 import os
-
-from celery import Celery
 import time
 
+from celery import Celery
 from celery.signals import task_failure, task_postrun, task_prerun, task_retry, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quorum.settings")
