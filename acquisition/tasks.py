@@ -15,7 +15,7 @@ from django.db import transaction
 from annotation.errors import ServiceError
 from annotation.models import Project
 
-from .services import embedding, loop, scoring, training
+from .services import drift, embedding, loop, scoring, training
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ def items_embed(project_id: int, item_ids: list[int] | None = None) -> dict:
     if report.embedded:
         with transaction.atomic():
             scoring.scoring_request(project=project, trigger="ingest")
+        drift.drift_pending_check(project=project)
     return report.as_dict()
 
 

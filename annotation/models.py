@@ -304,6 +304,11 @@ class IngestBatch(models.Model):
     # Items of this batch left waiting for an embedding (new or changed text, none pushed).
     awaiting_embedding = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
+    # Drift of this push against the current model's training items (``acquisition.drift``):
+    # ``{}`` while pending, then ``{"status": "done" | "no_reference", ...}``. ``drift_items``: a sample
+    # of the created or changed items (little-endian int64 ids) the check compares.
+    drift = models.JSONField(default=dict, blank=True)
+    drift_items = models.BinaryField(default=b"", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 

@@ -268,6 +268,8 @@ QUORUM_TORCH_THREADS = env_int("QUORUM_TORCH_THREADS", 0, minimum=0)
 # Committee members (heads) trained per model version.
 # Monitoring: /metrics asks for "Authorization: Bearer <token>" when this is set; /readyz gives each
 # check (database, broker) this many seconds.
+# Drift check of every push: at most this many of its items are compared (0 turns the check off).
+QUORUM_DRIFT_SAMPLE = env_int("QUORUM_DRIFT_SAMPLE", 5000, minimum=0)
 QUORUM_METRICS_TOKEN = env_str("QUORUM_METRICS_TOKEN", "")
 QUORUM_READY_TIMEOUT = env_float("QUORUM_READY_TIMEOUT", 3.0, minimum=0.1)
 QUORUM_COMMITTEE_MEMBERS = env_int("QUORUM_COMMITTEE_MEMBERS", 5, minimum=1)

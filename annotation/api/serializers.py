@@ -216,6 +216,11 @@ class IngestReportSerializer(serializers.Serializer):
 
 class IngestBatchSerializer(serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    drift = serializers.DictField(
+        read_only=True,
+        help_text="{} while pending; status done: psi_max, ks_max, level (ok < 0.1 <= warning <= 0.25 < critical), "
+        "components (psi, ks, ks_pvalue per principal component), n_reference, n_new; or status no_reference.",
+    )
 
     class Meta:
         model = IngestBatch
@@ -230,6 +235,7 @@ class IngestBatchSerializer(serializers.ModelSerializer):
             "rejected",
             "awaiting_embedding",
             "duration_ms",
+            "drift",
             "created_by",
             "created_at",
             "processed_at",

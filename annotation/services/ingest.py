@@ -14,6 +14,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -128,6 +130,7 @@ def items_ingest(
             rejected=len(rejected),
             awaiting_embedding=awaiting,
             duration_ms=int((time.perf_counter() - started) * 1000),
+            drift_items=_drift_sample(project, new_records, new_ids, existing, changed_items),
         )
         if new_records or changed_items:
             transaction.on_commit(lambda: _enqueue_followup(batch.pk))
@@ -308,6 +311,21 @@ def _enqueue_followup(batch_id: int) -> None:
         logger.exception("could not enqueue the follow-up of ingest batch %s", batch_id)
 
 
+def _drift_sample(project: Project, new_records, new_ids: dict, existing: dict, changed_items) -> bytes:
+    """Ids of at most ``QUORUM_DRIFT_SAMPLE`` created or changed items of the batch, evenly spread (new
+    items pushed without a vector have no id yet: only the sampled ones are looked up)."""
+    limit = settings.QUORUM_DRIFT_SAMPLE
+    touched = [r.external_id for r in new_records] + [item.external_id for item, _ in changed_items]
+    if not touched or limit <= 0:
+        return b""
+    if len(touched) > limit:
+        touched = [touched[i] for i in np.linspace(0, len(touched) - 1, limit).astype(np.int64)]
+    known = {**new_ids, **{ext: existing[ext].id for ext in touched if ext in existing}}
+    missing = [ext for ext in touched if ext not in known]
+    known.update(dict(_lookup(project, missing, "external_id, id")))
+    return np.array([known[ext] for ext in touched if ext in known], dtype="<i8").tobytes()
+
+
 def ingest_batch_process(batch_id: int) -> dict:
     """Worker side of an ingest: mark the batch processed, then hand the project's items that wait
     for an embedding to the encoder (``acquisition.tasks.items_embed``, which requests a scoring run
@@ -336,6 +354,10 @@ def ingest_batch_process(batch_id: int) -> dict:
             run = None
         else:
             run = scoring_request(project=project, trigger="ingest")
+    if not waiting:  # every vector is there: check the push for drift now (else after embedding)
+        from acquisition.services.drift import drift_pending_check
+
+        drift_pending_check(project=project)
     return {
         "batch": batch_id,
         "status": batch.status,
