@@ -126,7 +126,7 @@ def test_training_records_a_current_version_then_gates_the_next(pool):
     version = trained(pool)
     assert version.version == 1 and version.n_labels == 12
     assert version.label_names == ["a", "b", "c"]
-    assert version.hyperparameters["n_members"] == 3 and version.seed == 1
+    assert version.hyperparameters["n_members"] == 1 and version.seed == 1  # msal: one head on all labels
     assert len(version.label_snapshot_hash) == 64 and version.train_seconds >= 0
     assert version.weights.name and version.weights.storage.exists(version.weights.name)
     model = services.model_load(version)

@@ -165,7 +165,7 @@ def test_lineage_is_recorded(pool, sent):
     assert version.metrics["eval"]["accuracy"] > 0.9 and set(version.metrics["eval"]) >= {"macro_f1", "ece"}
     assert len(version.label_snapshot_hash) == 64 and len(version.eval_set_hash) == 64
     assert version.labels_as_of is not None and version.code_version and version.device == "cpu"
-    assert version.hyperparameters["n_members"] == 3 and version.seed == version.version
+    assert version.hyperparameters["n_members"] == 1 and version.seed == version.version
     assert version.weights.storage.exists(version.weights.name)
 
 

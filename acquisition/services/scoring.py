@@ -62,6 +62,7 @@ from .training import committee_device, model_load
 logger = logging.getLogger(__name__)
 
 DIVERSITY = {Strategy.MSAL, Strategy.CORESET}
+COMMITTEE = {Strategy.QBC, Strategy.BALD}
 MSAL_UNCERTAINTY = "margin"
 
 
@@ -243,6 +244,10 @@ def chunk_score(run_id: int, index: int, lo: int, hi: int, seed: int) -> dict:
         else:
             model = model_load(run.model_version)
             uncertainty = MSAL_UNCERTAINTY if strategy == Strategy.MSAL else strategy
+            if uncertainty in COMMITTEE and getattr(model, "n_outputs_", 2) < 2:
+                # a single model (trained for another strategy): no disagreement to measure
+                uncertainty = "margin"
+                timings["uncertainty"] = "margin (the model has one member; retrain for this strategy)"
             t = time.perf_counter()
             # forward pass + score, chunk by chunk (the (M, n, C) probabilities never exist at once)
             scores = _model_scores(model, matrix, positions, uncertainty, ids)
@@ -333,6 +338,9 @@ def run_reduce(results: list[dict], run_id: int, seed: int) -> dict:
         timings = dict(run.timings or {})
         for phase in ("predict", "score"):
             timings[phase] = sum(r["timings"].get(phase, 0.0) for r in results)
+        for r in results:
+            if "uncertainty" in r["timings"]:
+                timings["uncertainty"] = r["timings"]["uncertainty"]
         timings["load"] = timings.get("load", 0.0) + max((r["timings"].get("load", 0.0) for r in results), default=0)
         started = time.perf_counter()
         ids = np.array([i for r in results for i in r["ids"]], dtype=np.int64)

@@ -8,8 +8,9 @@
 2. **Split** (``evaluation.evaluation_split``): up to ``project.eval_fraction`` of the labels are held
    out, gold first, then the uniform exploration sample, stratified by class. Both the candidate and
    the current model are evaluated on this same set, which neither was trained on.
-3. **Fit** a committee of heads (``HeadCommittee``) on the rest, deterministic for the seed (the
-   version number unless given), on CUDA when the worker has one.
+3. **Fit** heads (``HeadCommittee``, shaped by ``committee_hyperparameters`` for the project's
+   strategy) on the rest, deterministic for the seed (the version number unless given), on CUDA
+   when the worker has one.
 4. **Record** the lineage: parent (the current version), snapshot hash and time, split sizes and
    hash, hyper-parameters, seed, code version, device, training time, metrics (accuracy, macro-F1,
    ECE, per-class recall; and the current model's on the same set) and the weights in Django's
@@ -45,7 +46,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotation.errors import Conflict, ServiceError
-from annotation.models import Item, LabelClass, LabelSource, Project, QueueReason, TrainingMode
+from annotation.models import Item, LabelClass, LabelSource, Project, QueueReason, Strategy, TrainingMode
 
 from .. import evaluation
 from ..embeddings import embeddings_load
@@ -200,8 +201,26 @@ def evaluation_mask(project: Project, snap: LabelSnapshot) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ fit + record
-def committee_hyperparameters() -> dict:
-    return {"n_members": settings.QUORUM_COMMITTEE_MEMBERS, "hidden": 0, "mc_dropout": False, "weight_decay": 0.1}
+def committee_hyperparameters(strategy: str) -> dict:
+    """The heads a strategy needs. Committee strategies get their posterior samples: QBC a committee
+    of ``QUORUM_COMMITTEE_MEMBERS`` logistic heads on bootstrap resamples, BALD an MLP head with MC
+    dropout (20 masks; bootstrap logistic committees make a poor posterior for BALD). Every other
+    strategy gets one logistic head fitted on all the labels (L2 1/C = 0.1): averaging bootstrap
+    members, each trained on ~63% of the labels, costs accuracy when labels are scarce."""
+    if strategy == Strategy.QBC:
+        return {"n_members": settings.QUORUM_COMMITTEE_MEMBERS, "hidden": 0, "mc_dropout": False, "weight_decay": 0.1}
+    if strategy == Strategy.BALD:
+        return {
+            "n_members": 1,
+            "hidden": 256,
+            "dropout": 0.3,
+            "mc_dropout": True,
+            "mc_samples": 20,
+            "epochs": 300,
+            "bootstrap": False,
+            "weight_decay": 0.1,
+        }
+    return {"n_members": 1, "hidden": 0, "mc_dropout": False, "bootstrap": False, "weight_decay": 0.1}
 
 
 def _finetune_plan(project: Project, device: str) -> tuple[bool, str]:
@@ -238,7 +257,7 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
 
         hyper = {"base": project.encoder, "epochs": settings.QUORUM_FINETUNE_EPOCHS}
     else:
-        hyper = committee_hyperparameters()
+        hyper = committee_hyperparameters(project.acquisition_strategy)
     eval_digest = hashlib.sha256(snap.item_ids[test].tobytes()).hexdigest()
     with transaction.atomic():
         Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
