@@ -18,6 +18,11 @@ urlpatterns = [
         views.ModelVersionPromote.as_view(),
         name="api-model-version-promote",
     ),
+    path(
+        "projects/<int:project_id>/model-versions/<int:version>/weights",
+        views.ModelVersionWeights.as_view(),
+        name="api-model-version-weights",
+    ),
     path("projects/<int:project_id>/training", views.TrainingStatus.as_view(), name="api-training-status"),
     path("projects/<int:project_id>/training-jobs", views.TrainingJobListCreate.as_view(), name="api-training-jobs"),
     path(

@@ -5,12 +5,16 @@ Reviewers and admins read; admins request runs; non-members get 404 (as everywhe
 
 from __future__ import annotations
 
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from annotation.api.views import ProjectScopedMixin
-from annotation.errors import Conflict, ServiceError
+from annotation.api.views import DownloadNegotiation, ProjectScopedMixin
+from annotation.errors import Conflict, NotFound, ServiceError
 from annotation.models import Role
 
 from .. import selectors, services
@@ -167,3 +171,38 @@ class TrainingStatus(ProjectScopedMixin, generics.GenericAPIView):
 
     def get(self, request, project_id):
         return Response(TrainingStatusSerializer(selectors.training_status(self.project)).data)
+
+
+class ModelVersionWeights(ProjectScopedMixin, APIView):
+    """Admins: the stored weights of a model version (a PyTorch state file), as an attachment named
+    ``project-<id>-v<version>.pt``. 404 when the version does not exist or has no stored weights."""
+
+    read_role = Role.ADMIN
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = DownloadNegotiation
+
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            404: OpenApiResponse(description="no such model version, or it has no stored weights"),
+        }
+    )
+    def get(self, request, project_id, version):
+        model = ModelVersion.objects.filter(project=self.project, version=version).first()
+        if model is None:
+            raise NotFound(f"project {self.project.pk} has no model version {version}", code="not_found")
+        missing = NotFound(
+            f"model version {version} of project {self.project.pk} has no stored weights", code="no_weights"
+        )
+        if not model.weights:
+            raise missing
+        try:
+            handle = model.weights.storage.open(model.weights.name, "rb")
+        except FileNotFoundError:
+            raise missing from None
+        return FileResponse(
+            handle,
+            as_attachment=True,
+            filename=f"project-{self.project.pk}-v{model.version}.pt",
+            content_type="application/octet-stream",
+        )

@@ -24,6 +24,7 @@ urlpatterns = [
     path("projects/<int:project_id>/reviews", views.ProjectReviewList.as_view(), name="api-reviews"),
     path("projects/<int:project_id>/reviews/next", views.ProjectReviewNext.as_view(), name="api-review-next"),
     path("projects/<int:project_id>/agreement", views.ProjectAgreement.as_view(), name="api-agreement"),
+    path("projects/<int:project_id>/export", views.ProjectExport.as_view(), name="api-export"),
     path("reviews/<int:review_id>", views.ReviewDetail.as_view(), name="api-review"),
     path("reviews/<int:review_id>/resolve", views.ReviewResolve.as_view(), name="api-review-resolve"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import Prefetch
+from django.http import StreamingHttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import CursorPagination
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import selectors, services
+from .. import export, selectors, services
 from ..errors import NotFound, ServiceError
 from ..ingest_records import POSITION_KIND, validate_records
 from ..models import Annotation, IngestBatch, Item, LabelClass, Membership, ReviewTask, Role
@@ -550,3 +553,71 @@ class ProjectAgreement(ProjectScopedMixin, APIView):
     def post(self, request, project_id):
         services.project_aggregate(project=self.project)
         return Response(selectors.agreement_latest(self.project))
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+class DownloadNegotiation(BaseContentNegotiation):
+    """Content negotiation of the download endpoints: their body's type is fixed by the endpoint (and
+    ``?format=`` of the export), so neither the Accept header nor DRF's ``?format=`` override
+    (``URL_FORMAT_OVERRIDE``) picks a renderer; errors are always JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class ProjectExport(ProjectScopedMixin, APIView):
+    """Every item of the project with its final label and its annotations, streamed (reviewers and
+    admins): ``?format=jsonl`` (default, one JSON object per line) or ``?format=csv`` (``metadata``
+    and ``annotations`` as compact JSON strings); ``?status=final`` for the items with a final label
+    only. Records come in item id order: ``external_id, text, label, confidence, source, status,
+    metadata, annotations`` (``[{annotator, label, created_at}]``)."""
+
+    read_role = Role.REVIEWER
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = DownloadNegotiation
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", str, enum=list(export.FORMATS), default="jsonl", description="jsonl or csv"),
+            OpenApiParameter(
+                "status",
+                str,
+                enum=list(export.STATUS_FILTERS),
+                default="all",
+                description="all (default): every item; final: only the items with a final label",
+            ),
+        ],
+        responses={
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+            (200, "text/csv"): OpenApiTypes.STR,
+            400: OpenApiResponse(description="unknown format or status"),
+        },
+    )
+    def get(self, request, project_id):
+        fmt = request.query_params.get("format") or "jsonl"
+        which = request.query_params.get("status") or "all"
+        errors = {}
+        if fmt not in export.FORMATS:
+            errors["format"] = f"unknown format {fmt!r}; allowed: {', '.join(export.FORMATS)}"
+        if which not in export.STATUS_FILTERS:
+            errors["status"] = f"unknown status filter {which!r}; allowed: {', '.join(export.STATUS_FILTERS)}"
+        if errors:
+            summary = "; ".join(f"{field}: {message}" for field, message in errors.items())
+            raise ServiceError(
+                {
+                    "detail": f"invalid request: {summary}",
+                    "errors": errors,
+                    "allowed": {"format": list(export.FORMATS), "status": list(export.STATUS_FILTERS)},
+                },
+                code="invalid",
+            )
+        response = StreamingHttpResponse(
+            export.stream(self.project, fmt, final_only=which == "final"), content_type=export.CONTENT_TYPES[fmt]
+        )
+        response["Content-Disposition"] = f'attachment; filename="project-{self.project.pk}-labels.{fmt}"'
+        return response

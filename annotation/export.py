@@ -1,0 +1,139 @@
+"""The label export: one record per item of a project, as JSON Lines or CSV, streamed.
+
+Items are walked by primary key in chunks (keyset pagination: ``pk > last``, never OFFSET), so
+memory stays bounded whatever the size of the pool: each chunk costs two queries (its items, then
+their annotations) and label names come from a dict loaded once. The generators here are pure: they
+yield text lines (``jsonl_lines``, ``csv_lines``) or encoded blocks of them (``stream``); the view
+wraps ``stream`` in a ``StreamingHttpResponse``.
+
+A record: ``external_id``, ``text``, ``label`` (the final label's name or null), ``confidence``,
+``source`` (consensus / review / gold or null), ``status``, ``metadata`` and ``annotations``
+(``[{annotator, label, created_at}]`` in annotation order). In CSV, ``metadata`` and
+``annotations`` are compact JSON strings and nulls are empty cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from .models import Annotation, Item, LabelClass, Project
+
+CHUNK_SIZE = 2000  # items per query
+BUFFER_BYTES = 64 * 1024  # ``stream`` yields blocks of about this size
+
+COLUMNS = ("external_id", "text", "label", "confidence", "source", "status", "metadata", "annotations")
+STATUS_FILTERS = ("all", "final")
+CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+FORMATS = tuple(CONTENT_TYPES)
+
+
+def _iso(moment: datetime) -> str:
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def _compact(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def records(project: Project, *, final_only: bool = False, chunk_size: int | None = None) -> Iterator[dict]:
+    """The export records of ``project`` in item id order (``final_only``: items with a final label)."""
+    chunk_size = chunk_size or CHUNK_SIZE
+    label_names = dict(LabelClass.objects.filter(project=project).order_by().values_list("id", "name"))
+    items = Item.objects.filter(project=project)
+    if final_only:
+        items = items.filter(final_label__isnull=False)
+    fields = ("id", "external_id", "text", "final_label_id", "final_confidence", "final_source", "status", "metadata")
+    last = 0
+    while True:
+        rows = list(items.filter(pk__gt=last).order_by("pk").values_list(*fields)[:chunk_size])
+        if not rows:
+            return
+        last = rows[-1][0]
+        by_item: dict[int, list[dict]] = defaultdict(list)
+        annotations = (
+            Annotation.objects.filter(item_id__in=[row[0] for row in rows])
+            .order_by("pk")
+            .values_list("item_id", "user__username", "label_id", "created_at")
+        )
+        for item_id, username, label_id, created_at in annotations:
+            by_item[item_id].append(
+                {"annotator": username, "label": label_names.get(label_id), "created_at": _iso(created_at)}
+            )
+        for item_id, external_id, text, label_id, confidence, source, status, metadata in rows:
+            yield {
+                "external_id": external_id,
+                "text": text,
+                "label": label_names.get(label_id) if label_id is not None else None,
+                "confidence": _finite(confidence),
+                "source": source or None,
+                "status": status,
+                "metadata": metadata if metadata is not None else {},
+                "annotations": by_item.get(item_id, []),
+            }
+        if len(rows) < chunk_size:
+            return
+
+
+def jsonl_lines(project: Project, **options) -> Iterator[str]:
+    """One compact JSON object per line (UTF-8 text, not ASCII-escaped)."""
+    for record in records(project, **options):
+        yield _compact(record) + "\n"
+
+
+class _Echo:
+    """A file-like object whose ``write`` hands the CSV row back instead of storing it."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_lines(project: Project, **options) -> Iterator[str]:
+    """A header row, then one CSV row per record (RFC 4180 quoting, CRLF line ends)."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(COLUMNS)
+    for record in records(project, **options):
+        yield writer.writerow(
+            [
+                record["external_id"],
+                record["text"],
+                record["label"],
+                record["confidence"],
+                record["source"],
+                record["status"],
+                _compact(record["metadata"]),
+                _compact(record["annotations"]),
+            ]
+        )
+
+
+def _blocks(lines: Iterable[str], size: int) -> Iterator[bytes]:
+    """UTF-8 blocks of about ``size`` bytes (whole lines), so a large export is not a write per item."""
+    pending: list[bytes] = []
+    pending_bytes = 0
+    for line in lines:
+        data = line.encode("utf-8")
+        pending.append(data)
+        pending_bytes += len(data)
+        if pending_bytes >= size:
+            yield b"".join(pending)
+            pending, pending_bytes = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+def stream(project: Project, fmt: str, *, buffer_bytes: int = BUFFER_BYTES, **options) -> Iterator[bytes]:
+    """The export of ``project`` in ``fmt`` (``jsonl`` or ``csv``) as UTF-8 blocks."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    lines = jsonl_lines(project, **options) if fmt == "jsonl" else csv_lines(project, **options)
+    return _blocks(lines, buffer_bytes)
