@@ -17,6 +17,7 @@ from django.db import connection
 from quorum.celery import app
 
 ROOT = Path(__file__).resolve().parent.parent
+_workers_running = 0
 
 
 def database_url_for_current_connection() -> str:
@@ -31,14 +32,17 @@ def database_url_for_current_connection() -> str:
 
 
 @contextmanager
-def celery_worker(log_dir: Path, *, queues: str = "default,gpu", ready_timeout: float = 90.0):
+def celery_worker(log_dir: Path, *, queues: str = "default,gpu", ready_timeout: float = 90.0, env: dict | None = None):
     """Start ``celery -A quorum worker`` as a separate process and stop it afterwards.
 
     Messages left on the broker by earlier runs are purged first so the worker only sees this
-    test's tasks."""
-    app.control.purge()
+    test's tasks (a second worker started inside the first one's block does not purge again).
+    ``env`` replaces the default environment (the test settings on the test database)."""
+    global _workers_running
+    if not _workers_running:
+        app.control.purge()
     log_path = log_dir / f"celery-worker-{uuid.uuid4().hex[:8]}.log"
-    env = {
+    env = env or {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url_for_current_connection(),
@@ -73,6 +77,7 @@ def celery_worker(log_dir: Path, *, queues: str = "default,gpu", ready_timeout: 
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _workers_running += 1
     try:
         deadline = time.monotonic() + ready_timeout
         while b" ready." not in log_path.read_bytes():
@@ -83,6 +88,7 @@ def celery_worker(log_dir: Path, *, queues: str = "default,gpu", ready_timeout: 
             time.sleep(0.2)
         yield process, log_path
     finally:
+        _workers_running -= 1
         process.terminate()
         try:
             process.wait(timeout=30)
