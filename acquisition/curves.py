@@ -46,3 +46,32 @@ def labels_to_reach(curve: list[dict], target: float, key: str = "accuracy") -> 
         if point.get(key) is not None and point[key] >= target:
             return int(point["labels"])
     return None
+
+
+def stopping_signal(
+    curve: list[dict], *, window: int = 500, min_gain_per_100: float = 0.005, key: str = "accuracy"
+) -> dict | None:
+    """Whether more labels still pay: the slope of a least-squares line through the curve's points in its
+    last ``window`` labels, as the gain in ``key`` per 100 labels. ``stop`` when it is under
+    ``min_gain_per_100`` (half a point by default). ``None`` with fewer than three points there."""
+    points = [p for p in curve if p.get(key) is not None]
+    if not points:
+        return None
+    last = points[-1]["labels"]
+    recent = [p for p in points if p["labels"] >= last - window]
+    if len(recent) < 3:
+        return None
+    x = np.array([p["labels"] for p in recent], dtype=np.float64)
+    y = np.array([p[key] for p in recent], dtype=np.float64)
+    if np.ptp(x) == 0:
+        return None
+    slope = float(np.polyfit(x, y, 1)[0])
+    gain = slope * 100
+    return {
+        "gain_per_100": gain,
+        "threshold": min_gain_per_100,
+        "stop": gain < min_gain_per_100,
+        "from_labels": int(x.min()),
+        "to_labels": int(x.max()),
+        "points": len(recent),
+    }

@@ -126,3 +126,14 @@ class TrainingStatusSerializer(serializers.Serializer):
     retrain_after = serializers.IntegerField()
     current_version = serializers.IntegerField(allow_null=True)
     active_job = TrainingJobSerializer(allow_null=True)
+
+
+class ActiveJobSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["ingest", "embedding", "scoring", "training"])
+    id = serializers.IntegerField(allow_null=True)
+    label = serializers.CharField()
+    progress = serializers.FloatField(help_text="0..1")
+
+
+class ActiveJobsSerializer(serializers.Serializer):
+    jobs = ActiveJobSerializer(many=True)

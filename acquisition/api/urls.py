@@ -24,6 +24,7 @@ urlpatterns = [
         name="api-model-version-weights",
     ),
     path("projects/<int:project_id>/training", views.TrainingStatus.as_view(), name="api-training-status"),
+    path("projects/<int:project_id>/jobs", views.ProjectJobs.as_view(), name="api-jobs"),
     path("projects/<int:project_id>/training-jobs", views.TrainingJobListCreate.as_view(), name="api-training-jobs"),
     path(
         "projects/<int:project_id>/training-jobs/<int:job_id>",

@@ -21,6 +21,7 @@ from .. import selectors, services
 from ..models import ModelVersion, ScoringRun, TrainingJob
 from ..services import loop
 from .serializers import (
+    ActiveJobsSerializer,
     ModelVersionSerializer,
     ScoringRunRequestSerializer,
     ScoringRunSerializer,
@@ -206,3 +207,17 @@ class ModelVersionWeights(ProjectScopedMixin, APIView):
             filename=f"project-{self.project.pk}-v{model.version}.pt",
             content_type="application/octet-stream",
         )
+
+
+class ProjectJobs(ProjectScopedMixin, generics.GenericAPIView):
+    """What is running for the project now (ingests, embedding, scoring runs, training jobs), each with
+    a progress in 0..1: what the dashboard's live progress bars poll."""
+
+    read_role = Role.REVIEWER
+    queryset = TrainingJob.objects.none()
+    serializer_class = ActiveJobsSerializer
+
+    def get(self, request, project_id):
+        from annotation.dashboard import active_jobs
+
+        return Response(ActiveJobsSerializer({"jobs": active_jobs(self.project)}).data)
