@@ -13,10 +13,12 @@ from html import escape
 PALETTE = ["#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2", "#4b5563"]
 
 
-def _svg(kind: str, width: int, height: int, title: str, body: list[str]) -> str:
+def _svg(kind: str, width: int, height: int, title: str, body: list[str], *, fluid: bool = True) -> str:
+    """``fluid``: fill the container's width (line and bar charts); else drawn at its natural size."""
+    size = 'width="100%"' if fluid else f'width="{width}" height="{height}"'
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" data-chart="{escape(kind)}" role="img" '
-        f'viewBox="0 0 {width} {height}" width="100%" preserveAspectRatio="xMinYMin meet">'
+        f'viewBox="0 0 {width} {height}" {size} preserveAspectRatio="xMinYMin meet">'
         f"<title>{escape(title)}</title>{''.join(body)}</svg>"
     )
 
@@ -157,4 +159,4 @@ def heatmap(names: list[str], values: list[list[float | None]], *, title: str, c
                 f'text-anchor="middle" font-size="10">{shown}</text></g>'
             )
     body.append("</g>")
-    return _svg("heatmap", size, size, title, body)
+    return _svg("heatmap", size, size, title, body, fluid=False)

@@ -114,7 +114,7 @@ def queue_summary(project: Project) -> dict:
     entries = QueueEntry.objects.filter(project=project)
     totals = entries.aggregate(entries=Count("id"), open=Count("id", filter=Q(labels_taken__lt=F("labels_needed"))))
     by_reason = dict(entries.order_by().values_list("reason").annotate(n=Count("id")))
-    return {"strategy": project.get_acquisition_strategy_display(), **totals, "by_reason": by_reason}
+    return {"strategy": project.acquisition_strategy, **totals, "by_reason": by_reason}
 
 
 def latest_drift(project: Project) -> IngestBatch | None:

@@ -201,7 +201,10 @@ def test_production_profile_end_to_end_over_http(make_user, tmp_path):
 
         metrics = requests.get(f"{base}/metrics", timeout=10).text
         # request metrics of both gunicorn processes, merged (multi-process mode)
-        assert 'django_http_requests_total_by_view_transport_method_total{method="POST",transport="http",view="api-next"}' in metrics
+        assert (
+            'django_http_requests_total_by_view_transport_method_total{method="POST",transport="http",view="api-next"}'
+            in metrics
+        )
         assert f'quorum_items{{project="{project_id}"' in metrics
         assert 'quorum_celery_tasks_total{outcome="succeeded",task="acquisition.tasks.training_job_run"}' in metrics
         assert 'task="acquisition.tasks.items_embed"' in metrics
