@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 
-from annotation.models import Item, LabelClass, Membership, Project
+from annotation.models import Annotation, Item, LabelClass, Membership, Project
 
 DEMO = Path(__file__).resolve().parent.parent / "annotation" / "demo"
 
@@ -41,3 +41,29 @@ def test_load_demo_creates_project_users_and_items_and_is_idempotent():
     call_command("load_demo", stdout=again)
     assert "0 items created, 0 updated, 2002 unchanged" in again.getvalue()
     assert Project.objects.filter(name__contains="demo").count() == 1
+
+
+@pytest.mark.django_db
+def test_demo_history_labels_items_through_the_queue_once():
+    call_command("load_demo", stdout=StringIO(), history=30)
+    project = Project.objects.get(name__contains="demo")
+    from django.db.models import Count
+
+    counts = list(
+        Annotation.objects.filter(project=project).values("item_id").annotate(n=Count("id")).values_list("n", flat=True)
+    )
+    # two demo annotators per item, a third where they disagreed; nothing beyond the history
+    assert len(counts) == 30 and set(counts) <= {2, 3}
+    assert set(Annotation.objects.filter(project=project).values_list("user__username", flat=True)) <= {
+        "annotator1",
+        "annotator2",
+        "annotator3",
+    }
+    assert (
+        Item.objects.filter(project=project, status="finalized").count()
+        + Item.objects.filter(project=project, status="in_review").count()
+        == 30
+    )
+    before = Annotation.objects.filter(project=project).count()
+    call_command("load_demo", stdout=StringIO(), history=30)
+    assert Annotation.objects.filter(project=project).count() == before

@@ -23,6 +23,8 @@ DEMO_USERS = [
     ("annotator2", Role.ANNOTATOR, False),
     ("annotator3", Role.ANNOTATOR, False),
 ]
+# Accuracy of each demo annotator in the simulated history (the rest of their answers are random).
+HISTORY_ACCURACY = {"annotator1": 0.92, "annotator2": 0.85, "annotator3": 0.7}
 INSTRUCTIONS = (
     "Each text is a message a customer sent to an online bank. Pick the intent that best describes "
     "what the customer wants. If two intents fit, pick the more specific one; if none fits, skip."
@@ -34,8 +36,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--password", default="quorum-demo", help="password for every demo user")
+        parser.add_argument(
+            "--history",
+            type=int,
+            default=120,
+            help="items the demo annotators label first (simulated, from the data's own categories) so that "
+            "agreement, aggregation and the first model show on the dashboard at once; 0 for none",
+        )
 
-    def handle(self, *args, password: str, **options):
+    def handle(self, *args, password: str, history: int = 120, **options):
         with transaction.atomic():
             users = self._users(password)
             project = self._project(users["admin"])
@@ -46,6 +55,12 @@ class Command(BaseCommand):
             f"Demo project #{project.pk} {project.name!r}: {report.created} items created, "
             f"{report.updated} updated, {report.unchanged} unchanged"
         )
+        labelled = self._history(project, [users[name] for name in HISTORY_ACCURACY], history)
+        if labelled:
+            self.stdout.write(
+                f"Simulated history: annotator1-3 labelled {labelled} items, two each "
+                f"(right {', '.join(f'{a:.0%}' for a in HISTORY_ACCURACY.values())} of the time)"
+            )
         self.stdout.write("Demo logins (username / password):")
         for username, role, _ in DEMO_USERS:
             self.stdout.write(f"  {username:<11} / {password}   ({role})")
@@ -67,7 +82,10 @@ class Command(BaseCommand):
             return project
         categories = json.loads((DEMO_DIR / "banking77_categories.json").read_text())
         labels = [LabelSpec(name) for name in categories]
-        return services.project_create(user=admin, name=DEMO_PROJECT, labels=labels, instructions=INSTRUCTIONS)
+        # A small retrain threshold, so a model (and the learning curve) follows a few minutes of labelling.
+        return services.project_create(
+            user=admin, name=DEMO_PROJECT, labels=labels, instructions=INSTRUCTIONS, retrain_after=40
+        )
 
     def _items(self, project, admin):
         with open(DEMO_DIR / "banking77_sample.csv", newline="", encoding="utf-8") as handle:
@@ -84,3 +102,40 @@ class Command(BaseCommand):
         if checked.rejected:
             raise RuntimeError(f"demo data is invalid: {checked.rejected[:3]}")
         return services.items_ingest(project=project, records=checked.records, rejected=[], fmt="csv", user=admin)
+
+    def _history(self, project, annotators, count: int) -> int:
+        """The first ``count`` items of the pool (a seeded shuffle) go through the real queue: each
+        annotator asks for the next item and answers from the data's category, right with its
+        ``HISTORY_ACCURACY``. Only for a project nobody has labelled yet."""
+        import random
+
+        from annotation.models import Annotation, Item
+        from annotation.services.queue import QueueCandidate, queue_replace
+
+        if count <= 0 or Annotation.objects.filter(project=project).exists():
+            return 0
+        with open(DEMO_DIR / "banking77_sample.csv", newline="", encoding="utf-8") as handle:
+            truth = {row["external_id"]: row["category"] for row in csv.DictReader(handle)}
+        names = list(project.labels.order_by("order").values_list("name", flat=True))
+        rng = random.Random(77)
+        items = list(Item.objects.filter(project=project).order_by("pk").values_list("pk", "external_id"))
+        chosen = rng.sample(items, min(count, len(items)))
+        queue_replace(
+            project=project,
+            candidates=[
+                QueueCandidate(item_id=pk, priority=float(len(chosen) - i)) for i, (pk, _) in enumerate(chosen)
+            ],
+            strategy="demo-history",
+        )
+        external = dict(items)
+        active = list(annotators)
+        while active:
+            for user in list(active):
+                result = services.assignment_next(project=project, user=user)
+                if result.assignment is None:
+                    active.remove(user)
+                    continue
+                right = truth[external[result.assignment.item_id]]
+                answer = right if rng.random() < HISTORY_ACCURACY[user.username] else rng.choice(names)
+                services.annotation_submit(assignment_id=result.assignment.pk, user=user, label=answer)
+        return len(chosen)
