@@ -36,6 +36,7 @@ def items_embed(project_id: int, item_ids: list[int] | None = None) -> dict:
         with transaction.atomic():
             scoring.scoring_request(project=project, trigger="ingest")
         drift.drift_pending_check(project=project)
+        loop.retrain_if_due(project=project)  # labels that waited for their vectors can train now
     return report.as_dict()
 
 
