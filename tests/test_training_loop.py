@@ -304,3 +304,16 @@ def test_training_endpoints_check_roles(pool, make_user, api_for, role):
         assert (read, train, promote) == (200, 403, 403)
     else:
         assert (read, train, promote) == (403, 403, 403)
+
+
+def test_labels_without_vectors_fail_the_job_with_a_clear_reason(pool, sent):
+    """Labels that land before their items are embedded: nothing to train on yet (this used to fail
+    with a NumPy reshape error)."""
+    ItemEmbedding.objects.filter(project=pool).delete()
+    finalise(pool, take(pool, 10))
+    job = loop.training_job_request(project=pool, trigger="manual")
+    result = loop.training_job_execute(job.pk)
+    job.refresh_from_db()
+    assert result["status"] == "failed" and job.status == TrainingJob.Status.FAILED
+    assert job.error == "the project has no final labels with an embedding to train on"
+    assert not ModelVersion.objects.filter(project=pool).exists()

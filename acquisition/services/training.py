@@ -134,7 +134,11 @@ def label_snapshot(project: Project) -> LabelSnapshot:
     present = matrix.present(ids)
     rows = [row for row, ok in zip(rows, present, strict=True) if ok]
     ids = ids[present]
-    X = np.asarray(matrix.vectors[matrix.positions(ids)], dtype=np.float32).reshape(len(ids), -1)
+    X = (
+        np.asarray(matrix.vectors[matrix.positions(ids)], dtype=np.float32).reshape(len(ids), -1)
+        if len(ids)
+        else np.empty((0, project.embedding_dim), dtype=np.float32)
+    )
     y = np.array([column[row[1]] for row in rows], dtype=np.int64)
     full = {LabelSource.GOLD, LabelSource.REVIEW}
     w = np.array([1.0 if row[3] in full or row[2] is None else float(row[2]) for row in rows], dtype=np.float32)

@@ -24,7 +24,7 @@ DEMO_USERS = [
     ("annotator3", Role.ANNOTATOR, False),
 ]
 # Accuracy of each demo annotator in the simulated history (the rest of their answers are random).
-HISTORY_ACCURACY = {"annotator1": 0.92, "annotator2": 0.85, "annotator3": 0.7}
+HISTORY_ACCURACY = {"annotator1": 0.96, "annotator2": 0.92, "annotator3": 0.88}
 INSTRUCTIONS = (
     "Each text is a message a customer sent to an online bank. Pick the intent that best describes "
     "what the customer wants. If two intents fit, pick the more specific one; if none fits, skip."
