@@ -317,3 +317,15 @@ def test_labels_without_vectors_fail_the_job_with_a_clear_reason(pool, sent):
     assert result["status"] == "failed" and job.status == TrainingJob.Status.FAILED
     assert job.error == "the project has no final labels with an embedding to train on"
     assert not ModelVersion.objects.filter(project=pool).exists()
+
+
+def test_serving_model_is_refitted_on_every_label(pool, sent):
+    finalise(pool, take(pool, 10), selected_as=QueueReason.EXPLORATION)
+    finalise(pool, take(pool, 40, start=10))
+    version = run_job(pool).model_version
+    assert version.n_eval == 30 and version.metrics["serving_trained_on"] == "all labels"
+    training._MODELS.clear()  # read both back from storage
+    serving, held_out = training.model_load(version), training.model_load(version, role="evaluation")
+    assert serving is not held_out
+    X = np.random.default_rng(5).normal(size=(20, DIM)).astype(np.float32)
+    assert not np.allclose(serving.predict_proba(X), held_out.predict_proba(X))  # fitted on different labels

@@ -11,7 +11,10 @@
 3. **Fit** heads (``HeadCommittee``, shaped by ``committee_hyperparameters`` for the project's
    strategy) on the rest, deterministic for the seed (the version number unless given), on CUDA
    when the worker has one.
-4. **Record** the lineage: parent (the current version), snapshot hash and time, split sizes and
+4. **Refit** the serving model on every label, the held-out ones included (heads only): it scores the
+   pool and suggests labels, while the model fitted without them stays in the same file for the
+   metrics and the gate (``model_load(version, role=...)``).
+5. **Record** the lineage: parent (the current version), snapshot hash and time, split sizes and
    hash, hyper-parameters, seed, code version, device, training time, metrics (accuracy, macro-F1,
    ECE, per-class recall; and the current model's on the same set) and the weights in Django's
    storage.
@@ -306,10 +309,21 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
         started = time.perf_counter()
         metrics = _evaluate(version, committee, snap, train, test)
         metrics["evaluate_seconds"] = round(time.perf_counter() - started, 4)
+        # The model that serves (scores the pool, suggests labels) is refitted on every label, the
+        # held-out ones included; the one fitted without them stays for evaluation and the gate.
+        serving = committee
+        state = committee.state_dict()
+        if test.any() and not finetune:
+            started = time.perf_counter()
+            serving = HeadCommittee(**hyper, random_state=seed, device=device)
+            serving.fit(snap.X, snap.y, n_classes=len(snap.label_names), sample_weight=snap.weights)
+            train_seconds += time.perf_counter() - started
+            state = {"serving": serving.state_dict(), "evaluation": state}
+        metrics["serving_trained_on"] = "all labels" if serving is not committee else "the training split"
         buffer = io.BytesIO()
         import torch
 
-        torch.save(committee.state_dict(), buffer)
+        torch.save(state, buffer)
     except Exception as exc:
         ModelVersion.objects.filter(pk=version.pk).update(
             status=ModelVersion.Status.FAILED, decision=f"training failed: {type(exc).__name__}: {exc}"[:2000]
@@ -322,7 +336,8 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
     )
     version.status = ModelVersion.Status.CANDIDATE
     version.save(update_fields=["status", "train_seconds", "metrics", "weights"])
-    _remember(version, committee)
+    _remember(version, serving, role=SERVING)
+    _remember(version, committee, role=EVALUATION)
     logger.info(
         "trained %s on %d labels (%d held out) in %.2f s", version, version.n_train, version.n_eval, train_seconds
     )
@@ -365,7 +380,7 @@ def _head_to_head(candidate_model, candidate: ModelVersion, current: ModelVersio
     y = snap.y[rows]
     if not len(y):
         return {"n": 0, "current_version": current.version}
-    current_model = model_load(current)
+    current_model = model_load(current, role=EVALUATION)
     candidate_probs = probabilities_in_order(
         candidate_model, candidate, model_inputs(candidate_model, snap, rows), names
     )
@@ -437,7 +452,7 @@ def _head_to_head_now(version: ModelVersion, current: ModelVersion) -> dict:
     project = version.project
     snap = label_snapshot(project)
     rows = evaluation_mask(project, snap) & unseen_by(current, snap) & unseen_by(version, snap)
-    head = _head_to_head(model_load(version), version, current, snap, rows)
+    head = _head_to_head(model_load(version, role=EVALUATION), version, current, snap, rows)
     version.metrics = (version.metrics or {}) | {"gate": head}
     ModelVersion.objects.filter(pk=version.pk).update(metrics=version.metrics)
     return head
@@ -481,33 +496,38 @@ def model_train(*, project: Project, seed: int | None = None) -> ModelVersion:
 
 
 # ------------------------------------------------------------------------------------ loading
-_MODELS: dict[tuple[int, str], object] = {}
+_MODELS: dict[tuple[int, str, str], object] = {}
 _MODELS_LOCK = threading.Lock()
+SERVING, EVALUATION = "serving", "evaluation"
 
 
-def _remember(version: ModelVersion, model) -> None:
+def _remember(version: ModelVersion, model, *, role: str = SERVING) -> None:
     with _MODELS_LOCK:
-        if len(_MODELS) > 8:
+        if len(_MODELS) > 16:
             _MODELS.clear()
-        _MODELS[(version.pk, version.weights.name)] = model
+        _MODELS[(version.pk, version.weights.name, role)] = model
 
 
-def model_load(version: ModelVersion):
-    """The version's committee, read from storage once per process."""
+def model_load(version: ModelVersion, *, role: str = SERVING):
+    """The version's model, read from storage once per process. ``role``: ``serving`` (refitted on
+    every label; scores the pool) or ``evaluation`` (fitted without the held-out labels; what the
+    metrics and the gate are about). A version without a held-out set has one model for both."""
     from ..committee import HeadCommittee
 
-    key = (version.pk, version.weights.name)
+    key = (version.pk, version.weights.name, role)
     model = _MODELS.get(key)
     if model is None:
         import torch
 
         with version.weights.open("rb") as handle:
             state = torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
+        if SERVING in state:
+            state = state[role]
         if state.get("kind") == "finetune":
             from ..finetune import FineTunedClassifier
 
             model = FineTunedClassifier.from_state_dict(state, device=committee_device())
         else:
             model = HeadCommittee.from_state_dict(state, device=committee_device())
-        _remember(version, model)
+        _remember(version, model, role=role)
     return model
