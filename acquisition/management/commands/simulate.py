@@ -144,11 +144,12 @@ class Command(BaseCommand):
         log = self.stdout.write
         log("\nmean over seeds (labels: test accuracy / macro-F1):")
         for strategy, curve in report["mean"].items():
-            marks = [p for p in curve if p["labels"] in report["checkpoints"]]
-            log(
-                f"  {strategy:<17}"
-                + "  ".join(f"{p['labels']:>5}: {p['accuracy']:.4f} / {p['macro_f1']:.4f}" for p in marks)
-            )
+            cells = []
+            for mark in report["checkpoints"]:
+                accuracy, f1 = curves.value_at(curve, mark), curves.value_at(curve, mark, "macro_f1")
+                if accuracy is not None:
+                    cells.append(f"{mark:>5}: {accuracy:.4f} / {f1:.4f}")
+            log(f"  {strategy:<17}" + "  ".join(cells))
         target = report["target"]
         if target["accuracy"] is not None:
             log(f"\nlabels to reach random's accuracy at {target['labels']} labels ({target['accuracy']:.4f}):")
