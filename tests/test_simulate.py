@@ -144,6 +144,8 @@ def test_simulate_command_writes_learning_curves(tmp_path):
             "2",
             "--out",
             str(out),
+            "--plot",
+            str(tmp_path / "curves.svg"),
         ],
         cwd=ROOT,
         env=env,
@@ -168,6 +170,8 @@ def test_simulate_command_writes_learning_curves(tmp_path):
     assert report["target"]["accuracy"] is not None
     assert "labels to reach random's accuracy" in result.stdout
     assert "[margin seed 1]" in result.stdout  # progress while it runs
+    svg = (tmp_path / "curves.svg").read_text()
+    assert svg.count('data-chart="line"') == 2 and 'data-series="margin"' in svg
     # the throwaway database is gone: nothing was written into the configured one
     assert not (tmp_path / "data" / "quorum.sqlite3").exists()
 

@@ -58,7 +58,9 @@ class Command(BaseCommand):
         parser.add_argument("--exploration", type=float, default=0.1, help="uniform share of every batch")
         parser.add_argument("--encoder", default=None, help="sentence encoder (default QUORUM_ENCODER)")
         parser.add_argument("--out", default="curves.json")
-        parser.add_argument("--plot", default=None, help="also draw the mean curves (.png or .svg; needs matplotlib)")
+        parser.add_argument(
+            "--plot", default=None, help="also draw the mean curves: .svg (built in) or .png (needs matplotlib)"
+        )
         parser.add_argument("--keep", action="store_true", help="write into the configured database")
 
     def handle(self, *args, **options):
@@ -200,13 +202,39 @@ def summarise(runs: list[dict], options: dict, dataset) -> dict:
 
 
 def plot(report: dict, path: Path) -> None:
+    """The mean curves: an SVG drawn here (``.svg``), or a PNG with matplotlib when it is installed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".svg":
+        from annotation.charts import line_chart
+
+        charts = [
+            line_chart(
+                [
+                    {"name": strategy, "points": [(p["labels"], p[key]) for p in curve]}
+                    for strategy, curve in report["mean"].items()
+                ],
+                title=f"test {name} against labels ({report['dataset']['name']})",
+                x_label="labels",
+                y_label=f"test {name}",
+                y_range=(0.0, 1.0),
+            )
+            for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
+        ]
+        path.write_text(
+            '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1280 280" width="1280" height="280">'
+            f'<svg x="0" width="640" height="280">{charts[0]}</svg><svg x="640" width="640" height="280">{charts[1]}</svg></svg>',
+            encoding="utf-8",
+        )
+        return
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise CommandError("--plot needs matplotlib (pip install matplotlib)") from None
+        raise CommandError(
+            "a PNG plot needs matplotlib (pip install matplotlib); --plot curves.svg needs nothing"
+        ) from None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for strategy, curve in report["mean"].items():
         xs = [p["labels"] for p in curve]
@@ -218,5 +246,4 @@ def plot(report: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
