@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from django.utils import timezone
 
 from acquisition.models import ScoringRun
 from annotation import agreement, routing, services
@@ -15,7 +14,6 @@ from annotation.models import (
     Annotation,
     AnnotatorQuality,
     Assignment,
-    AssignmentStatus,
     Item,
     ItemStatus,
     LabelClass,
@@ -29,7 +27,7 @@ from annotation.models import (
 from annotation.routing import Outcome, Policy, ReviewReason
 from annotation.services import assignments as assignment_services
 from annotation.services.aggregation import project_aggregate
-from tests.invariants import assert_queue_consistent, enqueue, make_items
+from tests.invariants import annotate_directly, assert_queue_consistent, enqueue, make_items
 
 LABELS = ("refund", "card_lost", "other")
 
@@ -197,35 +195,17 @@ def plant(project, users, accuracy, n_items, *, seed=0, prefix="p", spam=None):
     items = make_items(project, n_items, prefix=prefix)
     labels = list(LabelClass.objects.filter(project=project).order_by("order", "id"))
     truth = rng.integers(0, len(labels), n_items)
-    now = timezone.now()
-    assignments = Assignment.objects.bulk_create(
-        [
-            Assignment(
-                project=project,
-                item=item,
-                user=user,
-                status=AssignmentStatus.SUBMITTED,
-                leased_at=now,
-                expires_at=now,
-                finished_at=now,
-            )
-            for item in items
-            for user in users
-        ]
-    )
-    rows = []
-    for n, assignment in enumerate(assignments):
-        i, u = divmod(n, len(users))
-        if spam and u in spam:
-            answer = spam[u]
-        elif rng.random() < accuracy[u]:
-            answer = truth[i]
-        else:
-            answer = rng.integers(0, len(labels))
-        rows.append(
-            Annotation(project=project, item=items[i], user=users[u], assignment=assignment, label=labels[int(answer)])
-        )
-    Annotation.objects.bulk_create(rows)
+    answers = []
+    for i, item in enumerate(items):
+        for u, user in enumerate(users):
+            if spam and u in spam:
+                answer = spam[u]
+            elif rng.random() < accuracy[u]:
+                answer = truth[i]
+            else:
+                answer = rng.integers(0, len(labels))
+            answers.append((item, user, labels[int(answer)]))
+    annotate_directly(project, answers)
     # decided earlier (as the submit path would have): consensus items with the true label
     for t in set(truth.tolist()):
         Item.objects.filter(pk__in=[item.pk for item, x in zip(items, truth, strict=True) if x == t]).update(

@@ -17,15 +17,13 @@ from annotation import export
 from annotation.ingest_records import text_digest
 from annotation.models import (
     Annotation,
-    Assignment,
-    AssignmentStatus,
     Item,
     ItemStatus,
     LabelClass,
     LabelSource,
     Role,
 )
-from tests.invariants import make_items
+from tests.invariants import annotate_directly, make_items
 
 pytestmark = pytest.mark.django_db
 
@@ -271,28 +269,8 @@ def plant(project, users, n):
     """``n`` items, each labelled by every one of ``users``; every second one finalised."""
     items = make_items(project, n, prefix="bulk")
     labels = list(LabelClass.objects.filter(project=project).order_by("order", "id"))
-    now = timezone.now()
-    assignments = Assignment.objects.bulk_create(
-        [
-            Assignment(
-                project=project,
-                item=it,
-                user=user,
-                status=AssignmentStatus.SUBMITTED,
-                leased_at=now,
-                expires_at=now,
-                finished_at=now,
-            )
-            for it in items
-            for user in users
-        ]
-    )
-    Annotation.objects.bulk_create(
-        [
-            Annotation(project=project, item=a.item, user=a.user, assignment=a, label=labels[k % len(labels)])
-            for k, a in enumerate(assignments)
-        ]
-    )
+    pairs = [(it, user) for it in items for user in users]
+    annotate_directly(project, [(it, user, labels[k % len(labels)]) for k, (it, user) in enumerate(pairs)])
     Item.objects.filter(pk__in=[it.pk for it in items[::2]]).update(
         status=ItemStatus.FINALIZED, final_label=labels[0], final_confidence=1.0, final_source=LabelSource.CONSENSUS
     )

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.errors import ServiceError
+from annotation.errors import NotFound, ServiceError
 from annotation.models import Item, Project, TrainingMode
 
 from ..models import ModelVersion, ScoringRun, TrainingJob
@@ -200,8 +200,6 @@ def model_rollback(*, project: Project, version_number: int, user) -> ModelVersi
     """Admins: make an earlier version current again, then re-score the pool with it."""
     version = ModelVersion.objects.filter(project=project, version=version_number).first()
     if version is None:
-        from annotation.errors import NotFound
-
         raise NotFound(f"project {project.pk} has no model version {version_number}")
     previous = ModelVersion.objects.filter(project=project, status=ModelVersion.Status.CURRENT).first()
     if previous is not None and previous.pk == version.pk:

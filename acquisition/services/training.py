@@ -194,12 +194,6 @@ def unseen_by(version: ModelVersion, snap: LabelSnapshot) -> np.ndarray:
     return later | held_out
 
 
-def training_data(project: Project):
-    """``(X, y, weights, label_names, label_ids, snapshot_hash)`` of all final labels."""
-    snap = label_snapshot(project)
-    return snap.X, snap.y, snap.weights, snap.label_names, snap.label_ids, snap.digest
-
-
 def evaluation_mask(project: Project, snap: LabelSnapshot) -> np.ndarray:
     from .scoring import uniform_keys
 
