@@ -83,7 +83,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from annotation.ingest_records import iter_chunks
+from quorum.chunks import iter_chunks
 
 from .models import ItemEmbedding
 

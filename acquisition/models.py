@@ -91,11 +91,11 @@ class ModelVersion(models.Model):
         return f"model v{self.version} of project {self.project_id} ({self.status})"
 
 
-class ScoringRun(models.Model):
-    """One scoring of a project's pool that (re)fills its annotation queue: a job with progress.
-
-    At most one run per project is pending or running at a time (a partial unique constraint),
-    so two runs never interleave their queue writes."""
+class Job(models.Model):
+    """What scoring runs and training jobs share: a status that goes ``pending`` → ``running`` →
+    ``succeeded`` | ``failed``, timings, the error of a failure and the moments it was created,
+    started and finished. Each concrete job keeps a partial unique constraint that allows one
+    ``ACTIVE`` (pending or running) row per project; ``acquisition.services.jobs`` writes them."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -105,23 +105,35 @@ class ScoringRun(models.Model):
 
     ACTIVE = (Status.PENDING, Status.RUNNING)
 
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-id"]
+
+
+class ScoringRun(Job):
+    """One scoring of a project's pool that (re)fills its annotation queue: a job with progress.
+
+    At most one run per project is pending or running at a time (a partial unique constraint),
+    so two runs never interleave their queue writes."""
+
     project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="scoring_runs")
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="scoring_runs"
     )
     strategy = models.CharField(max_length=32)
     trigger = models.CharField(max_length=32, blank=True, help_text="ingest | low_queue | retrain | manual")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     n_items = models.PositiveIntegerField(default=0, help_text="Candidate items scored.")
     n_chunks = models.PositiveIntegerField(default=0)
     chunks_done = models.PositiveIntegerField(default=0)
     selected = models.PositiveIntegerField(default=0, help_text="Entries written to the queue.")
     explored = models.PositiveIntegerField(default=0, help_text="Of which uniform random exploration.")
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds per phase.")
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -145,18 +157,12 @@ class ScoringRun(models.Model):
         return min(1.0, self.chunks_done / self.n_chunks) if self.n_chunks else 0.0
 
 
-class TrainingJob(models.Model):
+class TrainingJob(Job):
     """One turn of the loop: train a model version, evaluate it, gate it, and when it is promoted
     re-score the pool and refill the queue. A job with a stage, progress and timings.
 
     At most one job per project is pending or running (a partial unique constraint): that is the
     debounce of the retrain trigger."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
 
     class Stage(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -166,12 +172,10 @@ class TrainingJob(models.Model):
         SCORE = "score", "Re-scoring the pool"
         DONE = "done", "Done"
 
-    ACTIVE = (Status.PENDING, Status.RUNNING)
     # Share of the job done when a stage starts (for progress bars).
     STAGE_PROGRESS = {"queued": 0.0, "train": 0.05, "evaluate": 0.6, "promote": 0.7, "score": 0.75, "done": 1.0}
 
     project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="training_jobs")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.QUEUED)
     trigger = models.CharField(max_length=32, help_text="labels | manual")
     requested_by = models.ForeignKey(
@@ -183,10 +187,6 @@ class TrainingJob(models.Model):
     scoring_run = models.ForeignKey(ScoringRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     outcome = models.CharField(max_length=16, blank=True, help_text="promoted | rejected")
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -55,6 +55,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from quorum import vocabulary
+
 __all__ = [
     "STRATEGIES",
     "UNCERTAINTIES",
@@ -74,7 +76,8 @@ __all__ = [
     "cold_start",
 ]
 
-STRATEGIES = ("random", "least_confidence", "margin", "entropy", "bald", "qbc", "msal", "coreset")
+#: Every strategy a project can pick (``quorum.vocabulary``, the one list); each is implemented here.
+STRATEGIES = vocabulary.STRATEGIES
 #: Uncertainty terms MSAL can use.
 UNCERTAINTIES = ("margin", "entropy", "least_confidence")
 

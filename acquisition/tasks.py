@@ -12,8 +12,8 @@ import logging
 from celery import shared_task
 from django.db import transaction
 
-from annotation.errors import ServiceError
 from annotation.models import Project
+from quorum.errors import ServiceError
 
 from .services import drift, embedding, loop, scoring, training
 

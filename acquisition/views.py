@@ -15,9 +15,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
 from annotation import selectors as annotation_selectors
-from annotation.errors import ServiceError
 from annotation.models import Role
-from annotation.views import reviewer_project_or_403
+from quorum.errors import ServiceError
+from quorum.web import reviewer_project_or_403
 
 from . import selectors
 from .models import ModelVersion, TrainingJob

@@ -30,7 +30,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -361,8 +361,3 @@ def validate_records(
         records.append(CleanRecord(raw.position, external_id, text, text_digest(text), metadata, embedding))
 
     return ValidationResult(records, rejected, position_kind)
-
-
-def iter_chunks(values: list, size: int) -> Iterator[list]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]

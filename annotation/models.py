@@ -7,6 +7,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from quorum.vocabulary import STRATEGY_CHOICES
+
+from . import routing
+
 
 def default_encoder() -> str:
     return settings.QUORUM_ENCODER
@@ -20,15 +24,8 @@ class TaskType(models.TextChoices):
     TEXT_CLASSIFICATION = "text_classification", "Single-label text classification"
 
 
-class Strategy(models.TextChoices):
-    MSAL = "msal", "MSAL (uncertainty + diversity)"
-    MARGIN = "margin", "Margin"
-    ENTROPY = "entropy", "Entropy"
-    LEAST_CONFIDENCE = "least_confidence", "Least confidence"
-    BALD = "bald", "BALD"
-    QBC = "qbc", "Query by committee"
-    CORESET = "coreset", "Core-set (k-center)"
-    RANDOM = "random", "Random"
+#: The acquisition strategies (``quorum.vocabulary``): ``Strategy.MSAL == "msal"``, …
+Strategy = models.TextChoices("Strategy", [(value.upper(), (value, label)) for value, label in STRATEGY_CHOICES])
 
 
 class TrainingMode(models.TextChoices):
@@ -445,11 +442,10 @@ class Annotation(models.Model):
 # --- consensus: aggregation snapshots, annotator quality, expert review ------------------------
 
 
-class ReviewReason(models.TextChoices):
-    DISAGREEMENT = "disagreement", "No label holds a majority"
-    LOW_CONFIDENCE = "low_confidence", "Aggregated confidence under the project's threshold"
-    POLICY_ALL = "policy_all", "Project kappa under review_all_below_kappa: every item is reviewed"
-    MAX_LABELS = "max_labels", "Still unresolved after max_labels_per_item labels"
+#: Why an item went to review (``routing.ReviewReason``, where the rules that pick one live).
+ReviewReason = models.TextChoices(
+    "ReviewReason", [(reason.name, (reason.value, reason.label)) for reason in routing.ReviewReason]
+)
 
 
 class ReviewStatus(models.TextChoices):

@@ -107,10 +107,24 @@ class Policy(StrEnum):
 
 
 class ReviewReason(StrEnum):
+    """Why an item goes to review: the one list (``annotation.models.ReviewReason`` is built from it)."""
+
     DISAGREEMENT = "disagreement"
     LOW_CONFIDENCE = "low_confidence"
     POLICY_ALL = "policy_all"
     MAX_LABELS = "max_labels"
+
+    @property
+    def label(self) -> str:
+        return _REVIEW_REASON_LABELS[self]
+
+
+_REVIEW_REASON_LABELS = {
+    ReviewReason.DISAGREEMENT: "No label holds a majority",
+    ReviewReason.LOW_CONFIDENCE: "Aggregated confidence under the project's threshold",
+    ReviewReason.POLICY_ALL: "Project kappa under review_all_below_kappa: every item is reviewed",
+    ReviewReason.MAX_LABELS: "Still unresolved after max_labels_per_item labels",
+}
 
 
 @dataclass(frozen=True, slots=True)

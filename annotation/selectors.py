@@ -6,7 +6,8 @@ from django.db import connection
 from django.db.models import Count, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from .errors import NotFound, PermissionDenied, ServiceError
+from quorum.errors import NotFound, PermissionDenied, ServiceError
+
 from .models import Annotation, Assignment, AssignmentStatus, ItemStatus, Membership, Project, QueueEntry, Role
 
 ROLE_RANK = {Role.ANNOTATOR: 1, Role.REVIEWER: 2, Role.ADMIN: 3}

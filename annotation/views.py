@@ -13,15 +13,15 @@ from collections import defaultdict
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, Q
-from django.http import Http404
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
+from quorum.web import member_project_or_404, reviewer_project_or_403
+
 from . import selectors
-from .errors import NotFound
 from .models import Annotation, Item, ItemStatus, Project, QueueEntry, Role
 
 # --- page reads ----------------------------------------------------------------------------
@@ -85,23 +85,6 @@ def home_rows(user) -> list[dict]:
             }
         )
     return rows
-
-
-def member_project_or_404(user, project_id: int) -> tuple[Project, str]:
-    """The project and the user's role; a 404 for unknown projects and non-members alike."""
-    try:
-        return selectors.project_for_user(user, project_id)
-    except NotFound:
-        raise Http404("No such project.") from None
-
-
-def reviewer_project_or_403(user, project_id: int) -> tuple[Project, str]:
-    """The project and the user's role, for reviewers and admins. Non-members get a 404 (ids
-    reveal nothing); members without the reviewer role get a 403, as in the API."""
-    project, role = member_project_or_404(user, project_id)
-    if not selectors.has_role(role, Role.REVIEWER):
-        raise PermissionDenied("Reviewing needs the reviewer or admin role in this project.")
-    return project, role
 
 
 def _label_buttons(project: Project) -> list:
@@ -273,8 +256,9 @@ def project_dashboard(request, project_id: int):
     from django.contrib import messages
     from django.db import transaction
 
+    from quorum.errors import ServiceError
+
     from .api.serializers import ProjectSerializer
-    from .errors import ServiceError
     from .services import project_update
 
     project, role = reviewer_project_or_403(request.user, project_id)

@@ -169,7 +169,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
-    "EXCEPTION_HANDLER": "annotation.api.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "quorum.web.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Quorum API",

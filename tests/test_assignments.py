@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from acquisition.models import ScoringRun
 from annotation import services
-from annotation.errors import Conflict, NotFound, ServiceError
 from annotation.models import (
     Annotation,
     Assignment,
@@ -26,6 +25,7 @@ from annotation.models import (
 )
 from annotation.routing import Outcome, Policy, route, vote_shares
 from annotation.services import assignments as assignment_services
+from quorum.errors import Conflict, NotFound, ServiceError
 from tests.invariants import assert_queue_consistent, enqueue, make_items
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,8 @@ from django.utils import timezone
 from acquisition import embeddings, services, tasks
 from acquisition.encoders import get_encoder
 from acquisition.models import ItemEmbedding
-from annotation.errors import ServiceError
 from annotation.models import EmbeddingState, Item
+from quorum.errors import ServiceError
 
 pytestmark = pytest.mark.django_db
 

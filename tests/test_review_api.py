@@ -9,7 +9,6 @@ import pytest
 from django.utils import timezone
 
 from annotation import services
-from annotation.errors import Conflict, PermissionDenied
 from annotation.models import (
     AggregationState,
     AgreementSnapshot,
@@ -23,6 +22,7 @@ from annotation.models import (
     Role,
 )
 from annotation.services.aggregation import project_aggregate
+from quorum.errors import Conflict, PermissionDenied
 from tests.invariants import make_items
 
 pytestmark = pytest.mark.django_db

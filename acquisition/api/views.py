@@ -13,9 +13,9 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.api.views import DownloadNegotiation, ProjectScopedMixin
-from annotation.errors import Conflict, NotFound, ServiceError
 from annotation.models import Role
+from quorum.errors import Conflict, NotFound, ServiceError
+from quorum.web import DownloadNegotiation, ProjectScopedMixin
 
 from .. import selectors, services
 from ..models import ModelVersion, ScoringRun, TrainingJob

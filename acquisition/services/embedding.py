@@ -9,8 +9,8 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from annotation.errors import ServiceError
 from annotation.models import EmbeddingState, Item, Project
+from quorum.errors import ServiceError
 
 from ..models import ItemEmbedding
 

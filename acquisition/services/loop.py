@@ -26,8 +26,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.errors import NotFound, ServiceError
 from annotation.models import Item, Project, TrainingMode
+from quorum.errors import NotFound, ServiceError
 
 from ..models import ModelVersion, ScoringRun, TrainingJob
 from . import scoring, training

@@ -48,8 +48,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from annotation.errors import Conflict, ServiceError
 from annotation.models import Item, LabelClass, LabelSource, Project, QueueReason, Strategy, TrainingMode
+from quorum.errors import Conflict, ServiceError
 
 from .. import evaluation
 from ..embeddings import embeddings_load
@@ -109,7 +109,7 @@ class LabelSnapshot:
 
 def item_texts(item_ids: np.ndarray) -> list[str]:
     """Texts of ``item_ids``, in that order."""
-    from annotation.ingest_records import iter_chunks
+    from quorum.chunks import iter_chunks
 
     found: dict[int, str] = {}
     for chunk in iter_chunks([int(i) for i in item_ids], 2000):

@@ -10,15 +10,16 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
-from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from quorum.errors import NotFound, ServiceError
+from quorum.web import DownloadNegotiation, ProjectScopedMixin
+
 from .. import export, selectors, services
-from ..errors import NotFound, ServiceError
 from ..ingest_records import POSITION_KIND, validate_records
 from ..models import Annotation, IngestBatch, Item, LabelClass, Membership, ReviewTask, Role
 from .parsers import INGEST_PARSERS, ParsedPayload
@@ -50,20 +51,6 @@ from .serializers import (
     rejected_as_dicts,
     suggestion_payload,
 )
-
-
-class ProjectScopedMixin:
-    """Resolves ``project_id`` from the URL for members only and checks the role a method needs."""
-
-    read_role = Role.ANNOTATOR
-    write_role = Role.ADMIN
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        self.project, self.role = selectors.project_for_user(request.user, kwargs["project_id"])
-        needed = self.read_role if request.method in ("GET", "HEAD", "OPTIONS") else self.write_role
-        if not selectors.has_role(self.role, needed):
-            raise PermissionDenied(f"this needs the {needed} role in project {self.project.pk}; you are {self.role}")
 
 
 class ProjectListCreate(generics.ListCreateAPIView):
@@ -556,18 +543,6 @@ class ProjectAgreement(ProjectScopedMixin, APIView):
 
 
 # --- export ------------------------------------------------------------------------------------
-
-
-class DownloadNegotiation(BaseContentNegotiation):
-    """Content negotiation of the download endpoints: their body's type is fixed by the endpoint (and
-    ``?format=`` of the export), so neither the Accept header nor DRF's ``?format=`` override
-    (``URL_FORMAT_OVERRIDE``) picks a renderer; errors are always JSON."""
-
-    def select_parser(self, request, parsers):
-        return parsers[0] if parsers else None
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
 
 
 class ProjectExport(ProjectScopedMixin, APIView):

@@ -52,9 +52,10 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from quorum.chunks import iter_chunks
+
 from .. import agreement, routing
 from ..dawid_skene import DawidSkene, MajorityVote
-from ..ingest_records import iter_chunks
 from ..models import (
     AggregationState,
     AgreementSnapshot,

@@ -51,8 +51,8 @@ from django.db.models import Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
 from acquisition.models import ScoringRun
+from quorum.errors import Conflict, NotFound, ServiceError
 
-from ..errors import Conflict, NotFound, ServiceError
 from ..models import (
     Annotation,
     Assignment,

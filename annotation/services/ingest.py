@@ -20,8 +20,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from acquisition.models import ItemEmbedding
+from quorum.chunks import iter_chunks
 
-from ..ingest_records import CleanRecord, RejectedRecord, iter_chunks
+from ..ingest_records import CleanRecord, RejectedRecord
 from ..models import EmbeddingState, IngestBatch, Item, ItemStatus, Project
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from ..errors import NotFound, ServiceError
+from quorum.errors import NotFound, ServiceError
+
 from ..models import Membership, Project, Role
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from ..errors import ServiceError
+from quorum.errors import ServiceError
+
 from ..models import LabelClass, Membership, Project, Role
 
 # Keys the labelling page keeps for itself: s = skip, u = undo.

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from ..ingest_records import iter_chunks
+from quorum.chunks import iter_chunks
+
 from ..models import Item, ItemStatus, Project, QueueEntry, QueueReason
 
 CHUNK = 2000  # ids per statement: under SQLite's bound-parameter limit

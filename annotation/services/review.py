@@ -24,7 +24,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ..errors import Conflict, NotFound, PermissionDenied, ServiceError
+from quorum.errors import Conflict, NotFound, PermissionDenied, ServiceError
+
 from ..models import (
     Assignment,
     AssignmentStatus,

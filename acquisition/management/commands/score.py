@@ -3,8 +3,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from acquisition import services
-from annotation.errors import ServiceError
 from annotation.models import Project
+from quorum.errors import ServiceError
 
 
 class Command(BaseCommand):

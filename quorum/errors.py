@@ -1,4 +1,5 @@
-"""Domain errors raised by services. The API turns them into 4xx responses."""
+"""Domain errors raised by the services of every app. The API turns them into 4xx responses
+(``quorum.web.exception_handler``); the pages into messages or 4xx pages."""
 
 
 class ServiceError(Exception):
