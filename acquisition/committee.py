@@ -1,7 +1,13 @@
 """A committee of small PyTorch heads on frozen embeddings (no Django).
 
-``HeadCommittee`` is scikit-learn-like: hyper-parameters in ``__init__``, ``fit`` / ``predict_proba`` /
-``predict``, learned state with a trailing underscore, deterministic for a ``random_state``.
+``HeadCommittee`` is a scikit-learn estimator (``sklearn.base.BaseEstimator``): hyper-parameters in
+``__init__`` (``get_params`` / ``set_params`` / ``clone`` work), ``fit`` / ``predict_proba`` /
+``predict``, learned state with a trailing underscore, deterministic for a ``random_state``. The
+classes are ``classes_``: those of ``y`` (``np.unique(y)``) or the ``classes`` given to ``fit``, which
+may include classes with no example yet (``fit(X, y, n_classes=C)`` is short for
+``classes=np.arange(C)``); ``predict`` returns values of ``classes_`` and the probability columns follow
+``classes_``. Everything returned is NumPy; PyTorch (CPU or CUDA) is only used inside. It is not a
+``ClassifierMixin``: its ``score(X, strategy)`` is the acquisition score, not scikit-learn's accuracy.
 
 Members
 -------
@@ -21,9 +27,10 @@ fitted with full-batch L-BFGS (convex; zero init), MLP heads with full-batch Ada
 With ``warm_start=True`` a refit starts from the learned weights instead (see ``HeadCommittee``).
 
 MC dropout (``mc_dropout=True``, needs ``hidden>0``): one head is fitted on all the data (``n_members`` and
-``bootstrap`` do not apply) and ``predict_proba_members`` returns ``mc_samples`` thinned versions of it, each with its own dropout mask over the hidden units (drawn once, seeded,
-shared by all items — so scores do not depend on chunking); ``bald`` over them estimates the mutual
-information under the dropout posterior.
+``bootstrap`` do not apply) and ``predict_proba_members`` returns ``mc_samples`` thinned versions of it,
+each with its own dropout mask over the hidden units (drawn once, seeded, shared by all items — so scores
+do not depend on chunking); ``bald`` over them estimates the mutual information under the dropout
+posterior.
 """
 
 from __future__ import annotations
@@ -34,29 +41,53 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from acquisition.strategies import DEFAULT_CHUNK, SCORE_FUNCTIONS, _rows
 
 __all__ = ["HeadCommittee"]
 
-_PARAMS = (
-    "n_members",
-    "hidden",
-    "dropout",
-    "mc_dropout",
-    "mc_samples",
-    "epochs",
-    "lr",
-    "weight_decay",
-    "bootstrap",
-    "random_state",
-    "device",
-    "tol",
-    "warm_start",
-)
+
+def _fit_classes(y: np.ndarray, classes=None, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(classes_, codes)``: the classes of a fit and ``y`` encoded as int64 column indices into them.
+
+    ``classes_`` is ``classes`` as given (order kept), ``np.arange(n_classes)`` for the legacy
+    ``n_classes``, else ``np.unique(y)``. A value of ``y`` outside ``classes_`` raises ``ValueError``.
+    """
+    if n_classes is not None:
+        if classes is not None:
+            raise ValueError("pass classes or n_classes, not both")
+        classes = np.arange(int(n_classes))
+    if classes is None:
+        classes_ = np.unique(y)
+    else:
+        classes_ = np.asarray(classes)
+        if classes_.ndim != 1 or classes_.size == 0:
+            raise ValueError("classes must be a non-empty one-dimensional array")
+        if np.unique(classes_).size != classes_.size:
+            raise ValueError("classes must not repeat")
+    order = np.argsort(classes_, kind="stable")
+    ordered = classes_[order]
+    try:
+        pos = np.clip(np.searchsorted(ordered, y), 0, ordered.size - 1)
+        unknown = ordered[pos] != y
+    except TypeError:  # y and classes of incomparable types
+        unknown = np.ones(y.shape, dtype=bool)
+        pos = np.zeros(y.shape, dtype=np.int64)
+    if np.any(unknown):
+        raise ValueError(f"y has labels that are not in classes: {np.unique(y[unknown])[:10].tolist()}")
+    return classes_, order[pos].astype(np.int64)
 
 
-class HeadCommittee:
+def _same_classes(a: np.ndarray, b: np.ndarray) -> bool:
+    try:
+        return a.shape == b.shape and bool(np.all(a == b))
+    except (TypeError, ValueError):
+        return False
+
+
+class HeadCommittee(BaseEstimator):
     """Committee of ``n_members`` logistic (``hidden=0``) or one-hidden-layer MLP heads.
 
     ``epochs``: full-batch optimiser iterations (default 100 L-BFGS iterations for logistic heads, 300
@@ -66,7 +97,7 @@ class HeadCommittee:
 
     ``warm_start``: bool, default False. When set to True, reuse the solution of the previous call to
     ``fit`` as initialisation, otherwise, just erase the previous solution. The previous solution is
-    reused only if it fits the new call: same ``n_features_in_``, ``n_classes`` and architecture
+    reused only if it fits the new call: same ``n_features_in_``, ``classes_`` and architecture
     (``hidden``, and ``n_members`` or ``mc_dropout``, which set the number of heads); otherwise, and on
     the first fit, the weights are initialised as usual. A warm fit minimises the same objective with the
     same optimiser for ``epochs`` iterations; only the starting point differs (the optimiser's own state,
@@ -105,22 +136,6 @@ class HeadCommittee:
         self.tol = tol
         self.warm_start = warm_start
 
-    # ------------------------------------------------------------------ sklearn-ish plumbing
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def set_params(self, **params) -> HeadCommittee:
-        for name, value in params.items():
-            if name not in _PARAMS:
-                raise ValueError(f"unknown parameter {name!r}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"HeadCommittee({args})"
-
     @property
     def _dev(self) -> torch.device:
         return torch.device(self.device)
@@ -135,36 +150,34 @@ class HeadCommittee:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "weights_"):
-            raise RuntimeError("HeadCommittee is not fitted yet: call fit() first")
-
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y, *, n_classes: int, sample_weight=None) -> HeadCommittee:
+    def fit(self, X, y, *, classes=None, sample_weight=None, n_classes: int | None = None) -> HeadCommittee:
         """Fit every member on its bootstrap resample of ``(X, y)``.
 
-        ``X`` (n, d) float32, ``y`` (n,) ints in ``[0, n_classes)``; ``sample_weight`` (n,) ≥ 0 (default 1).
-        Classes absent from ``y`` still get a column (their probability stays low).
+        ``X`` (n, d) float32; ``y`` (n,) labels; ``sample_weight`` (n,) ≥ 0 (default 1). ``classes``: the
+        label set, ``classes_`` (default ``np.unique(y)``); every value of ``y`` must be in it, and classes
+        absent from ``y`` still get a column (their probability stays low). ``n_classes=C`` (legacy) is
+        short for ``classes=np.arange(C)``.
         """
         self._check_params()
         dev = self._dev
         X = _rows(X, 0, len(X), dev)
-        y = torch.as_tensor(np.asarray(y), dtype=torch.int64, device=dev)
+        y = np.asarray(y)
         n, d = X.shape
         if y.shape != (n,):
             raise ValueError(f"y must have shape ({n},)")
         if n == 0:
             raise ValueError("cannot fit on zero samples")
-        if int(y.min()) < 0 or int(y.max()) >= n_classes:
-            raise ValueError(f"labels must be in [0, {n_classes})")
+        classes_, codes = _fit_classes(y, classes, n_classes)
+        y = torch.as_tensor(codes, dtype=torch.int64, device=dev)
         w = torch.ones(n, dtype=torch.float32, device=dev)
         if sample_weight is not None:
             w = torch.as_tensor(np.asarray(sample_weight, dtype=np.float32), device=dev)
             if w.shape != (n,) or bool((w < 0).any()):
                 raise ValueError("sample_weight must be (n,) and non-negative")
         # MC dropout samples come from one head, fitted on all the (weighted) data
-        m, c = (1 if self.mc_dropout else self.n_members), n_classes
+        m, c = (1 if self.mc_dropout else self.n_members), len(classes_)
         seeds = np.random.SeedSequence(self.random_state).spawn(m)
         rngs = [np.random.default_rng(s) for s in seeds]
         if self.bootstrap and not self.mc_dropout:
@@ -176,10 +189,10 @@ class HeadCommittee:
 
         torch_seed = int(np.random.SeedSequence(self.random_state).generate_state(1)[0])
         gen = torch.Generator(device=dev).manual_seed(torch_seed)
-        init = self._warm_weights(d, m, c)
+        init = self._warm_weights(d, m, classes_)
+        self.classes_ = classes_
         self.n_classes_ = c
         self.n_features_in_ = d
-        self.classes_ = np.arange(c)
         self.mc_masks_ = None
         self._mc_w2_cache = None
         if self.hidden == 0:
@@ -192,12 +205,13 @@ class HeadCommittee:
         self.members_ = m
         return self
 
-    def _warm_weights(self, d: int, m: int, c: int) -> dict[str, torch.Tensor] | None:
+    def _warm_weights(self, d: int, m: int, classes: np.ndarray) -> dict[str, torch.Tensor] | None:
         """Copies of the learned weights to start a warm fit from, or ``None`` for the usual init."""
         if not self.warm_start or getattr(self, "weights_", None) is None:
             return None
-        if (self.n_features_in_, self.n_classes_, self.members_) != (d, c, m):
+        if (self.n_features_in_, self.members_) != (d, m) or not _same_classes(self.classes_, classes):
             return None
+        c = len(classes)
         h = self.hidden
         shapes = {"W": (d, m * c), "b": (m * c,)}
         if h:
@@ -297,37 +311,43 @@ class HeadCommittee:
             self._mc_w2_cache = w2.permute(1, 0, 2).reshape(self.hidden, -1).contiguous()
         return self._mc_w2_cache
 
-    def predict_proba_members(self, X, *, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
-        """Probabilities of every member (or MC-dropout sample): float32 tensor ``(S, n, C)`` on ``device``."""
-        self._check_fitted()
+    def predict_proba_members(self, X, *, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
+        """Probabilities of every member (or MC-dropout sample): NumPy float32 ``(S, n, C)``, columns in
+        the order of ``classes_``."""
+        check_is_fitted(self, "weights_")
         n = len(X)
-        out = torch.empty(self.n_outputs_, n, self.n_classes_, dtype=torch.float32, device=self._dev)
+        out = np.empty((self.n_outputs_, n, self.n_classes_), dtype=np.float32)
         with torch.inference_mode():
             for s in range(0, n, chunk_size):
                 x = _rows(X, s, s + chunk_size, self._dev)
-                out[:, s : s + x.shape[0]] = torch.softmax(self._logits_chunk(x), dim=-1).transpose(0, 1)
+                p = torch.softmax(self._logits_chunk(x), dim=-1).transpose(0, 1)
+                out[:, s : s + x.shape[0]] = p.cpu().numpy()
         return out
 
     def predict_proba(self, X, *, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
-        """Committee mean ``p̄(c|x) = mean_m p_m(c|x)``: NumPy float32 ``(n, C)``."""
-        self._check_fitted()
+        """Committee mean ``p̄(c|x) = mean_m p_m(c|x)``: NumPy float32 ``(n, C)``, columns in the order of
+        ``classes_``."""
+        check_is_fitted(self, "weights_")
         n = len(X)
-        out = torch.empty(n, self.n_classes_, dtype=torch.float32, device=self._dev)
+        out = np.empty((n, self.n_classes_), dtype=np.float32)
         with torch.inference_mode():
             for s in range(0, n, chunk_size):
                 x = _rows(X, s, s + chunk_size, self._dev)
-                out[s : s + x.shape[0]] = torch.softmax(self._logits_chunk(x), dim=-1).mean(1)
-        return out.cpu().numpy()
+                out[s : s + x.shape[0]] = torch.softmax(self._logits_chunk(x), dim=-1).mean(1).cpu().numpy()
+        return out
 
     def predict(self, X, *, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
-        """``argmax_c p̄(c|x)``: NumPy int64 ``(n,)``."""
-        return self.predict_proba(X, chunk_size=chunk_size).argmax(1).astype(np.int64)
+        """``classes_[argmax_c p̄(c|x)]``: NumPy ``(n,)`` of the dtype of ``classes_``."""
+        best = self.predict_proba(X, chunk_size=chunk_size).argmax(1)
+        return self.classes_[best]
 
-    def score(self, X, strategy: str, *, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
+    def score(self, X, strategy: str, *, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
         """Acquisition score of ``strategy`` (``least_confidence``, ``margin``, ``entropy``, ``bald``, ``qbc``)
         for every row of ``X``, computed chunk by chunk so the ``(S, n, C)`` probabilities never exist at
-        once: float tensor ``(n,)`` on ``device``, to pass to ``select_batch(..., scores=...)``."""
-        self._check_fitted()
+        once: NumPy ``(n,)`` (float32, float64 for ``qbc``), to pass to ``select_batch(..., scores=...)``.
+
+        Not scikit-learn's ``ClassifierMixin.score(X, y)`` (accuracy)."""
+        check_is_fitted(self, "weights_")
         fn = SCORE_FUNCTIONS[strategy]
         n = len(X)
         out = None
@@ -335,20 +355,22 @@ class HeadCommittee:
             for s in range(0, n, chunk_size):
                 x = _rows(X, s, s + chunk_size, self._dev)
                 # (S, c, C) contiguous: the score functions reduce over the member axis first
-                sc = fn(torch.softmax(self._logits_chunk(x), dim=-1).transpose(0, 1).contiguous())
+                sc = fn(torch.softmax(self._logits_chunk(x), dim=-1).transpose(0, 1).contiguous()).cpu().numpy()
                 if out is None:
-                    out = torch.empty(n, dtype=sc.dtype, device=self._dev)
+                    out = np.empty(n, dtype=sc.dtype)
                 out[s : s + x.shape[0]] = sc
-        return out if out is not None else torch.empty(0, device=self._dev)
+        return out if out is not None else np.empty(0, dtype=np.float32)
 
     # ------------------------------------------------------------------ persistence
 
     def state_dict(self) -> dict[str, Any]:
-        """Hyper-parameters and learned tensors (on CPU); ``torch.save``-able."""
-        self._check_fitted()
+        """Hyper-parameters and learned tensors (on CPU); ``torch.save``-able and loadable with
+        ``torch.load(..., weights_only=True)`` (``classes`` is a plain list)."""
+        check_is_fitted(self, "weights_")
         state = {
             "params": self.get_params(),
             "n_classes": self.n_classes_,
+            "classes": self.classes_.tolist(),
             "n_features_in": self.n_features_in_,
             "members": self.members_,
             "weights": {k: v.detach().cpu().clone() for k, v in self.weights_.items()},
@@ -359,7 +381,8 @@ class HeadCommittee:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], *, device: str | None = None) -> HeadCommittee:
-        """Rebuild a fitted committee from :meth:`state_dict` (optionally on another ``device``)."""
+        """Rebuild a fitted committee from :meth:`state_dict` (optionally on another ``device``). A state
+        saved without ``classes`` (older versions) gets ``classes_ = np.arange(n_classes)``."""
         params = dict(state["params"])
         if device is not None:
             params["device"] = device
@@ -367,9 +390,19 @@ class HeadCommittee:
         dev = model._dev
         model.n_classes_ = int(state["n_classes"])
         model.n_features_in_ = int(state["n_features_in"])
-        model.classes_ = np.arange(model.n_classes_)
+        model.classes_ = _state_classes(state, model.n_classes_)
         model.members_ = int(state["members"])
         model.weights_ = {k: v.to(dev) for k, v in state["weights"].items()}
         model.mc_masks_ = state["mc_masks"].to(dev) if "mc_masks" in state else None
         model._mc_w2_cache = None
         return model
+
+
+def _state_classes(state: dict[str, Any], n_classes: int) -> np.ndarray:
+    """``classes_`` of a saved state: its ``classes`` list, or ``np.arange(n_classes)`` for older states."""
+    if state.get("classes") is None:
+        return np.arange(n_classes)
+    classes = np.asarray(state["classes"])
+    if classes.shape != (n_classes,):
+        raise ValueError(f"the state's classes do not match its n_classes ({n_classes})")
+    return classes

@@ -1,8 +1,12 @@
 """A sentence encoder fine-tuned together with a linear classification head (no Django).
 
-``FineTunedClassifier`` has the estimator API of ``HeadCommittee`` but reads texts instead of stored
-embeddings: ``fit(texts, y, n_classes=C, sample_weight=w)``, ``predict_proba(texts)``,
-``predict_proba_members(texts)``, ``score(texts, strategy)``, ``state_dict`` / ``from_state_dict``.
+``FineTunedClassifier`` is a scikit-learn estimator (``sklearn.base.BaseEstimator``) with the API of
+``HeadCommittee`` but reads texts instead of stored embeddings: ``fit(texts, y, classes=None,
+sample_weight=w)`` (``classes_`` = ``np.unique(y)`` or the given ``classes``; ``n_classes=C`` is short
+for ``classes=np.arange(C)``), ``predict(texts)`` (values of ``classes_``), ``predict_proba(texts)`` and
+``predict_proba_members(texts)`` (columns in the order of ``classes_``), ``score(texts, strategy)``,
+``state_dict`` / ``from_state_dict``. Everything returned is NumPy. Not a ``ClassifierMixin``: its
+``score(texts, strategy)`` is the acquisition score, not scikit-learn's accuracy.
 
 Model: ``p(c|x) = softmax(W · e(x) + b)_c`` where ``e`` is the sentence-transformers encoder (for
 all-MiniLM-L6-v2: transformer, mean pooling, L2 normalisation) and every weight of ``e``, ``W`` and
@@ -24,23 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
+from .committee import _fit_classes, _state_classes
 from .strategies import SCORE_FUNCTIONS
 
 __all__ = ["FineTunedClassifier", "finetunable"]
-
-_PARAMS = (
-    "base",
-    "epochs",
-    "lr",
-    "head_lr",
-    "batch_size",
-    "max_length",
-    "weight_decay",
-    "mc_samples",
-    "random_state",
-    "device",
-)
 
 
 def _base_path(name: str) -> Path:
@@ -63,7 +57,18 @@ def finetunable(name: str) -> bool:
     return True
 
 
-class FineTunedClassifier:
+class FineTunedClassifier(BaseEstimator):
+    """A sentence-transformers encoder ``base`` fine-tuned with a linear head (module docstring).
+
+    ``epochs`` passes over the labels in mini-batches of ``batch_size`` texts (cut at ``max_length``
+    tokens); AdamW with ``lr`` for the encoder, ``head_lr`` for the head and ``weight_decay``;
+    ``mc_samples`` MC-dropout passes for ``predict_proba_members``; ``random_state`` seeds everything;
+    ``device``: ``"cpu"`` or ``"cuda[:i]"``.
+
+    Learned attributes: ``classes_``, ``n_classes_``, ``encoder_`` (the fine-tuned encoder), ``head_``
+    (a ``torch.nn.Linear``), ``losses_`` (the training loss of every step).
+    """
+
     input_kind = "texts"  # what ``predict_proba`` and ``score`` take (``HeadCommittee`` takes vectors)
 
     def __init__(
@@ -89,12 +94,6 @@ class FineTunedClassifier:
         self.mc_samples = mc_samples
         self.random_state = random_state
         self.device = device
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def __repr__(self) -> str:
-        return f"FineTunedClassifier({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     # ------------------------------------------------------------------------------- building
     def _load_encoder(self):
@@ -137,24 +136,29 @@ class FineTunedClassifier:
         frozen = np.empty_like(X)
         frozen[order] = X
         probe = HeadCommittee(n_members=1, bootstrap=False, weight_decay=0.1, random_state=self.random_state)
-        probe.fit(frozen, y, n_classes=self.n_classes_, sample_weight=w)
+        probe.fit(frozen, y, classes=np.arange(self.n_classes_), sample_weight=w)
         head = torch.nn.Linear(frozen.shape[1], self.n_classes_)
         with torch.no_grad():
             head.weight.copy_(probe.weights_["W"].T.float())
             head.bias.copy_(probe.weights_["b"].reshape(-1).float())
         return head.to(self.device)
 
-    def fit(self, texts, y, *, n_classes: int, sample_weight=None) -> FineTunedClassifier:
+    def fit(self, texts, y, *, classes=None, sample_weight=None, n_classes: int | None = None) -> FineTunedClassifier:
+        """Fine-tune on ``texts`` and their labels ``y``. ``classes``: the label set, ``classes_`` (default
+        ``np.unique(y)``); every value of ``y`` must be in it, classes absent from ``y`` still get a
+        column. ``n_classes=C`` (legacy) is short for ``classes=np.arange(C)``."""
         texts = [str(t) for t in texts]
-        y = np.asarray(y, dtype=np.int64)
+        y = np.asarray(y)
         n = len(texts)
         if n == 0 or y.shape != (n,):
             raise ValueError("fit needs as many labels as texts, and at least one")
+        classes_, y = _fit_classes(y, classes, n_classes)
         w = np.ones(n, dtype=np.float32) if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
         torch.manual_seed(self.random_state)
         rng = np.random.default_rng(self.random_state)
         self.encoder_ = self._load_encoder()
-        self.n_classes_ = n_classes
+        self.classes_ = classes_
+        self.n_classes_ = len(classes_)
         self.head_ = self._linear_probe(texts, y, w)
         optimiser = torch.optim.AdamW(
             [
@@ -188,10 +192,6 @@ class FineTunedClassifier:
         return self
 
     # -------------------------------------------------------------------------------- predict
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "head_"):
-            raise RuntimeError("FineTunedClassifier is not fitted yet: call fit() first")
-
     def _batches(self, texts: list[str]):
         size = 256 if str(self.device).startswith("cuda") else 64
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths pad less
@@ -200,7 +200,8 @@ class FineTunedClassifier:
             yield idx, [texts[i] for i in idx]
 
     def predict_proba(self, texts) -> np.ndarray:
-        self._check_fitted()
+        """``p(c|x)``: NumPy float32 ``(n, C)``, columns in the order of ``classes_``."""
+        check_is_fitted(self, "head_")
         texts = [str(t) for t in texts]
         out = np.empty((len(texts), self.n_classes_), dtype=np.float32)
         self.encoder_.eval()
@@ -210,11 +211,14 @@ class FineTunedClassifier:
         return out
 
     def predict(self, texts) -> np.ndarray:
-        return self.predict_proba(texts).argmax(1).astype(np.int64)
+        """``classes_[argmax_c p(c|x)]``: NumPy ``(n,)`` of the dtype of ``classes_``."""
+        best = self.predict_proba(texts).argmax(1)
+        return self.classes_[best]
 
-    def predict_proba_members(self, texts) -> torch.Tensor:
-        """``(mc_samples, n, C)``: passes with the encoder's dropout on (MC dropout), seeded per pass."""
-        self._check_fitted()
+    def predict_proba_members(self, texts) -> np.ndarray:
+        """NumPy float32 ``(mc_samples, n, C)``: passes with the encoder's dropout on (MC dropout), seeded
+        per pass."""
+        check_is_fitted(self, "head_")
         texts = [str(t) for t in texts]
         out = torch.empty(self.mc_samples, len(texts), self.n_classes_)
         self.encoder_.train()
@@ -226,27 +230,34 @@ class FineTunedClassifier:
                         out[s, torch.as_tensor(idx)] = torch.softmax(self._logits(chunk), dim=-1).float().cpu()
         finally:
             self.encoder_.eval()
-        return out
+        return out.numpy()
 
-    def score(self, texts, strategy: str) -> torch.Tensor:
+    def score(self, texts, strategy: str) -> np.ndarray:
+        """Acquisition score of ``strategy`` for every text: NumPy ``(n,)`` (float32, float64 for ``qbc``).
+        BALD and QBC use the MC-dropout passes, the others the mean prediction."""
         fn = SCORE_FUNCTIONS[strategy]
         if strategy in ("bald", "qbc"):
-            return fn(self.predict_proba_members(texts))
-        return fn(torch.as_tensor(self.predict_proba(texts))[None])
+            return fn(torch.from_numpy(self.predict_proba_members(texts))).cpu().numpy()
+        return fn(torch.as_tensor(self.predict_proba(texts))[None]).cpu().numpy()
 
     # ---------------------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
-        self._check_fitted()
+        """Hyper-parameters and weights (float32, on CPU); ``torch.save``-able and loadable with
+        ``torch.load(..., weights_only=True)`` (``classes`` is a plain list)."""
+        check_is_fitted(self, "head_")
         return {
             "kind": "finetune",
             "params": self.get_params(),
             "n_classes": self.n_classes_,
+            "classes": self.classes_.tolist(),
             "encoder": {k: v.detach().float().cpu() for k, v in self.encoder_.state_dict().items()},
             "head": {k: v.detach().float().cpu() for k, v in self.head_.state_dict().items()},
         }
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], *, device: str | None = None) -> FineTunedClassifier:
+        """Rebuild a fitted model from :meth:`state_dict` (optionally on another ``device``). A state saved
+        without ``classes`` (older versions) gets ``classes_ = np.arange(n_classes)``."""
         params = dict(state["params"])
         if device is not None:
             params["device"] = device
@@ -255,6 +266,7 @@ class FineTunedClassifier:
         model.encoder_.load_state_dict(state["encoder"])
         model.encoder_.eval()
         model.n_classes_ = int(state["n_classes"])
+        model.classes_ = _state_classes(state, model.n_classes_)
         model.head_ = torch.nn.Linear(_dimension(model.encoder_), model.n_classes_).to(model.device)
         model.head_.load_state_dict(state["head"])
         return model

@@ -68,9 +68,22 @@ def training_jobs_for_project(project: Project) -> QuerySet[TrainingJob]:
     )
 
 
-def training_status(project: Project) -> dict:
-    from .services.loop import new_labels_since_model
+def new_labels_since_model(project: Project) -> int:
+    """Final labels finalised after the newest (non-failed) model version's label snapshot."""
+    latest = (
+        ModelVersion.objects.filter(project=project, labels_as_of__isnull=False)
+        .exclude(status=ModelVersion.Status.FAILED)
+        .order_by("-version")
+        .values_list("labels_as_of", flat=True)
+        .first()
+    )
+    finals = Item.objects.filter(project=project, final_label__isnull=False)
+    if latest is not None:
+        finals = finals.filter(finalized_at__gt=latest)
+    return finals.count()
 
+
+def training_status(project: Project) -> dict:
     current = model_version_current(project)
     return {
         "new_labels": new_labels_since_model(project),

@@ -28,14 +28,19 @@ sparse-matrix product with the (items x (annotator, answer)) count matrix :math:
 iteration costs O(annotations x classes) with no Python loop over annotations.
 
 :class:`MajorityVote` has the same API (posteriors = vote shares) and is Dawid-Skene's starting
-point. With ``smoothing=0, answer_noise=0, prior_smoothing=0`` :class:`DawidSkene` computes what
-crowd-kit's ``DawidSkene`` computes, to 1e-13 for the same number of iterations.
+point. Both are scikit-learn estimators (``sklearn.base.BaseEstimator``: ``get_params`` /
+``set_params`` / ``clone``) with crowd-kit's fit signature ``fit(items, workers, labels, ...)``; after
+a fit ``classes_ = np.arange(n_classes_)`` names the posterior columns. With ``smoothing=0,
+answer_noise=0, prior_smoothing=0`` :class:`DawidSkene` computes what crowd-kit's ``DawidSkene``
+computes, to 1e-13 for the same number of iterations.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from annotation.agreement import as_annotations
 
@@ -82,7 +87,7 @@ def _clamp(posteriors: np.ndarray, gold: np.ndarray | None) -> np.ndarray:
     return posteriors
 
 
-class _Aggregator:
+class _Aggregator(BaseEstimator):
     """Shared prediction API over the learned ``posteriors_`` and ``labels_``."""
 
     posteriors_: np.ndarray
@@ -110,8 +115,7 @@ class _Aggregator:
         return self.fit(items, workers, labels, **kwargs).predict_proba()
 
     def _check_fitted(self):
-        if not hasattr(self, "posteriors_"):
-            raise AttributeError(f"this {type(self).__name__} is not fitted yet; call fit() first")
+        check_is_fitted(self, "posteriors_")  # NotFittedError, an AttributeError
 
     def _skills_against(self, data, reference: np.ndarray) -> np.ndarray:
         """Share of each annotator's answers equal to ``reference[item]`` (nan without answers)."""
@@ -143,17 +147,11 @@ class MajorityVote(_Aggregator):
     Learned attributes: ``posteriors_`` (n_items, C); ``labels_`` (n_items,) chosen classes;
     ``priors_`` (C,) mean vote share over the labelled items; ``skills_`` (n_workers,) share of
     each annotator's answers equal to the chosen label (nan for an annotator without answers);
-    ``n_iter_ = 0``.
+    ``n_iter_ = 0``; ``classes_ = np.arange(n_classes_)``.
     """
 
     def __init__(self, *, tie_break: str = "skill"):
         self.tie_break = tie_break
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {"tie_break": self.tie_break}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(tie_break={self.tie_break!r})"
 
     def fit(self, items, workers, labels, *, n_items=None, n_workers=None, n_classes=None, true_labels=None):
         """Count votes. ``true_labels`` (n_items,), -1 where unknown, fixes the gold items' labels."""
@@ -174,6 +172,7 @@ class MajorityVote(_Aggregator):
         )
         self.skills_ = self._skills_against(data, self.labels_)
         self.n_iter_ = 0
+        self.classes_ = np.arange(data.n_classes)
         return self
 
     def _choose(self, data, shares: np.ndarray) -> np.ndarray:
@@ -246,6 +245,7 @@ class DawidSkene(_Aggregator):
     log_likelihood_ : marginal log-likelihood :math:`\sum_i \log\sum_j \theta_j \prod \pi` of the
         answers at the final parameters' E-step.
     converged_ : whether ``tol`` was reached before ``max_iter``.
+    classes_ : ``np.arange(C)``, the classes of the posterior columns.
 
     Deterministic: majority-vote initialisation (vote shares as the first posteriors, then an
     M-step), no randomness, so there is no ``random_state``. Ties in :meth:`predict` go to the
@@ -279,20 +279,6 @@ class DawidSkene(_Aggregator):
         self.answer_noise = answer_noise
         self.shrinkage = shrinkage
         self.prior_smoothing = prior_smoothing
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {
-            "max_iter": self.max_iter,
-            "tol": self.tol,
-            "smoothing": self.smoothing,
-            "answer_noise": self.answer_noise,
-            "shrinkage": self.shrinkage,
-            "prior_smoothing": self.prior_smoothing,
-        }
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
-        return f"{type(self).__name__}({params})"
 
     # -- EM steps -------------------------------------------------------------------------------
 
@@ -404,4 +390,5 @@ class DawidSkene(_Aggregator):
         self.labels_ = np.argmax(posteriors, axis=1)
         diagonal = np.diagonal(self.confusion_, axis1=1, axis2=2)  # (W, C): π_r^{jj}
         self.skills_ = diagonal @ self.priors_
+        self.classes_ = np.arange(data.n_classes)
         return self

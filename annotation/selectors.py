@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Count, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from quorum.errors import NotFound, PermissionDenied, ServiceError
 
-from .models import Annotation, Assignment, AssignmentStatus, ItemStatus, Membership, Project, QueueEntry, Role
+from . import ports
+from .models import (
+    AgreementSnapshot,
+    Annotation,
+    AnnotatorQuality,
+    Assignment,
+    AssignmentStatus,
+    ItemStatus,
+    LabelClass,
+    Membership,
+    Project,
+    QueueEntry,
+    ReviewStatus,
+    ReviewTask,
+    Role,
+)
+from .routing import review_policy
 
 ROLE_RANK = {Role.ANNOTATOR: 1, Role.REVIEWER: 2, Role.ADMIN: 3}
 
@@ -80,19 +97,9 @@ def open_slots(project: Project, *, limit: int) -> int:
     return sum(needed - taken for needed, taken in open_entries)
 
 
-def refill_running(project: Project) -> bool:
-    """Whether a scoring run of the project is pending or running."""
-    from acquisition.models import ScoringRun
-
-    return ScoringRun.objects.filter(project=project, status__in=ScoringRun.ACTIVE).exists()
-
-
 def _queue_snapshot_sql() -> str:
-    from acquisition.models import ScoringRun
-
     annotation, entry = Annotation._meta.db_table, QueueEntry._meta.db_table
-    assignment, run = Assignment._meta.db_table, ScoringRun._meta.db_table
-    active = ", ".join(f"'{status}'" for status in ScoringRun.ACTIVE)
+    assignment = Assignment._meta.db_table
     return f"""
     SELECT
       (SELECT COUNT(*) FROM {annotation} WHERE project_id = %(p)s AND user_id = %(u)s),
@@ -105,15 +112,14 @@ def _queue_snapshot_sql() -> str:
       (SELECT COALESCE(SUM(o.labels_needed - o.labels_taken), 0) FROM (
          SELECT e.labels_needed, e.labels_taken FROM {entry} e
          WHERE e.project_id = %(p)s AND e.labels_taken < e.labels_needed
-         ORDER BY e.priority DESC, e.id LIMIT %(slots)s) o),
-      EXISTS (SELECT 1 FROM {run} r WHERE r.project_id = %(p)s AND r.status IN ({active}))
+         ORDER BY e.priority DESC, e.id LIMIT %(slots)s) o)
     """
 
 
 def queue_snapshot(project: Project, user, *, slots_limit: int = 0) -> dict:
     """The annotator's progress line plus the project's open slots (counted up to
     ``slots_limit``, for the refill decision), in ONE query: the next-item path reads it on every
-    request.
+    request. (Whether a refill is on its way is the queue supply's to say: ``leases``.)
 
     ``remaining``: queue entries with an open slot that this user may still take (never handed to
     them, or only as a lease that expired), counted up to ``REMAINING_CAP`` (``remaining_capped``
@@ -129,13 +135,12 @@ def queue_snapshot(project: Project, user, *, slots_limit: int = 0) -> dict:
     }
     with connection.cursor() as cursor:
         cursor.execute(_queue_snapshot_sql(), params)
-        total, today, remaining, slots, running = cursor.fetchone()
+        total, today, remaining, slots = cursor.fetchone()
     return {
         "done_today": int(today),
         "done_total": int(total),
         "remaining": int(remaining),
         "remaining_capped": int(remaining) >= REMAINING_CAP,
-        "refill_running": bool(running),
         "open_slots": int(slots),
     }
 
@@ -144,6 +149,7 @@ def annotator_progress(project: Project, user) -> dict:
     """The progress line of the labelling page (see ``queue_snapshot``)."""
     snapshot = queue_snapshot(project, user)
     snapshot.pop("open_slots")
+    snapshot["refill_running"] = ports.queue_supply().running(project)
     return snapshot
 
 
@@ -222,8 +228,6 @@ def assignment_for_member(user, assignment_id: int) -> tuple[Assignment, str | N
 def review_for_user(user, review_id: int, *, minimum: str = Role.REVIEWER):
     """A review task and the user's role in its project. Unknown ids and projects the user is not a
     member of look the same (404); members below ``minimum`` get ``PermissionDenied`` (403)."""
-    from .models import ReviewTask
-
     task = ReviewTask.objects.select_related("project").filter(pk=review_id).first()
     role = role_in_project(user, task.project) if task is not None else None
     if task is None or role is None:
@@ -234,8 +238,6 @@ def review_for_user(user, review_id: int, *, minimum: str = Role.REVIEWER):
 
 
 def reviews_of_project(project: Project, *, status: str | None = None) -> QuerySet:
-    from .models import ReviewStatus, ReviewTask
-
     queryset = ReviewTask.objects.filter(project=project)
     if status is not None:
         if status not in ReviewStatus.values:
@@ -248,10 +250,6 @@ def reviews_of_project(project: Project, *, status: str | None = None) -> QueryS
 def review_payloads(tasks) -> list[dict]:
     """The API shape of review tasks, for a page of them in four queries (tasks with their item and
     users, the items' annotations, the annotators' quality, the label names)."""
-    from django.contrib.auth import get_user_model
-
-    from .models import AnnotatorQuality, LabelClass, ReviewStatus, ReviewTask
-
     tasks = list(tasks)
     if not tasks:
         return []
@@ -322,9 +320,6 @@ def review_payloads(tasks) -> list[dict]:
 def agreement_latest(project: Project) -> dict:
     """The latest agreement snapshot of the project in the API shape (nulls before the first); the
     policy is the one in force now (the snapshot's kappa against the current thresholds)."""
-    from .models import AgreementSnapshot
-    from .routing import review_policy
-
     snapshot = AgreementSnapshot.objects.filter(project=project).order_by("-computed_at", "-id").first()
     if snapshot is None:
         return {

@@ -6,5 +6,4 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("projects/<int:project_id>/label", views.label, name="label"),
     path("projects/<int:project_id>/review", views.review, name="review"),
-    path("projects/<int:project_id>/dashboard", views.project_dashboard, name="dashboard"),
 ]

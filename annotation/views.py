@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, Q
 from django.middleware.csrf import get_token
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
@@ -166,125 +165,3 @@ def review(request, project_id: int):
 
 
 # --- the project dashboard (reviewers read, admins change settings) --------------------------
-
-SETTINGS_FORM = [
-    # (field, input type, step) in display order; every one goes through ProjectSerializer's checks
-    ("acquisition_strategy", "select", None),
-    ("batch_size", "number", "1"),
-    ("exploration_fraction", "number", "0.01"),
-    ("labels_per_item", "number", "1"),
-    ("max_labels_per_item", "number", "1"),
-    ("review_all_below_kappa", "number", "0.01"),
-    ("review_disagreements_below_kappa", "number", "0.01"),
-    ("min_consensus_confidence", "number", "0.01"),
-    ("retrain_after", "number", "1"),
-    ("training_mode", "select", None),
-    ("eval_fraction", "number", "0.01"),
-    ("promotion_tolerance", "number", "0.005"),
-    ("lease_seconds", "number", "1"),
-    ("instructions", "textarea", None),
-]
-
-
-def _settings_fields(project: Project, values: dict | None, errors: dict) -> list[dict]:
-    fields = []
-    for name, kind, step in SETTINGS_FORM:
-        model_field = Project._meta.get_field(name)
-        fields.append(
-            {
-                "name": name,
-                "label": name.replace("_", " ").capitalize(),
-                "kind": kind,
-                "step": step,
-                "value": (values or {}).get(name, getattr(project, name)),
-                "choices": list(model_field.choices or []),
-                "help": model_field.help_text,
-                "error": " ".join(str(e) for e in errors.get(name, []))
-                if isinstance(errors.get(name), list)
-                else errors.get(name),
-            }
-        )
-    return fields
-
-
-def _dashboard_context(project: Project, role: str) -> dict:
-    from acquisition import curves
-    from acquisition.selectors import model_versions_for_project
-
-    from . import charts, dashboard
-
-    snapshot = dashboard.agreement(project)
-    curve = dashboard.learning_curve(project)
-    kappa = (snapshot.kappa_matrix if snapshot else {}) or {}
-    versions = list(model_versions_for_project(project)[:10])
-    return {
-        "project": project,
-        "role": role,
-        "is_admin": selectors.has_role(role, Role.ADMIN),
-        "progress": dashboard.progress(project),
-        "labels_chart": charts.bar_chart(dashboard.label_distribution(project), title="Final labels per class"),
-        "curve_chart": charts.line_chart(
-            [
-                {"name": "accuracy", "points": [(p["labels"], p["accuracy"]) for p in curve]},
-                {
-                    "name": "macro-F1",
-                    "points": [(p["labels"], p["macro_f1"]) for p in curve if p["macro_f1"] is not None],
-                },
-            ],
-            title="Held-out accuracy and macro-F1 of each model version against the labels it was trained on",
-            x_label="final labels",
-            y_label="held-out score",
-            y_range=(0.0, 1.0),
-        ),
-        "curve": curve,
-        "stopping": curves.stopping_signal(curve),
-        "snapshot": snapshot,
-        "heatmap": charts.heatmap(
-            kappa.get("annotators", []), kappa.get("values", []), title="Cohen's kappa between pairs of annotators"
-        ),
-        "annotators": dashboard.annotator_rows(project, snapshot),
-        "queue": dashboard.queue_summary(project),
-        "jobs": dashboard.active_jobs(project),
-        "versions": versions,
-        "drift": dashboard.latest_drift(project),
-    }
-
-
-@login_required
-def project_dashboard(request, project_id: int):
-    """Reviewers and admins see the dashboard; admins may change the project's settings (POST)."""
-    from django.contrib import messages
-    from django.db import transaction
-
-    from quorum.errors import ServiceError
-
-    from .api.serializers import ProjectSerializer
-    from .services import project_update
-
-    project, role = reviewer_project_or_403(request.user, project_id)
-    errors, posted = {}, None
-    if request.method == "POST":
-        if not selectors.has_role(role, Role.ADMIN):
-            raise PermissionDenied("Changing settings needs the admin role in this project.")
-        posted = {name: request.POST[name] for name, _, _ in SETTINGS_FORM if name in request.POST}
-        serializer = ProjectSerializer(project, data=posted, partial=True)
-        if serializer.is_valid():
-            try:
-                with transaction.atomic():
-                    project_update(project=project, **serializer.validated_data)
-            except ServiceError as exc:
-                errors = exc.detail if isinstance(exc.detail, dict) else {"__all__": [str(exc.detail)]}
-            else:
-                messages.success(request, "Settings saved.")
-                return redirect("dashboard", project_id=project.pk)
-        else:
-            errors = serializer.errors
-    elif request.method not in ("GET", "HEAD"):
-        from django.http import HttpResponseNotAllowed
-
-        return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
-    context = _dashboard_context(project, role)
-    context["settings_fields"] = _settings_fields(project, posted, errors)
-    context["settings_errors"] = errors
-    context["config"] = {"projectId": project.pk, "apiRoot": reverse("api-projects").removesuffix("projects")}
-    return render(request, "annotation/dashboard.html", context, status=400 if errors else 200)

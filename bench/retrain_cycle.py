@@ -65,13 +65,13 @@ def child(args) -> dict:
     from django.utils import timezone
 
     from acquisition.models import ModelVersion, TrainingJob
-    from acquisition.services import loop
-    from acquisition.simulator import InProcessWorker
     from annotation import services
     from annotation.ingest_records import CleanRecord, text_digest
     from annotation.models import AgreementSnapshot, Item, ItemStatus, LabelSource, QueueEntry
     from annotation.services.projects import LabelSpec
-    from annotation.tasks import project_aggregate_task
+    from loop.services import training
+    from loop.simulator import InProcessWorker
+    from loop.tasks import project_aggregate_task
 
     vectors, truth, n_classes = pool_vectors(args.items)
     old = setup_databases(verbosity=0, interactive=False)
@@ -125,9 +125,9 @@ def child(args) -> dict:
                 QueueEntry.objects.filter(item_id__in=[int(ids[j]) for j in rows]).delete()
 
             finalise(chosen[: args.labels])
-            job = loop.training_job_request(project=project, trigger="manual")
+            job = training.training_job_request(project=project, trigger="manual")
             worker.pending.clear()
-            loop.training_job_execute(job.pk)
+            training.training_job_execute(job.pk)
             job.refresh_from_db()
             report["first_job"] = job.timings
 

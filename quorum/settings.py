@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "annotation",
     "acquisition",
+    "loop",
 ]
 
 MIDDLEWARE = [
@@ -213,7 +214,6 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_GPU_QUEUE = "gpu"
 CELERY_TASK_ROUTES = {
     "acquisition.tasks.items_embed": {"queue": CELERY_GPU_QUEUE},
-    "acquisition.tasks.model_train": {"queue": CELERY_GPU_QUEUE},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

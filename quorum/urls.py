@@ -12,7 +12,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("annotation.api.urls")),
-    path("api/v1/", include("acquisition.api.urls")),
-    path("", include("acquisition.urls")),
+    path("api/v1/", include("loop.api.urls")),
+    path("", include("loop.urls")),
     path("", include("annotation.urls")),
 ]

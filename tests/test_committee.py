@@ -6,6 +6,8 @@ import io
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from acquisition import strategies as S
 from acquisition.committee import HeadCommittee
@@ -26,11 +28,11 @@ def test_shapes_and_learning(kw):
     X, y = _blobs()
     model = HeadCommittee(n_members=3, **kw).fit(X, y, n_classes=4)
     probs = model.predict_proba_members(X, chunk_size=64)
-    assert probs.shape == (3, 300, 4) and probs.dtype == torch.float32
-    torch.testing.assert_close(probs.sum(-1), torch.ones(3, 300))
+    assert isinstance(probs, np.ndarray) and probs.shape == (3, 300, 4) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(-1), np.ones((3, 300)), atol=1e-5)
     p = model.predict_proba(X)
     assert p.shape == (300, 4) and p.dtype == np.float32
-    np.testing.assert_allclose(p, probs.mean(0).numpy(), atol=1e-6)
+    np.testing.assert_allclose(p, probs.mean(0), atol=1e-6)
     assert (model.predict(X) == y).mean() > 0.97
     assert model.n_classes_ == 4 and model.n_features_in_ == 16 and model.members_ == 3
 
@@ -40,17 +42,17 @@ def test_deterministic_for_a_random_state(kw):
     X, y = _blobs()
     a = HeadCommittee(n_members=3, random_state=7, **kw).fit(X, y, n_classes=4).predict_proba_members(X)
     b = HeadCommittee(n_members=3, random_state=7, **kw).fit(X, y, n_classes=4).predict_proba_members(X)
-    assert torch.equal(a, b)
+    assert np.array_equal(a, b)
     c = HeadCommittee(n_members=3, random_state=8, **kw).fit(X, y, n_classes=4).predict_proba_members(X)
-    assert not torch.equal(a, c)
+    assert not np.array_equal(a, c)
 
 
 def test_members_differ_by_bootstrap():
     X, y = _blobs(n=80, spread=2.0)
     probs = HeadCommittee(n_members=4).fit(X, y, n_classes=4).predict_proba_members(X)
-    assert float((probs[0] - probs[1]).abs().max()) > 1e-3
+    assert float(np.abs(probs[0] - probs[1]).max()) > 1e-3
     same = HeadCommittee(n_members=4, bootstrap=False).fit(X, y, n_classes=4).predict_proba_members(X)
-    torch.testing.assert_close(same[0], same[1])  # convex problem, same data: same member
+    np.testing.assert_allclose(same[0], same[1], rtol=1.3e-6, atol=1e-5)  # convex problem, same data: same member
 
 
 def test_unseen_classes_get_a_column():
@@ -86,8 +88,8 @@ def test_mc_dropout_samples_differ_and_feed_bald():
     model.fit(X, y, n_classes=4)
     probs = model.predict_proba_members(X)
     assert probs.shape == (8, 200, 4)
-    assert float((probs[0] - probs[1]).abs().max()) > 1e-3
-    assert torch.equal(model.predict_proba_members(X, chunk_size=17), probs)  # masks do not depend on chunking
+    assert float(np.abs(probs[0] - probs[1]).max()) > 1e-3
+    assert np.array_equal(model.predict_proba_members(X, chunk_size=17), probs)  # masks do not depend on chunking
     assert float(S.bald(probs).max()) > 0
     with pytest.raises(ValueError):
         HeadCommittee(mc_dropout=True).fit(X, y, n_classes=4)
@@ -101,8 +103,9 @@ def test_state_dict_round_trip(kw):
     torch.save(model.state_dict(), buf)
     buf.seek(0)
     loaded = HeadCommittee.from_state_dict(torch.load(buf, weights_only=True))
-    assert torch.equal(loaded.predict_proba_members(X), model.predict_proba_members(X))
+    assert np.array_equal(loaded.predict_proba_members(X), model.predict_proba_members(X))
     assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.classes_, model.classes_)
 
 
 @pytest.mark.parametrize("strategy", ["least_confidence", "margin", "entropy", "bald", "qbc"])
@@ -111,7 +114,8 @@ def test_chunked_score_equals_score_of_probs(strategy):
     model = HeadCommittee(n_members=5).fit(X[:100], y[:100], n_classes=4)
     whole = S.score(strategy, model.predict_proba_members(X))
     chunked = model.score(X, strategy, chunk_size=64)
-    torch.testing.assert_close(chunked, whole)
+    assert isinstance(chunked, np.ndarray)
+    torch.testing.assert_close(torch.from_numpy(chunked), whole)
     a = S.select_batch(strategy, 20, scores=chunked)
     b = S.select_batch(strategy, 20, probs=model.predict_proba_members(X))
     assert a.indices.tolist() == b.indices.tolist()
@@ -123,13 +127,13 @@ def test_bad_input():
         HeadCommittee().fit(X, y, n_classes=3)  # label 3 out of range
     with pytest.raises(ValueError):
         HeadCommittee().fit(X, y[:10], n_classes=4)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(NotFittedError):
         HeadCommittee().predict_proba(X)
 
 
 def _objective(model, X, y):
     """The training objective of a single head fitted without bootstrap (dropout 0): mean CE + wd/2 ‖θ‖² / n."""
-    p = model.predict_proba_members(X)[0].double()
+    p = torch.from_numpy(model.predict_proba_members(X)[0]).double()
     ce = -torch.log(p[torch.arange(len(y)), torch.as_tensor(y)]).mean()
     penalty = sum(float(w.double().square().sum()) for w in model.weights_.values())
     return float(ce) + 0.5 * model.weight_decay * penalty / len(y)
@@ -193,7 +197,7 @@ def test_warm_start_falls_back_to_a_fresh_init_when_the_problem_changes(change):
     fresh = HeadCommittee(**params).fit(X2, y, n_classes=c2)
     assert model.weights_.keys() == fresh.weights_.keys()
     assert all(torch.equal(model.weights_[k], fresh.weights_[k]) for k in fresh.weights_)
-    assert torch.equal(model.predict_proba_members(X2), fresh.predict_proba_members(X2))
+    assert np.array_equal(model.predict_proba_members(X2), fresh.predict_proba_members(X2))
 
 
 @pytest.mark.parametrize(
@@ -209,8 +213,8 @@ def test_warm_start_is_deterministic_for_a_random_state(kw):
         return model.predict_proba_members(X)
 
     a = run(7)
-    assert torch.equal(a, run(7))
-    assert not torch.equal(a, run(8))
+    assert np.array_equal(a, run(7))
+    assert not np.array_equal(a, run(8))
 
 
 def test_warm_start_from_a_loaded_state():
@@ -219,9 +223,9 @@ def test_warm_start_from_a_loaded_state():
     loaded = HeadCommittee.from_state_dict(model.state_dict()).set_params(warm_start=True)
     model.set_params(warm_start=True).fit(X, y, n_classes=4)
     loaded.fit(X, y, n_classes=4)
-    assert torch.equal(loaded.predict_proba_members(X), model.predict_proba_members(X))
+    assert np.array_equal(loaded.predict_proba_members(X), model.predict_proba_members(X))
     cold = HeadCommittee(n_members=2, epochs=5).fit(X, y, n_classes=4)
-    assert not torch.equal(loaded.predict_proba_members(X), cold.predict_proba_members(X))
+    assert not np.array_equal(loaded.predict_proba_members(X), cold.predict_proba_members(X))
     assert loaded.get_params()["warm_start"] is True and "warm_start=True" in repr(loaded)
 
 
@@ -233,3 +237,146 @@ def test_cuda_parity():
     np.testing.assert_allclose(gpu.predict_proba(X), cpu.predict_proba(X), atol=1e-3)
     moved = HeadCommittee.from_state_dict(cpu.state_dict(), device="cuda")
     np.testing.assert_allclose(moved.predict_proba(X), cpu.predict_proba(X), atol=1e-5)
+
+
+# ---------------------------------------------------------------------- scikit-learn estimator API
+
+
+def test_clone_gives_an_unfitted_copy_with_equal_params():
+    X, y = _blobs()
+    model = HeadCommittee(n_members=2, hidden=8, epochs=5, random_state=3, warm_start=True).fit(X, y)
+    copy = clone(model)
+    assert type(copy) is HeadCommittee and copy is not model
+    assert copy.get_params() == model.get_params()
+    assert not hasattr(copy, "weights_") and not hasattr(copy, "classes_")
+    with pytest.raises(NotFittedError):
+        copy.predict(X)
+    assert np.array_equal(
+        copy.fit(X, y).predict_proba(X), HeadCommittee(**model.get_params()).fit(X, y).predict_proba(X)
+    )
+
+
+def test_get_params_set_params_round_trip():
+    model = HeadCommittee()
+    params = model.get_params()
+    assert set(params) == {
+        "n_members", "hidden", "dropout", "mc_dropout", "mc_samples", "epochs", "lr", "weight_decay",
+        "bootstrap", "random_state", "device", "tol", "warm_start",
+    }  # fmt: skip
+    changed = {**params, "n_members": 7, "lr": 0.5, "epochs": None, "device": "cpu"}
+    assert model.set_params(**changed) is model
+    assert model.get_params() == changed and model.n_members == 7
+    assert HeadCommittee(**changed).get_params() == changed
+    assert repr(model) == "HeadCommittee(lr=0.5, n_members=7)"
+    with pytest.raises(ValueError):
+        model.set_params(n_member=3)
+
+
+def test_classes_are_derived_from_y():
+    X, y01 = _blobs(c=2)
+    y = np.where(y01 == 0, 3, 7)
+    model = HeadCommittee(n_members=2).fit(X, y)
+    np.testing.assert_array_equal(model.classes_, [3, 7])
+    assert model.n_classes_ == 2
+    proba = model.predict_proba(X)
+    assert proba.shape == (300, 2)
+    pred = model.predict(X)
+    assert set(np.unique(pred)) <= {3, 7} and (pred == y).mean() > 0.97
+    np.testing.assert_array_equal(pred, model.classes_[proba.argmax(1)])
+    # the same fit as with the labels encoded by hand: columns follow classes_
+    coded = HeadCommittee(n_members=2).fit(X, y01, n_classes=2)
+    np.testing.assert_array_equal(proba, coded.predict_proba(X))
+    # string labels too
+    names = np.array(["ham", "spam"])[y01]
+    named = HeadCommittee(n_members=2).fit(X, names)
+    np.testing.assert_array_equal(named.classes_, ["ham", "spam"])
+    assert (named.predict(X) == names).mean() > 0.97
+
+
+def test_explicit_classes_give_a_column_to_an_unseen_class():
+    X, y01 = _blobs(c=2)
+    y = np.where(y01 == 0, 3, 7)
+    model = HeadCommittee(n_members=2).fit(X, y, classes=[3, 5, 7])
+    np.testing.assert_array_equal(model.classes_, [3, 5, 7])
+    p = model.predict_proba(X)
+    assert p.shape == (300, 3) and p[:, 1].max() < 0.05
+    assert set(np.unique(model.predict(X))) <= {3, 7}
+    assert model.predict_proba_members(X).shape == (2, 300, 3)
+    with pytest.raises(ValueError, match="not in classes"):
+        HeadCommittee().fit(X, y, classes=[3, 5])
+    with pytest.raises(ValueError, match="not both"):
+        HeadCommittee().fit(X, y01, classes=[0, 1], n_classes=2)
+    with pytest.raises(ValueError, match="repeat"):
+        HeadCommittee().fit(X, y, classes=[3, 3, 7])
+
+
+def test_legacy_n_classes_is_short_for_classes_arange():
+    X, y = _blobs(c=3)
+    legacy = HeadCommittee(n_members=2).fit(X, y, n_classes=5)
+    explicit = HeadCommittee(n_members=2).fit(X, y, classes=np.arange(5))
+    np.testing.assert_array_equal(legacy.classes_, np.arange(5))
+    assert legacy.n_classes_ == 5
+    assert all(torch.equal(legacy.weights_[k], explicit.weights_[k]) for k in legacy.weights_)
+    pred = legacy.predict(X)
+    assert pred.dtype == np.int64 and set(np.unique(pred)) <= {0, 1, 2}
+    with pytest.raises(ValueError):
+        HeadCommittee().fit(X, y + 5, n_classes=5)
+
+
+@pytest.mark.parametrize("kw", [{}, {"hidden": 8, "epochs": 10, "mc_dropout": True, "mc_samples": 4}])
+def test_outputs_are_numpy(kw):
+    X, y = _blobs(n=120)
+    model = HeadCommittee(n_members=3, **kw).fit(X, y)
+    for out, dtype in (
+        (model.predict_proba(X, chunk_size=50), np.float32),
+        (model.predict_proba_members(X, chunk_size=50), np.float32),
+    ):
+        assert type(out) is np.ndarray and out.dtype == dtype
+    assert type(model.predict(X)) is np.ndarray
+    for strategy in ("least_confidence", "margin", "entropy", "bald", "qbc"):
+        sc = model.score(X, strategy, chunk_size=50)
+        assert type(sc) is np.ndarray and sc.shape == (120,) and sc.dtype in (np.float32, np.float64)
+        np.testing.assert_allclose(sc, S.score(strategy, model.predict_proba_members(X)).numpy(), rtol=1e-6)
+    empty = model.score(X[:0], "margin")
+    assert type(empty) is np.ndarray and empty.shape == (0,)
+
+
+def test_state_dict_keeps_classes_and_loads_with_weights_only():
+    X, y01 = _blobs(c=2)
+    y = np.where(y01 == 0, 3, 7)
+    model = HeadCommittee(n_members=2).fit(X, y, classes=[3, 5, 7])
+    state = model.state_dict()
+    assert state["classes"] == [3, 5, 7]
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    loaded = HeadCommittee.from_state_dict(torch.load(buf, weights_only=True))
+    np.testing.assert_array_equal(loaded.classes_, [3, 5, 7])
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_a_state_dict_without_classes_loads_with_arange():
+    """States saved before ``classes_`` existed have no ``classes`` entry."""
+    X, y = _blobs()
+    model = HeadCommittee(n_members=2).fit(X, y, n_classes=5)
+    state = model.state_dict()
+    del state["classes"]
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    loaded = HeadCommittee.from_state_dict(torch.load(buf, weights_only=True))
+    np.testing.assert_array_equal(loaded.classes_, np.arange(5))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    # and a warm refit with the legacy n_classes continues from it
+    loaded.set_params(warm_start=True).fit(X, y, n_classes=5)
+    assert loaded.n_classes_ == 5
+
+
+def test_warm_start_falls_back_to_a_fresh_init_when_the_classes_change():
+    X, y = _blobs(c=4)
+    model = HeadCommittee(n_members=2, epochs=5, warm_start=True).fit(X, y)
+    relabelled = np.where(y == 3, 9, y)  # still four classes, one of them another
+    model.fit(X, relabelled)
+    fresh = HeadCommittee(n_members=2, epochs=5).fit(X, relabelled)
+    np.testing.assert_array_equal(model.classes_, [0, 1, 2, 9])
+    assert all(torch.equal(model.weights_[k], fresh.weights_[k]) for k in fresh.weights_)

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from annotation.dawid_skene import DawidSkene, MajorityVote
 
@@ -255,3 +257,44 @@ def test_no_answers_with_known_counts_gives_priors():
     model = DawidSkene().fit([], [], [], n_items=3, n_workers=2, n_classes=2)
     np.testing.assert_allclose(model.posteriors_, 0.5)
     assert MajorityVote().fit([], [], [], n_items=3, n_classes=2).predict().tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        DawidSkene(max_iter=7, tol=1e-3, smoothing=0.5, answer_noise=0.1, shrinkage=2.0, prior_smoothing=0.0),
+        MajorityVote(tie_break="lowest"),
+    ],
+)
+def test_scikit_learn_clone_and_params(model):
+    items, workers, labels, _ = simulate(PLANTED, PLANTED_PRIORS, n_items=100, per_item=3, seed=9)
+    fitted = model.fit(items, workers, labels)
+    copy = clone(fitted)
+    assert type(copy) is type(model) and copy.get_params() == model.get_params()
+    assert not hasattr(copy, "posteriors_") and not hasattr(copy, "classes_")
+    with pytest.raises(NotFittedError, match="not fitted"):
+        copy.predict_proba()
+    np.testing.assert_array_equal(copy.fit(items, workers, labels).posteriors_, fitted.posteriors_)
+    # get_params / set_params round trip, unknown names refused
+    params = model.get_params()
+    other = type(model)()
+    assert other.set_params(**params) is other and other.get_params() == params
+    with pytest.raises(ValueError):
+        other.set_params(no_such_parameter=1)
+
+
+def test_params_are_the_constructor_arguments():
+    assert set(DawidSkene().get_params()) == {
+        "max_iter", "tol", "smoothing", "answer_noise", "shrinkage", "prior_smoothing"
+    }  # fmt: skip
+    assert MajorityVote().get_params() == {"tie_break": "skill"}
+    assert repr(MajorityVote(tie_break="lowest")) == "MajorityVote(tie_break='lowest')"
+    assert repr(DawidSkene()) == "DawidSkene()"
+
+
+@pytest.mark.parametrize("cls", [DawidSkene, MajorityVote])
+def test_classes_after_fit(cls):
+    model = cls().fit([0, 1, 1], [0, 0, 1], [0, 1, 1], n_classes=4)
+    np.testing.assert_array_equal(model.classes_, np.arange(4))
+    assert model.n_classes_ == 4 and model.predict_proba().shape == (2, 4)
+    assert isinstance(model.posteriors_, np.ndarray) and isinstance(model.predict(), np.ndarray)

@@ -1,22 +1,13 @@
-"""Every write of the model side: embedding items, scoring runs that fill the queue, training.
+"""Every write of the model side, one job per module; atomic, validating, raising ``quorum.errors``.
 
-Services are atomic and validating and raise ``annotation.errors``; Celery tasks in
-``acquisition.tasks`` are thin wrappers that call them with ids.
+- ``embedding``: encode waiting items and store their vectors (and the vectors a push brought).
+- ``scoring``: a scoring run's computation: plan, score a chunk, reduce to the batch.
+- ``snapshot``: the label snapshot a model learns from and the held-out split.
+- ``fitting``: fit and evaluate a candidate model version.
+- ``gate``: candidate against current, promote or reject.
+- ``registry``: load, cache and promote model versions.
+- ``drift``: the drift check of pushed pools.
+- ``jobs``: what scoring runs and training jobs share (one active per project, stale ones expire).
+
+None of them decides what happens next: ``loop`` calls them and starts the next stage.
 """
-
-from .embedding import EmbedReport, items_embed, items_embed_mark_queued
-from .scoring import scoring_request, scoring_run_create, scoring_run_execute, scoring_run_fail, scoring_runs_expire
-from .training import model_load, model_train
-
-__all__ = [
-    "EmbedReport",
-    "items_embed",
-    "items_embed_mark_queued",
-    "model_load",
-    "model_train",
-    "scoring_request",
-    "scoring_run_create",
-    "scoring_run_execute",
-    "scoring_run_fail",
-    "scoring_runs_expire",
-]

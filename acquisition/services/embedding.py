@@ -1,4 +1,5 @@
-"""Embedding items: encode waiting texts with the project's encoder and store the vectors."""
+"""Embedding items: encode waiting texts with the project's encoder and store the vectors; and the
+store of the vectors a push brought (``ItemVectorStore``)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from django.conf import settings
 from django.db import transaction
 
 from annotation.models import EmbeddingState, Item, Project
+from quorum.chunks import iter_chunks
 from quorum.errors import ServiceError
 
+from ..encoders import get_encoder
 from ..models import ItemEmbedding
 
 logger = logging.getLogger(__name__)
 
 WAITING = (EmbeddingState.PENDING, EmbeddingState.QUEUED)
+CHUNK = 2000  # rows per statement
 
 
 @dataclass
@@ -55,8 +59,6 @@ def items_embed(*, project: Project, item_ids: list[int] | None = None, batch_si
     ``failed`` and logged; errors that hit every item (no model, out of memory) propagate so the
     task is retried.
     """
-    from ..encoders import get_encoder
-
     batch_size = batch_size or settings.QUORUM_EMBED_BATCH_SIZE
     try:
         encoder = get_encoder(project.encoder, device=settings.QUORUM_DEVICE)
@@ -154,3 +156,33 @@ def _store(project: Project, source: str, rows, vectors: dict[int, bytes], failu
                 logger.error("item %s of project %s cannot be embedded: %s", pk, project.pk, failures[pk])
     report.embedded += len(ready)
     report.failed += len(failed)
+
+
+class ItemVectorStore:
+    """The vectors pushed with records, in ``ItemEmbedding`` (``annotation.ports.VectorStore``):
+    compared, dropped and written inside the ingest's transaction."""
+
+    def same(self, pushed: dict[int, bytes]) -> set[int]:
+        same: set[int] = set()
+        for chunk in iter_chunks(list(pushed), CHUNK):
+            for item_id, vector in ItemEmbedding.objects.filter(item_id__in=chunk).values_list("item_id", "vector"):
+                if bytes(vector) == pushed[item_id]:
+                    same.add(item_id)
+        return same
+
+    def drop(self, item_ids) -> None:
+        for chunk in iter_chunks(list(item_ids), CHUNK):
+            ItemEmbedding.objects.filter(item_id__in=chunk).delete()
+
+    def write(self, project: Project, vectors: dict[int, bytes], *, source: str) -> None:
+        rows = [
+            ItemEmbedding(item_id=item_id, project_id=project.pk, vector=vector, dim=project.embedding_dim, source=source)
+            for item_id, vector in vectors.items()
+        ]
+        for chunk in iter_chunks(rows, CHUNK):
+            ItemEmbedding.objects.bulk_create(
+                chunk,
+                update_conflicts=True,
+                unique_fields=["item"],
+                update_fields=["vector", "dim", "source", "updated_at"],
+            )

@@ -1,21 +1,32 @@
-"""Every write of the annotation app: atomic, validating, raising ``annotation.errors``."""
+"""Every write of the people side, one job per module; atomic, validating, raising ``quorum.errors``.
 
-from .aggregation import aggregation_request, project_aggregate
-from .assignments import (
+- ``projects``, ``members``: projects, their label sets and who works on them.
+- ``ingest``: validated records into items (idempotent bulk upsert).
+- ``queue``: the queue's entries replaced atomically (what a scoring run or the fallback writes).
+- ``slots``: the counting rule and the lock order that leases and annotations share.
+- ``leases``: the next item, skip, expiry, keeping the queue fed.
+- ``annotations``: submit, change, undo.
+- ``consensus``: an item's consensus rule on its last label.
+- ``aggregation``: a whole project's Dawid-Skene, agreement figures and re-routing.
+- ``review``: the reviewers' queue and decisions.
+
+None of them decides what happens next: they announce (``annotation.signals``) and ask
+(``annotation.ports``); ``loop`` answers.
+"""
+
+from .aggregation import aggregation_claim, aggregation_release, aggregation_started, project_aggregate
+from .annotations import SubmitResult, annotation_change, annotation_submit, annotation_undo
+from .consensus import item_consensus_apply
+from .ingest import IngestReport, ingest_batch_mark_processed, items_ingest
+from .leases import (
     MAX_LIVE_LEASES,
     NextResult,
-    SubmitResult,
-    annotation_change,
-    annotation_submit,
-    annotation_undo,
     assignment_next,
     assignment_skip,
     leases_expire,
     queue_fallback_fill,
     queue_refill_if_low,
 )
-from .consensus import item_consensus_apply
-from .ingest import IngestReport, ingest_batch_process, items_ingest
 from .members import membership_remove, membership_set
 from .projects import project_create, project_update
 from .queue import QueueCandidate, QueueReplaceReport, queue_replace
@@ -25,7 +36,9 @@ __all__ = [
     "MAX_LIVE_LEASES",
     "NextResult",
     "SubmitResult",
-    "aggregation_request",
+    "aggregation_claim",
+    "aggregation_release",
+    "aggregation_started",
     "annotation_change",
     "annotation_submit",
     "annotation_undo",
@@ -36,7 +49,7 @@ __all__ = [
     "queue_fallback_fill",
     "queue_refill_if_low",
     "IngestReport",
-    "ingest_batch_process",
+    "ingest_batch_mark_processed",
     "items_ingest",
     "membership_remove",
     "membership_set",

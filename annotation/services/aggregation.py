@@ -30,12 +30,14 @@ least ``agreement.MIN_OVERLAP`` (10) items, weighted by the number of shared ite
 Snapshots: a history is kept (the kappa over time), the newest ``SNAPSHOT_HISTORY`` per project;
 the submit path reads the newest.
 
-Debounce (``aggregation_request``): submissions, changes, undos and review decisions ask for an
-aggregation. One conditional ``UPDATE … WHERE requested_at IS NULL`` on the project's
-``AggregationState`` row decides, across processes, which request schedules the task (with a
-countdown of ``QUORUM_AGGREGATION_DELAY_SECONDS``, 10 s by default); the others see the flag set
-and do nothing. The task clears the flag when it starts, so requests that arrive while it runs
-schedule the next one. A flag older than ``STALE_REQUEST_SECONDS`` (a lost message) counts as clear.
+Debounce (``aggregation_claim``): submissions, changes, undos and review decisions announce
+``signals.labels_changed``, and the loop asks for an aggregation. One conditional ``UPDATE … WHERE
+requested_at IS NULL`` on the project's ``AggregationState`` row decides, across processes, which
+request schedules the task (``loop.services.aggregation``: a countdown of
+``QUORUM_AGGREGATION_DELAY_SECONDS``, 10 s by default); the others see the flag set and do nothing.
+The task clears the flag when it starts (``aggregation_started``), so requests that arrive while it
+runs schedule the next one. A flag older than ``STALE_REQUEST_SECONDS`` (a lost message) counts as
+clear.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -71,6 +72,7 @@ from ..models import (
     ReviewStatus,
     ReviewTask,
 )
+from .consensus import entry_route_if_complete
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +83,6 @@ CHUNK = 2000
 POSTERIOR_MIN = 1e-3  # posterior entries stored on review tasks (the rest is noise)
 
 
-def aggregation_delay() -> float:
-    return float(getattr(settings, "QUORUM_AGGREGATION_DELAY_SECONDS", 10))
-
-
 def ds_model() -> DawidSkene:
     """The aggregator of the loop (the defaults of ``DawidSkene``; see its docstring)."""
     return DawidSkene()
@@ -93,37 +91,30 @@ def ds_model() -> DawidSkene:
 # --- debounce --------------------------------------------------------------------------------
 
 
-def aggregation_request(*, project: Project) -> bool:
-    """Ask for an aggregation of ``project`` soon. Returns whether this call scheduled it.
-
-    Safe inside any transaction: the flag is set in it and the task is sent when it commits.
-    """
+def aggregation_claim(*, project: Project) -> bool:
+    """Set the project's request flag. Returns whether this call set it, i.e. whether the caller
+    schedules the aggregation (the loop does, when the transaction commits); ``False`` while one is
+    already asked for. Safe inside any transaction."""
     now = timezone.now()
     stale = now - timedelta(seconds=STALE_REQUEST_SECONDS)
     claimed = AggregationState.objects.filter(
         Q(requested_at__isnull=True) | Q(requested_at__lt=stale), project_id=project.pk
     ).update(requested_at=now)
-    if not claimed:
-        if AggregationState.objects.filter(project_id=project.pk).exists():
-            return False
-        try:
-            with transaction.atomic():
-                AggregationState.objects.create(project_id=project.pk, requested_at=now)
-        except IntegrityError:  # another request created the row first: it schedules
-            return False
-    project_id = project.pk
-    transaction.on_commit(lambda: _schedule(project_id))
+    if claimed:
+        return True
+    if AggregationState.objects.filter(project_id=project.pk).exists():
+        return False
+    try:
+        with transaction.atomic():
+            AggregationState.objects.create(project_id=project.pk, requested_at=now)
+    except IntegrityError:  # another request created the row first: it schedules
+        return False
     return True
 
 
-def _schedule(project_id: int) -> None:
-    from ..tasks import project_aggregate_task
-
-    try:
-        project_aggregate_task.apply_async((project_id,), countdown=aggregation_delay())
-    except Exception:  # the broker is down: clear the flag so that the next request tries again
-        logger.exception("could not schedule the aggregation of project %s", project_id)
-        AggregationState.objects.filter(project_id=project_id).update(requested_at=None)
+def aggregation_release(*, project_id: int) -> None:
+    """Clear the request flag without running (the task could not be sent): the next request tries again."""
+    AggregationState.objects.filter(project_id=project_id).update(requested_at=None)
 
 
 def aggregation_started(*, project_id: int) -> None:
@@ -440,8 +431,6 @@ def _reroute(project: Project, data: _Data, posteriors: np.ndarray, per_item: np
         changes["reprioritised"] = len(rows)
     complete = [item_id for _, item_id, needed, taken, _, _ in entries if taken >= needed]
     if complete:
-        from .consensus import entry_route_if_complete
-
         pos, found = index_of(complete)
         for item_id, p, ok in zip(complete, pos.tolist(), found.tolist(), strict=True):
             fitted = None

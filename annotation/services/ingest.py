@@ -4,7 +4,12 @@ One request is one transaction. The project row is locked for its duration, so t
 the same project serialise (exact counts, no unique-key race) while pushes into other projects
 run in parallel. Work is a handful of set-based statements per 2,000 records:
 one SELECT of the existing rows (by ``external_id``), one INSERT of new items, one
-INSERT … ON CONFLICT UPDATE of changed items, and the embedding upserts/deletes.
+INSERT … ON CONFLICT UPDATE of changed items, and the vector upserts/deletes (through
+``ports.vector_store``, in the same transaction).
+
+A push that stored new or changed items announces it (``signals.batch_stored``); what follows
+(embedding, scoring, the drift check) is the loop's business. ``ingest_batch_mark_processed`` is the
+worker's acknowledgement of the batch.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from acquisition.models import ItemEmbedding
 from quorum.chunks import iter_chunks
 
+from .. import ports, signals
 from ..ingest_records import CleanRecord, RejectedRecord
 from ..models import EmbeddingState, IngestBatch, Item, ItemStatus, Project
 
@@ -66,7 +71,8 @@ def items_ingest(
     with transaction.atomic():
         Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
         existing = _existing_items(project, records)
-        same_vector = _unchanged_vectors(records, existing)
+        vectors_port = ports.vector_store() if any(r.embedding is not None for r in records) else None
+        same_vector = _unchanged_vectors(vectors_port, records, existing)
 
         new_records: list[CleanRecord] = []
         changed_items: list[tuple[Item, tuple[str, ...]]] = []
@@ -115,9 +121,10 @@ def items_ingest(
         new_ids = _insert_items(project, new_records, now)
         vectors.update((new_ids[r.external_id], r.embedding) for r in new_records if r.embedding is not None)
         _update_items(changed_items)
-        for chunk in iter_chunks(stale_embedding_ids, CHUNK):
-            ItemEmbedding.objects.filter(item_id__in=chunk).delete()
-        _write_embeddings(project, vectors)
+        if stale_embedding_ids:
+            ports.vector_store().drop(stale_embedding_ids)
+        if vectors:
+            vectors_port.write(project, vectors, source=PROVIDED)
 
         awaiting = sum(1 for r in new_records if r.embedding is None) + len(stale_embedding_ids)
         batch = IngestBatch.objects.create(
@@ -134,7 +141,7 @@ def items_ingest(
             drift_items=_drift_sample(project, new_records, new_ids, existing, changed_items),
         )
         if new_records or changed_items:
-            transaction.on_commit(lambda: _enqueue_followup(batch.pk))
+            signals.batch_stored.send(sender=Project, project=project, batch=batch)
         else:
             batch.status = IngestBatch.Status.PROCESSED
             batch.processed_at = timezone.now()
@@ -258,33 +265,14 @@ def _same_json_numbers(pushed, stored) -> bool:
     return pushed == stored
 
 
-def _unchanged_vectors(records: list[CleanRecord], existing: dict[str, _Existing]) -> set[int]:
+def _unchanged_vectors(store, records: list[CleanRecord], existing: dict[str, _Existing]) -> set[int]:
     """Ids of existing items whose stored vector equals the one pushed again."""
     pushed = {
         existing[r.external_id].id: r.embedding
         for r in records
         if r.embedding is not None and r.external_id in existing
     }
-    same: set[int] = set()
-    for chunk in iter_chunks(list(pushed), CHUNK):
-        for item_id, vector in ItemEmbedding.objects.filter(item_id__in=chunk).values_list("item_id", "vector"):
-            if bytes(vector) == pushed[item_id]:
-                same.add(item_id)
-    return same
-
-
-def _write_embeddings(project: Project, vectors: dict[int, bytes]) -> None:
-    rows = [
-        ItemEmbedding(item_id=item_id, project_id=project.pk, vector=vector, dim=project.embedding_dim, source=PROVIDED)
-        for item_id, vector in vectors.items()
-    ]
-    for chunk in iter_chunks(rows, CHUNK):
-        ItemEmbedding.objects.bulk_create(
-            chunk,
-            update_conflicts=True,
-            unique_fields=["item"],
-            update_fields=["vector", "dim", "source", "updated_at"],
-        )
+    return store.same(pushed) if pushed else set()
 
 
 def _update_items(items: list[tuple[Item, tuple[str, ...]]]) -> None:
@@ -303,15 +291,6 @@ def _update_items(items: list[tuple[Item, tuple[str, ...]]]) -> None:
             )
 
 
-def _enqueue_followup(batch_id: int) -> None:
-    from ..tasks import ingest_batch_process as task
-
-    try:
-        task.delay(batch_id)
-    except Exception:  # the broker is down: the items are stored; the batch stays "received"
-        logger.exception("could not enqueue the follow-up of ingest batch %s", batch_id)
-
-
 def _drift_sample(project: Project, new_records, new_ids: dict, existing: dict, changed_items) -> bytes:
     """Ids of at most ``QUORUM_DRIFT_SAMPLE`` created or changed items of the batch, evenly spread (new
     items pushed without a vector have no id yet: only the sampled ones are looked up)."""
@@ -327,50 +306,14 @@ def _drift_sample(project: Project, new_records, new_ids: dict, existing: dict, 
     return np.array([known[ext] for ext in touched if ext in known], dtype="<i8").tobytes()
 
 
-def ingest_batch_process(batch_id: int) -> dict:
-    """Worker side of an ingest: mark the batch processed, then hand the project's items that wait
-    for an embedding to the encoder (``acquisition.tasks.items_embed``, which requests a scoring run
-    when it is done), or, when nothing waits (every record brought its vector), request the scoring
-    run directly. Idempotent: a repeated call finds nothing new to mark and at most enqueues an
-    embedding task that finds nothing to do."""
-    from acquisition.services import items_embed_mark_queued, scoring_request
-
+def ingest_batch_mark_processed(batch_id: int) -> IngestBatch | None:
+    """Mark a stored batch processed (``None`` when it was deleted meanwhile). Idempotent."""
     with transaction.atomic():
         batch = (
             IngestBatch.objects.select_for_update(of=("self",)).select_related("project").filter(pk=batch_id).first()
         )
-        if batch is None:
-            return {"batch": batch_id, "status": "missing"}
-        if batch.status != IngestBatch.Status.PROCESSED:
+        if batch is not None and batch.status != IngestBatch.Status.PROCESSED:
             batch.status = IngestBatch.Status.PROCESSED
             batch.processed_at = timezone.now()
             batch.save(update_fields=["status", "processed_at"])
-        project = batch.project
-        items_embed_mark_queued(project=project)
-        waiting = Item.objects.filter(
-            project_id=batch.project_id, embedding_state__in=[EmbeddingState.PENDING, EmbeddingState.QUEUED]
-        ).count()
-        if waiting:
-            transaction.on_commit(lambda: _enqueue_embedding(project.pk))
-            run = None
-        else:
-            run = scoring_request(project=project, trigger="ingest")
-    if not waiting:  # every vector is there: check the push for drift now (else after embedding)
-        from acquisition.services.drift import drift_pending_check
-
-        drift_pending_check(project=project)
-    return {
-        "batch": batch_id,
-        "status": batch.status,
-        "project_items_awaiting_embedding": waiting,
-        "scoring_run": run.pk if run is not None else None,
-    }
-
-
-def _enqueue_embedding(project_id: int) -> None:
-    from acquisition.tasks import items_embed
-
-    try:
-        items_embed.delay(project_id)
-    except Exception:  # the broker is down: the items stay queued; the next ingest enqueues them again
-        logger.exception("could not enqueue the embedding of project %s", project_id)
+    return batch

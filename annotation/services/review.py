@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from quorum.errors import Conflict, NotFound, PermissionDenied, ServiceError
 
+from .. import signals
 from ..models import (
     Assignment,
     AssignmentStatus,
@@ -39,7 +40,7 @@ from ..models import (
     ReviewTask,
     Role,
 )
-from .aggregation import aggregation_request
+from ..selectors import has_role, role_in_project
 
 MAX_NOTE_CHARS = 5000
 
@@ -51,8 +52,6 @@ class ReviewNext:
 
 
 def _require_reviewer(user, project: Project) -> None:
-    from ..selectors import has_role, role_in_project
-
     role = role_in_project(user, project)
     if role is None:
         raise NotFound(f"project {project.pk} does not exist or you are not a member of it", code="not_found")
@@ -141,5 +140,5 @@ def review_resolve(*, review_id: int, user, label: str, note: str = "") -> Revie
             finalized_at=now,
             updated_at=now,
         )
-        aggregation_request(project=task.project)
+        signals.labels_changed.send(sender=Project, project=task.project)
     return task

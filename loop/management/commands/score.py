@@ -2,9 +2,12 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from acquisition import services
+from acquisition.services.scoring import scoring_run_create
 from annotation.models import Project
 from quorum.errors import ServiceError
+
+from ...services.scoring import scoring_request, scoring_run_execute
+from ...services.training import model_train
 
 
 class Command(BaseCommand):
@@ -21,18 +24,18 @@ class Command(BaseCommand):
             raise CommandError(f"project {project_id} does not exist")
         if train:
             try:
-                version = services.model_train(project=project)
+                version = model_train(project=project)
             except ServiceError as exc:
                 raise CommandError(str(exc.detail)) from exc
             self.stdout.write(f"trained model v{version.version} ({version.status}) on {version.n_labels} labels")
         if sync:
-            run = services.scoring_run_create(project=project, trigger="manual")
+            run = scoring_run_create(project=project, trigger="manual")
             if run is None:
                 raise CommandError("a scoring run of this project is already pending or running")
-            result = services.scoring_run_execute(run.pk, chunk_size=2**62)  # inline: no worker needed
+            result = scoring_run_execute(run.pk, chunk_size=2**62)  # inline: no worker needed
             self.stdout.write(f"scoring run {run.pk}: {result}")
             return
-        run = services.scoring_request(project=project, trigger="manual")
+        run = scoring_request(project=project, trigger="manual")
         if run is None:
             raise CommandError("a scoring run of this project is already pending or running")
         self.stdout.write(f"scoring run {run.pk} requested")

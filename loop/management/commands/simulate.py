@@ -2,7 +2,7 @@
 
 Every (strategy, seed) is a project in a throwaway database (created for the run and dropped after
 it, as the test runner does; ``--keep`` writes into the configured database instead, so the projects
-can be opened in the app). See ``acquisition.simulator`` for what one run does.
+can be opened in the app). See ``loop.simulator`` for what one run does.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from django.test.utils import override_settings, setup_databases, teardown_datab
 from acquisition import curves
 from acquisition.datasets import DatasetError, dataset_embeddings, load_dataset
 from annotation.models import Strategy
+
+from ...charts import line_chart
+from ...simulator import RunConfig, simulate_run
 
 
 def _seeds(value: str) -> list[int]:
@@ -91,8 +94,6 @@ class Command(BaseCommand):
             f"dataset {dataset.name}: {len(dataset.train):,} pool texts, {len(dataset.test):,} test texts, "
             f"{len(dataset.categories)} classes; strategies {strategies}; seeds {seeds}"
         )
-
-        from acquisition.simulator import RunConfig, simulate_run
 
         cache = Path(settings.QUORUM_CACHE_DIR) / "simulate"
         train_vectors, test_vectors = dataset_embeddings(
@@ -205,8 +206,6 @@ def plot(report: dict, path: Path) -> None:
     """The mean curves: an SVG drawn here (``.svg``), or a PNG with matplotlib when it is installed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".svg":
-        from annotation.charts import line_chart
-
         charts = [
             line_chart(
                 [

@@ -1,4 +1,4 @@
-"""REST endpoints of the model side: scoring runs (list, detail, request one) and model versions.
+"""REST endpoints of the loop: scoring runs (list, detail, request one) and model versions.
 
 Reviewers and admins read; admins request runs; non-members get 404 (as everywhere in the API).
 """
@@ -13,13 +13,15 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from acquisition import selectors
+from acquisition.models import ModelVersion, ScoringRun, TrainingJob
 from annotation.models import Role
 from quorum.errors import Conflict, NotFound, ServiceError
 from quorum.web import DownloadNegotiation, ProjectScopedMixin
 
-from .. import selectors, services
-from ..models import ModelVersion, ScoringRun, TrainingJob
-from ..services import loop
+from ..dashboard import active_jobs
+from ..services.scoring import scoring_request
+from ..services.training import model_rollback, training_job_request
 from .serializers import (
     ActiveJobsSerializer,
     ModelVersionSerializer,
@@ -52,7 +54,7 @@ class ScoringRunListCreate(ProjectScopedMixin, generics.ListAPIView):
     def post(self, request, project_id):
         serializer = ScoringRunRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        run = services.scoring_request(project=self.project, trigger=serializer.validated_data["trigger"])
+        run = scoring_request(project=self.project, trigger=serializer.validated_data["trigger"])
         if run is None:
             active = selectors.scoring_runs_for_project(self.project).filter(status__in=ScoringRun.ACTIVE).first()
             raise Conflict(
@@ -114,7 +116,7 @@ class ModelVersionPromote(ProjectScopedMixin, generics.GenericAPIView):
         request=None, responses={200: ModelVersionSerializer, 409: OpenApiResponse(description="not promotable")}
     )
     def post(self, request, project_id, version):
-        promoted = loop.model_rollback(project=self.project, version_number=version, user=request.user)
+        promoted = model_rollback(project=self.project, version_number=version, user=request.user)
         return Response(ModelVersionSerializer(promoted).data)
 
 
@@ -137,7 +139,7 @@ class TrainingJobListCreate(ProjectScopedMixin, generics.ListAPIView):
     def post(self, request, project_id):
         if not selectors.final_label_count(self.project):
             raise ServiceError("the project has no final labels yet: nothing to train on", code="no_labels")
-        job = loop.training_job_request(project=self.project, trigger="manual", user=request.user)
+        job = training_job_request(project=self.project, trigger="manual", user=request.user)
         if job is None:
             active = selectors.training_jobs_for_project(self.project).filter(status__in=TrainingJob.ACTIVE).first()
             raise Conflict(
@@ -218,6 +220,4 @@ class ProjectJobs(ProjectScopedMixin, generics.GenericAPIView):
     serializer_class = ActiveJobsSerializer
 
     def get(self, request, project_id):
-        from annotation.dashboard import active_jobs
-
         return Response(ActiveJobsSerializer({"jobs": active_jobs(self.project)}).data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..models import ModelVersion, ScoringRun, TrainingJob
+from acquisition.models import ModelVersion, ScoringRun, TrainingJob
 
 
 class ScoringRunSerializer(serializers.ModelSerializer):

@@ -1,7 +1,7 @@
 """The closed loop: enough new labels → train → evaluate → gate → re-score → refill, as one job.
 
-``retrain_if_due`` runs after every aggregation (``annotation.tasks.project_aggregate_task``, which
-every annotation, change, undo and review decision asks for): when at least ``retrain_after`` final
+``retrain_if_due`` runs after every aggregation (``loop.services.aggregation``, which every
+annotation, change, undo and review decision asks for) and after every embedding pass: when at least ``retrain_after`` final
 labels were finalised since the newest model version's label snapshot, it requests a
 ``TrainingJob``. A partial unique constraint keeps one pending or running job per project, so a
 burst of labels asks once (the debounce); a job left active longer than
@@ -11,10 +11,11 @@ burst of labels asks once (the debounce); a job left active longer than
 ``training_job_execute`` (a Celery task: heads jobs on the ``default`` queue, fine-tune jobs on
 ``gpu``) walks the stages, recording each one's seconds in ``timings``:
 
-``train`` (``training.model_fit``: snapshot, split, fit, evaluate) → ``promote``
-(``training.model_gate``) → ``score``: a promoted model re-scores the pool with a new scoring run
-executed in the same task (chunked pools fan out to a chord and the job links the run), whose
-``queue_replace`` swaps the queue atomically. A rejected version leaves the queue alone.
+``train`` (``acquisition.services.fitting.model_fit``: snapshot, split, fit, evaluate) → ``promote``
+(``acquisition.services.gate.model_gate``) → ``score``: a promoted model re-scores the pool with a new
+scoring run executed in the same task (``loop.services.scoring``; chunked pools fan out to a chord
+and the job links the run, settled when the run ends), whose ``queue_replace`` swaps the queue
+atomically. A rejected version leaves the queue alone.
 """
 
 from __future__ import annotations
@@ -26,29 +27,20 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.models import Item, Project, TrainingMode
+from acquisition.models import ModelVersion, ScoringRun, TrainingJob
+from acquisition.selectors import new_labels_since_model
+from acquisition.services.fitting import model_fit
+from acquisition.services.gate import model_gate
+from acquisition.services.jobs import active_job_create, job_fail
+from acquisition.services.registry import model_promote
+from acquisition.services.scoring import scoring_run_create
+from annotation.models import Project, TrainingMode
 from quorum.errors import NotFound, ServiceError
 
-from ..models import ModelVersion, ScoringRun, TrainingJob
-from . import scoring, training
-from .jobs import active_job_create, job_fail
+from ..enqueue import TRAINING_JOB_RUN, enqueue_on_commit
+from . import scoring
 
 logger = logging.getLogger(__name__)
-
-
-def new_labels_since_model(project: Project) -> int:
-    """Final labels finalised after the newest (non-failed) model version's label snapshot."""
-    latest = (
-        ModelVersion.objects.filter(project=project, labels_as_of__isnull=False)
-        .exclude(status=ModelVersion.Status.FAILED)
-        .order_by("-version")
-        .values_list("labels_as_of", flat=True)
-        .first()
-    )
-    finals = Item.objects.filter(project=project, final_label__isnull=False)
-    if latest is not None:
-        finals = finals.filter(finalized_at__gt=latest)
-    return finals.count()
 
 
 def retrain_if_due(*, project: Project) -> TrainingJob | None:
@@ -79,18 +71,9 @@ def training_job_request(
             n_new_labels=n_new_labels,
         )
         if job is not None:
-            transaction.on_commit(lambda: _enqueue(job))
+            queue = settings.CELERY_GPU_QUEUE if job.mode == TrainingMode.FINETUNE else settings.CELERY_TASK_DEFAULT_QUEUE
+            enqueue_on_commit(TRAINING_JOB_RUN, job.pk, queue=queue)  # a lost one stays pending and expires
     return job
-
-
-def _enqueue(job: TrainingJob) -> None:
-    from ..tasks import training_job_run
-
-    queue = "gpu" if job.mode == TrainingMode.FINETUNE else "default"
-    try:
-        training_job_run.apply_async((job.pk,), queue=queue)
-    except Exception:  # the broker is down: the job stays pending and expires
-        logger.exception("could not enqueue training job %s", job.pk)
 
 
 def _claim(job_id: int) -> TrainingJob | None:
@@ -124,14 +107,14 @@ def training_job_execute(job_id: int) -> dict:
     started = time.perf_counter()
     try:
         t = time.perf_counter()
-        version = training.model_fit(project=project, job=job)
+        version = model_fit(project=project, job=job)
         job.timings["train"] = round(version.train_seconds or 0.0, 4)
         job.timings["evaluate"] = round((version.metrics or {}).get("evaluate_seconds", 0.0), 4)
         job.timings["snapshot"] = round(time.perf_counter() - t - job.timings["train"] - job.timings["evaluate"], 4)
         _stage(job, TrainingJob.Stage.PROMOTE, model_version=version)
 
         t = time.perf_counter()
-        version = training.model_gate(version=version)
+        version = model_gate(version=version)
         job.timings["promote"] = round(time.perf_counter() - t, 4)
         promoted = version.status == ModelVersion.Status.CURRENT
         job.outcome = "promoted" if promoted else "rejected"
@@ -158,8 +141,8 @@ def training_job_execute(job_id: int) -> dict:
 
 def _rescore(job: TrainingJob, project: Project) -> dict:
     """Re-score the pool with the promoted model now. When a scoring run is already active, the
-    run's follow-up (``scoring._follow_up``) re-scores with the new model as soon as it finishes."""
-    run = scoring.scoring_run_create(project=project, trigger="retrain")
+    run's follow-up (``loop.services.scoring``) re-scores with the new model as soon as it finishes."""
+    run = scoring_run_create(project=project, trigger="retrain")
     if run is None:
         active = ScoringRun.objects.filter(project=project, status__in=ScoringRun.ACTIVE).first()
         return {"status": "queued", "behind_run": active.pk if active else None}
@@ -173,29 +156,6 @@ def training_job_fail(*, job_id: int, error: BaseException | str) -> None:
     job_fail(TrainingJob, job_id=job_id, error=error)
 
 
-def training_jobs_settle(*, project: Project) -> int:
-    """Jobs whose re-scoring was handed to a chord finish when their run does. Returns how many."""
-    settled = 0
-    for job in TrainingJob.objects.filter(
-        project=project, status=TrainingJob.Status.RUNNING, stage=TrainingJob.Stage.SCORE, scoring_run__isnull=False
-    ).select_related("scoring_run"):
-        run = job.scoring_run
-        if run.status in ScoringRun.ACTIVE:
-            continue
-        ok = run.status == ScoringRun.Status.SUCCEEDED
-        timings = dict(job.timings or {})
-        if run.finished_at and job.started_at:
-            timings["total"] = round((run.finished_at - job.started_at).total_seconds(), 4)
-        settled += TrainingJob.objects.filter(pk=job.pk, status=TrainingJob.Status.RUNNING).update(
-            status=TrainingJob.Status.SUCCEEDED if ok else TrainingJob.Status.FAILED,
-            stage=TrainingJob.Stage.DONE,
-            timings=timings,
-            error="" if ok else f"re-scoring failed: {run.error}"[:5000],
-            finished_at=run.finished_at or timezone.now(),
-        )
-    return settled
-
-
 def model_rollback(*, project: Project, version_number: int, user) -> ModelVersion:
     """Admins: make an earlier version current again, then re-score the pool with it."""
     version = ModelVersion.objects.filter(project=project, version=version_number).first()
@@ -206,6 +166,19 @@ def model_rollback(*, project: Project, version_number: int, user) -> ModelVersi
         return version
     what = f"made current by an admin, replacing v{previous.version}" if previous else "made current by an admin"
     with transaction.atomic():
-        version = training.model_promote(version=version, reason=what)
+        version = model_promote(version=version, reason=what)
         scoring.scoring_request(project=project, trigger="rollback")
     return version
+
+
+def model_train(*, project: Project, seed: int | None = None) -> ModelVersion:
+    """Fit, evaluate and gate one version, no re-scoring (``manage.py score --train``)."""
+    return model_gate(version=model_fit(project=project, seed=seed))
+
+
+def retrain_if_due_task(project_id: int) -> dict:
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return {"project": project_id, "status": "missing"}
+    job = retrain_if_due(project=project)
+    return {"project": project_id, "job": job.pk if job else None}

@@ -31,17 +31,19 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
+from celery.app.task import Task
+from celery.result import AsyncResult
 from django.contrib.auth import get_user_model
 
+from acquisition import evaluation
+from acquisition.datasets import LabelledDataset
+from acquisition.models import ModelVersion, TrainingJob
+from acquisition.services.gate import probabilities_in_order
+from acquisition.services.registry import model_load
 from annotation import services as annotation_services
 from annotation.ingest_records import CleanRecord, text_digest
 from annotation.models import Annotation, Item, Project, Role
 from annotation.services.projects import LabelSpec
-
-from . import evaluation
-from .datasets import LabelledDataset
-from .models import ModelVersion, TrainingJob
-from .services.training import model_load, probabilities_in_order
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +63,6 @@ class InProcessWorker:
         self.executed: Counter = Counter()
 
     def __enter__(self) -> InProcessWorker:
-        from celery.app.task import Task
-        from celery.result import AsyncResult
-
         self._original = Task.apply_async
         worker = self
 
@@ -75,8 +74,6 @@ class InProcessWorker:
         return self
 
     def __exit__(self, *exc) -> None:
-        from celery.app.task import Task
-
         Task.apply_async = self._original
 
     def run_until_idle(self, limit: int = 10_000) -> int:

@@ -9,7 +9,18 @@ from datetime import timedelta
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
-from .models import AgreementSnapshot, Annotation, IngestBatch, Item, ItemStatus, LabelClass, Project, QueueEntry
+from acquisition.models import ModelVersion, ScoringRun, TrainingJob
+from annotation.models import (
+    AgreementSnapshot,
+    Annotation,
+    EmbeddingState,
+    IngestBatch,
+    Item,
+    ItemStatus,
+    LabelClass,
+    Project,
+    QueueEntry,
+)
 
 
 def progress(project: Project) -> dict:
@@ -45,8 +56,6 @@ def label_distribution(project: Project) -> list[tuple[str, int]]:
 
 def learning_curve(project: Project) -> list[dict]:
     """One point per trained model version: its labels and its held-out accuracy and macro-F1."""
-    from acquisition.models import ModelVersion
-
     points = []
     for version in (
         ModelVersion.objects.filter(project=project)
@@ -129,9 +138,6 @@ def latest_drift(project: Project) -> IngestBatch | None:
 def active_jobs(project: Project) -> list[dict]:
     """Ingests, embedding, scoring runs and training jobs in progress, each with a progress in 0..1
     (what the dashboard's bars show and ``/api/v1/projects/{id}/jobs`` returns)."""
-    from acquisition.models import ScoringRun, TrainingJob
-    from annotation.models import EmbeddingState
-
     jobs = []
     for batch in IngestBatch.objects.filter(project=project, status=IngestBatch.Status.RECEIVED).order_by("id"):
         jobs.append(

@@ -1,0 +1,166 @@
+"""Annotations: submit a label on a lease, change it, take it back.
+
+The counting rule and the lock order are in ``slots``. Every change announces itself
+(``signals.labels_changed``) so that the project's consensus is recomputed; the item's own
+consensus rule applies at once on its ``labels_needed``-th label (``consensus``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from quorum.errors import Conflict, NotFound, ServiceError
+
+from .. import signals
+from ..models import Annotation, Assignment, AssignmentStatus, LabelClass, Project, QueueEntry
+from .consensus import item_consensus_apply
+from .slots import lease_end, lock_user, locked_entry, own_assignment, require_open_item, slot_take
+
+MAX_TIME_SPENT_MS = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    annotation: Annotation
+    created: bool  # False: an idempotent resubmission (or a change through resubmission)
+
+
+def _label_of_project(project_id: int, label) -> LabelClass:
+    """The project's label called ``label``; a clear error listing the valid names otherwise."""
+    found = (
+        LabelClass.objects.filter(project_id=project_id, name=label).first()
+        if isinstance(label, str) and label
+        else None
+    )
+    if found is None:
+        names = list(
+            LabelClass.objects.filter(project_id=project_id).order_by("order", "id").values_list("name", flat=True)
+        )
+        shown = ", ".join(repr(name) for name in names[:50]) + (f" … ({len(names)} in all)" if len(names) > 50 else "")
+        message = f"unknown label {label!r}; valid labels: {shown}"
+        raise ServiceError({"detail": message, "errors": {"label": message}}, code="unknown_label")
+    return found
+
+
+def _check_time_spent(time_spent_ms) -> int:
+    if (
+        isinstance(time_spent_ms, bool)
+        or not isinstance(time_spent_ms, int)
+        or not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS
+    ):
+        message = f"time_spent_ms must be an integer between 0 and {MAX_TIME_SPENT_MS}"
+        raise ServiceError({"detail": message, "errors": {"time_spent_ms": message}}, code="invalid_time_spent")
+    return time_spent_ms
+
+
+def _own_annotation(annotation_id: int, user) -> Annotation:
+    annotation = Annotation.objects.filter(pk=annotation_id, user=user).select_related("project").first()
+    if annotation is None:
+        raise NotFound(f"annotation {annotation_id} does not exist or is not yours", code="not_found")
+    return annotation
+
+
+def _finalise_if_complete(project: Project, entry: QueueEntry) -> None:
+    """On the item's ``labels_needed``-th annotation, apply the consensus rule."""
+    if entry.labels_taken < entry.labels_needed:
+        return
+    annotations = list(
+        Annotation.objects.filter(item_id=entry.item_id).order_by("id").values_list("user_id", "label_id")
+    )
+    if len(annotations) >= entry.labels_needed:
+        item_consensus_apply(project=project, entry=entry, annotations=annotations)
+
+
+def annotation_submit(*, assignment_id: int, user, label: str, time_spent_ms: int = 0) -> SubmitResult:
+    """Record the lease holder's label for the assigned item.
+
+    Resubmitting the same label returns the same annotation (``created=False``); a different
+    label changes it while the item is open. A lease that expired is still accepted when its slot
+    can be taken back; otherwise ``Conflict(lease_expired)``.
+    """
+    time_spent_ms = _check_time_spent(time_spent_ms)
+    now = timezone.now()
+    with transaction.atomic():
+        lock_user(user)
+        assignment = own_assignment(assignment_id, user, lock=True)
+        label_obj = _label_of_project(assignment.project_id, label)
+        project = assignment.project
+        if assignment.status == AssignmentStatus.SUBMITTED:
+            annotation = Annotation.objects.get(item_id=assignment.item_id, user=user)
+            if annotation.label_id != label_obj.pk:
+                annotation = _annotation_relabel(annotation, label_obj)
+            return SubmitResult(annotation, created=False)
+        if assignment.status == AssignmentStatus.SKIPPED:
+            raise Conflict(f"assignment {assignment_id} was skipped; it cannot be labelled", code="skipped")
+
+        entry = locked_entry(assignment.item_id)
+        if assignment.status == AssignmentStatus.EXPIRED:
+            if entry is None or entry.labels_taken >= entry.labels_needed:
+                raise Conflict(
+                    f"the lease of assignment {assignment_id} expired and its slot went to someone else",
+                    code="lease_expired",
+                )
+            slot_take(entry)
+        elif entry is None:
+            require_open_item(assignment.item_id, entry)
+
+        Assignment.objects.filter(pk=assignment.pk).update(status=AssignmentStatus.SUBMITTED, finished_at=now)
+        annotation = Annotation.objects.create(
+            project=project,
+            item_id=assignment.item_id,
+            user=user,
+            assignment=assignment,
+            label=label_obj,
+            time_spent_ms=time_spent_ms,
+        )
+        _finalise_if_complete(project, entry)
+        signals.labels_changed.send(sender=Project, project=project)
+    return SubmitResult(annotation, created=True)
+
+
+def _annotation_relabel(annotation: Annotation, label: LabelClass) -> Annotation:
+    entry = locked_entry(annotation.item_id)
+    require_open_item(annotation.item_id, entry)
+    annotation.label = label
+    annotation.save(update_fields=["label", "updated_at"])
+    signals.labels_changed.send(sender=Project, project=annotation.project)
+    return annotation
+
+
+def annotation_change(*, annotation_id: int, user, label: str) -> Annotation:
+    """Change one's own label while the item is neither final nor in review."""
+    annotation = _own_annotation(annotation_id, user)
+    label_obj = _label_of_project(annotation.project_id, label)
+    with transaction.atomic():
+        lock_user(user)
+        annotation = _own_annotation(annotation_id, user)
+        if annotation.label_id == label_obj.pk:
+            return annotation
+        return _annotation_relabel(annotation, label_obj)
+
+
+def annotation_undo(*, annotation_id: int, user) -> Assignment:
+    """Take one's own label back while the item is open: the annotation goes and the same item is
+    leased to the same user again (fresh expiry; the slot stays counted, now as a lease)."""
+    now = timezone.now()
+    with transaction.atomic():
+        lock_user(user)
+        annotation = _own_annotation(annotation_id, user)
+        project = annotation.project
+        assignment = Assignment.objects.select_for_update().filter(item_id=annotation.item_id, user=user).first()
+        entry = locked_entry(annotation.item_id)
+        require_open_item(annotation.item_id, entry)
+        annotation.delete()
+        if assignment is None:
+            assignment = Assignment(project=project, item_id=annotation.item_id, user=user)
+        assignment.status = AssignmentStatus.LEASED
+        assignment.leased_at = now
+        assignment.expires_at = lease_end(project, now)
+        assignment.finished_at = None
+        assignment.save()
+        assignment.item = entry.item
+        signals.labels_changed.send(sender=Project, project=project)
+    return assignment
