@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .encoders import get_encoder
+
 LABEL_COLUMNS = ("category", "label")
 
 
@@ -116,8 +118,6 @@ def dataset_embeddings(
     """(train, test) vectors of the dataset's texts, encoded once and cached as ``.npy`` files named by
     the dataset, the encoder and a digest of the texts (a changed dataset or encoder never reuses
     stale vectors)."""
-    from .encoders import get_encoder
-
     slug = re.sub(r"[^A-Za-z0-9]+", "-", encoder_name).strip("-")[-60:]
     out = []
     for name, split in (("train", dataset.train), ("test", dataset.test)):

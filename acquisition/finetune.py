@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .committee import _fit_classes, _state_classes
+from .committee import HeadCommittee, _fit_classes, _state_classes
+from .encoders import MINILM_NAMES, _quiet_transformers, _set_offline_env, minilm_path
 from .strategies import SCORE_FUNCTIONS
 
 __all__ = ["FineTunedClassifier", "finetunable"]
@@ -39,8 +40,6 @@ __all__ = ["FineTunedClassifier", "finetunable"]
 
 def _base_path(name: str) -> Path:
     """The local folder of a sentence-transformers encoder name (the packaged MiniLM or a folder)."""
-    from .encoders import MINILM_NAMES, minilm_path
-
     if name in MINILM_NAMES:
         return minilm_path()
     path = Path(name).expanduser()
@@ -99,8 +98,6 @@ class FineTunedClassifier(BaseEstimator):
     def _load_encoder(self):
         from sentence_transformers import SentenceTransformer
 
-        from .encoders import _quiet_transformers, _set_offline_env
-
         _set_offline_env()
         _quiet_transformers()
         model = SentenceTransformer(str(_base_path(self.base)), device=str(self.device), local_files_only=True)
@@ -122,8 +119,6 @@ class FineTunedClassifier(BaseEstimator):
     def _linear_probe(self, texts: list[str], y: np.ndarray, w: np.ndarray) -> torch.nn.Linear:
         """The head, started from a logistic regression on the frozen embeddings (linear probing, then
         fine-tuning: the encoder is not pulled around by a random head in the first steps)."""
-        from .committee import HeadCommittee
-
         self.encoder_.eval()
         with torch.inference_mode():
             X = np.concatenate(

@@ -13,13 +13,13 @@ class LoopConfig(AppConfig):
     verbose_name = "Loop"
 
     def ready(self) -> None:
-        # Imported here, not at module level: these modules import models, which are not loaded
-        # while Django reads the app configs (Django's documented place for signal receivers).
-        from acquisition.services.embedding import ItemVectorStore
-        from annotation import ports
+        # Imported here, not at module level: each imports models, which are not loaded while
+        # Django reads the app configs (ready() is Django's documented place for this).
+        from acquisition.services.embedding import ItemVectorStore  # models: see above
+        from annotation import ports  # models: see above
         from quorum import celery  # noqa: F401  (creates the Celery app in every Django process)
 
-        from . import receivers  # noqa: F401  (connects the receivers)
-        from .supply import ScoringSupply
+        from . import receivers  # noqa: F401  (connects the receivers; models: see above)
+        from .supply import ScoringSupply  # models: see above
 
         ports.install(vectors=ItemVectorStore(), supply=ScoringSupply())

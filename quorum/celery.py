@@ -62,7 +62,7 @@ def _record(name: str, outcome: str, seconds: float) -> None:
         from django.db.models import F
         from django.db.models.functions import Greatest
 
-        from acquisition.models import TaskStat
+        from acquisition.models import TaskStat  # the worker imports this module before Django is set up
 
         changes = {"count": F("count") + 1, "seconds_sum": F("seconds_sum") + seconds}
         if TaskStat.objects.filter(task=name, outcome=outcome).update(

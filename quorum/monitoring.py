@@ -29,6 +29,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from acquisition.models import ScoringRun, TaskStat, TrainingJob
+from annotation.models import Annotation, IngestBatch, Item, QueueEntry, ReviewTask
+
+from .celery import app
+
 
 @never_cache
 @require_safe
@@ -43,8 +48,6 @@ def _check_database() -> None:
 
 
 def _check_broker() -> None:
-    from quorum.celery import app
-
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=settings.QUORUM_READY_TIMEOUT)
 
@@ -68,9 +71,6 @@ class LoopCollector:
     queries, whatever the number of projects)."""
 
     def collect(self):
-        from acquisition.models import ScoringRun, TaskStat, TrainingJob
-        from annotation.models import Annotation, IngestBatch, Item, QueueEntry, ReviewTask
-
         depth = GaugeMetricFamily(
             "quorum_queue_open_slots", "Open annotation slots in the queue per project", labels=["project"]
         )

@@ -19,6 +19,7 @@ from ..models import (
     ReviewStatus,
     Role,
 )
+from ..selectors import item_counts
 from ..services.projects import SHORTCUT_KEYS, LabelSpec
 
 PROJECT_SETTINGS = [
@@ -172,8 +173,6 @@ class ProjectDetailSerializer(ProjectSerializer):
         fields = [*ProjectSerializer.Meta.fields, "item_counts"]
 
     def get_item_counts(self, project) -> dict[str, int]:
-        from ..selectors import item_counts
-
         return item_counts(project)
 
 

@@ -10,8 +10,9 @@ from django.db import transaction
 
 from annotation import services
 from annotation.ingest_records import RawRecord, validate_records
-from annotation.models import Project, Role
+from annotation.models import Annotation, Item, Project, Role
 from annotation.services.projects import LabelSpec
+from annotation.services.queue import QueueCandidate, queue_replace
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 DEMO_PROJECT = "Banking support intents (demo)"
@@ -108,9 +109,6 @@ class Command(BaseCommand):
         annotator asks for the next item and answers from the data's category, right with its
         ``HISTORY_ACCURACY``. Only for a project nobody has labelled yet."""
         import random
-
-        from annotation.models import Annotation, Item
-        from annotation.services.queue import QueueCandidate, queue_replace
 
         if count <= 0 or Annotation.objects.filter(project=project).exists():
             return 0
