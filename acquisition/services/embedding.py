@@ -176,7 +176,9 @@ class ItemVectorStore:
 
     def write(self, project: Project, vectors: dict[int, bytes], *, source: str) -> None:
         rows = [
-            ItemEmbedding(item_id=item_id, project_id=project.pk, vector=vector, dim=project.embedding_dim, source=source)
+            ItemEmbedding(
+                item_id=item_id, project_id=project.pk, vector=vector, dim=project.embedding_dim, source=source
+            )
             for item_id, vector in vectors.items()
         ]
         for chunk in iter_chunks(rows, CHUNK):

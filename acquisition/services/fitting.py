@@ -208,5 +208,3 @@ def _evaluate(version: ModelVersion, committee, snap: LabelSnapshot, train: np.n
     if parent is not None:
         metrics["gate"] = head_to_head(committee, version, parent, snap, test & unseen_by(parent, snap))
     return metrics
-
-

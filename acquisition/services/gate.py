@@ -104,5 +104,3 @@ def _head_to_head_now(version: ModelVersion, current: ModelVersion) -> dict:
     version.metrics = (version.metrics or {}) | {"gate": head}
     ModelVersion.objects.filter(pk=version.pk).update(metrics=version.metrics)
     return head
-
-

@@ -138,5 +138,3 @@ def unseen_by(version: ModelVersion, snap: LabelSnapshot) -> np.ndarray:
 def evaluation_mask(project: Project, snap: LabelSnapshot) -> np.ndarray:
     keys = uniform_keys(snap.item_ids, project.pk, salt=EVAL_KEY_SALT)
     return evaluation.evaluation_split(snap.y, snap.groups, keys, fraction=project.eval_fraction)
-
-

@@ -71,7 +71,9 @@ def training_job_request(
             n_new_labels=n_new_labels,
         )
         if job is not None:
-            queue = settings.CELERY_GPU_QUEUE if job.mode == TrainingMode.FINETUNE else settings.CELERY_TASK_DEFAULT_QUEUE
+            queue = (
+                settings.CELERY_GPU_QUEUE if job.mode == TrainingMode.FINETUNE else settings.CELERY_TASK_DEFAULT_QUEUE
+            )
             enqueue_on_commit(TRAINING_JOB_RUN, job.pk, queue=queue)  # a lost one stays pending and expires
     return job
 
