@@ -1,7 +1,7 @@
 # Quorum — the two set-up commands:
 #   make demo   install everything, then run the app on the embedded default (SQLite, filesystem
 #               broker, a real Celery worker, the demo project) at http://127.0.0.1:8000/
-#   make test   install everything, then run the test suite
+#   make test   install everything, then check the layer contracts and run the test suite
 # Both honour DATABASE_URL / CELERY_BROKER_URL from the environment (see README.md).
 
 PYTHON ?= python3
@@ -35,7 +35,9 @@ browser:
 	   || echo "could not install chromium: browser tests will be skipped"; \
 	fi
 
+# The layer contracts (import-linter, pyproject.toml) first: a broken contract fails in seconds.
 test: $(STAMP) browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

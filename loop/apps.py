@@ -19,7 +19,9 @@ class LoopConfig(AppConfig):
         from annotation import ports  # models: see above
         from quorum import celery  # noqa: F401  (creates the Celery app in every Django process)
 
-        from . import receivers  # noqa: F401  (connects the receivers; models: see above)
+        # receivers: connects them; tasks: registers them in every process, so that the services'
+        # signatures by name (loop.enqueue) resolve to them (else they go to the broker as is)
+        from . import receivers, tasks  # noqa: F401  (models: see above)
         from .supply import ScoringSupply  # models: see above
 
         ports.install(vectors=ItemVectorStore(), supply=ScoringSupply())

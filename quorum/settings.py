@@ -265,14 +265,15 @@ QUORUM_MSAL_ALPHA = env_float("QUORUM_MSAL_ALPHA", 0.01, minimum=0.0)
 QUORUM_AGGREGATION_DELAY_SECONDS = env_int("QUORUM_AGGREGATION_DELAY_SECONDS", 10, minimum=0)
 # PyTorch intra-op threads per Celery worker process (0: PyTorch's default, one per core).
 QUORUM_TORCH_THREADS = env_int("QUORUM_TORCH_THREADS", 0, minimum=0)
-# Committee members (heads) trained per model version.
-# Monitoring: /metrics asks for "Authorization: Bearer <token>" when this is set; /readyz gives each
-# check (database, broker) this many seconds.
+# Bootstrap members of the committee trained for query-by-committee (the other strategies train
+# one logistic head, BALD one MC-dropout head: acquisition.services.fitting).
+QUORUM_COMMITTEE_MEMBERS = env_int("QUORUM_COMMITTEE_MEMBERS", 5, minimum=1)
 # Drift check of every push: at most this many of its items are compared (0 turns the check off).
 QUORUM_DRIFT_SAMPLE = env_int("QUORUM_DRIFT_SAMPLE", 5000, minimum=0)
+# Monitoring: /metrics asks for "Authorization: Bearer <token>" when this is set; /readyz gives each
+# check (database, broker) this many seconds.
 QUORUM_METRICS_TOKEN = env_str("QUORUM_METRICS_TOKEN", "")
 QUORUM_READY_TIMEOUT = env_float("QUORUM_READY_TIMEOUT", 3.0, minimum=0.1)
-QUORUM_COMMITTEE_MEMBERS = env_int("QUORUM_COMMITTEE_MEMBERS", 5, minimum=1)
 # Fine-tuning (projects with training_mode "finetune"): epochs, and whether a worker without CUDA
 # may fine-tune (slow; otherwise it trains the heads and says so).
 QUORUM_FINETUNE_EPOCHS = env_int("QUORUM_FINETUNE_EPOCHS", 3, minimum=1)

@@ -2,9 +2,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from annotation import services
+from annotation import ports, services
 from annotation.models import Role
 from annotation.services.projects import LabelSpec
+from loop.supply import ScoringSupply
 
 
 @pytest.fixture
@@ -102,3 +103,43 @@ def hostile_project(make_user, make_project):
     project.instructions = "<img src=x onerror=alert(1)>"
     project.save()
     return user, project
+
+
+class RecordingSupply:
+    """A queue supply (``annotation.ports.QueueSupply``) for tests: whether a model fill started or
+    runs is the loop's real answer (``loop.supply.ScoringSupply``: scoring runs in the database),
+    but a request for a fill is only recorded (``requests``: project ids) and starts nothing."""
+
+    def __init__(self):
+        self._real = ScoringSupply()
+        self.requests: list[int] = []
+
+    def started(self, project) -> bool:
+        return self._real.started(project)
+
+    def running(self, project) -> bool:
+        return self._real.running(project)
+
+    def request(self, project) -> bool:
+        self.requests.append(project.pk)
+        return False
+
+
+@pytest.fixture
+def install_supply():
+    """``install_supply(supply)`` plugs ``supply`` in as the queue's supply (``annotation.ports``)
+    for this test and returns it; the supply installed before comes back afterwards."""
+    previous = ports.queue_supply()
+
+    def install(supply):
+        ports.install(supply=supply)
+        return supply
+
+    yield install
+    ports.install(supply=previous)
+
+
+@pytest.fixture
+def recording_supply(install_supply):
+    """A ``RecordingSupply`` installed for this test: refills are recorded, never requested."""
+    return install_supply(RecordingSupply())

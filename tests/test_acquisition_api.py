@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from acquisition import tasks
 from acquisition.models import ModelVersion, ScoringRun
 from annotation.models import Role
+from loop import tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +35,9 @@ RUN_FIELDS = {
 @pytest.fixture
 def enqueued(monkeypatch):
     sent = []
-    monkeypatch.setattr(tasks.scoring_run_execute, "delay", lambda run_id: sent.append(run_id))
+    monkeypatch.setattr(
+        tasks.scoring_run_execute, "apply_async", lambda args=None, kwargs=None, **options: sent.append(args[0])
+    )
     return sent
 
 

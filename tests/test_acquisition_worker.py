@@ -3,9 +3,9 @@ embeds it and scores it, and the queue fills; large pools go through a chord of 
 
 import pytest
 
-from acquisition import services
 from acquisition.models import ItemEmbedding, ScoringRun
 from annotation.models import EmbeddingState, Item, ItemStatus, LabelSource, QueueEntry, QueueReason
+from loop.services.training import model_train
 
 from .worker import celery_worker, wait_for
 
@@ -75,7 +75,7 @@ def test_a_large_pool_is_scored_by_a_chord_of_chunks_on_the_worker(admin_api, pr
                 final_source=LabelSource.GOLD,
                 status=ItemStatus.FINALIZED,
             )
-        services.model_train(project=project)
+        model_train(project=project)
         response = admin_api.post(f"/api/v1/projects/{project.pk}/scoring-runs", {}, format="json")
         assert response.status_code == 202, response.content
         run = succeeded_run(project, log_path, after=first.pk)

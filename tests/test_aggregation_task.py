@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from annotation import tasks
 from annotation.models import AggregationState, AgreementSnapshot, Annotation, LabelClass, Role
-from annotation.services import aggregation
+from annotation.services.aggregation import STALE_REQUEST_SECONDS
+from loop import tasks
+from loop.services import aggregation
 from tests.invariants import make_items
 
 from .worker import celery_worker, wait_for
@@ -18,10 +19,15 @@ from .worker import celery_worker, wait_for
 
 @pytest.fixture
 def sent(monkeypatch):
+    """The aggregation task's messages, ``(args, countdown)``, recorded instead of sent. The task is
+    sent by its registered name (``loop.enqueue``); Celery resolves the name to this task and calls
+    its ``apply_async(args, kwargs, **options)``."""
     calls = []
-    monkeypatch.setattr(
-        tasks.project_aggregate_task, "apply_async", lambda args, countdown=None: calls.append((args, countdown))
-    )
+
+    def record(args=None, kwargs=None, **options):
+        calls.append((tuple(args), options.get("countdown")))
+
+    monkeypatch.setattr(tasks.project_aggregate_task, "apply_async", record)
     return calls
 
 
@@ -54,7 +60,7 @@ def test_a_stale_flag_does_not_block_for_ever(project, sent, django_capture_on_c
     with django_capture_on_commit_callbacks(execute=True):
         aggregation.aggregation_request(project=project)
     AggregationState.objects.filter(project=project).update(
-        requested_at=timezone.now() - timedelta(seconds=aggregation.STALE_REQUEST_SECONDS + 1)
+        requested_at=timezone.now() - timedelta(seconds=STALE_REQUEST_SECONDS + 1)
     )
     with django_capture_on_commit_callbacks(execute=True):
         assert aggregation.aggregation_request(project=project) is True
@@ -89,14 +95,12 @@ def test_a_rolled_back_request_leaves_no_flag(project, sent, django_capture_on_c
 
 @pytest.mark.django_db
 def test_submissions_and_undos_request_an_aggregation(
-    project, member, sent, monkeypatch, django_capture_on_commit_callbacks
+    project, member, sent, recording_supply, django_capture_on_commit_callbacks
 ):
     from acquisition.models import ScoringRun
     from annotation import services
-    from annotation.services import assignments as assignment_services
     from tests.invariants import enqueue
 
-    monkeypatch.setattr(assignment_services, "_load_scoring_request", lambda: None)
     ScoringRun.objects.create(project=project, strategy="margin", status=ScoringRun.Status.SUCCEEDED)
     enqueue(project, make_items(project, 2))
     user = member("ann")

@@ -10,17 +10,15 @@ from rest_framework.test import APIClient
 
 from acquisition.models import ScoringRun
 from annotation.models import Annotation, Assignment, ItemStatus, LabelClass, QueueEntry, Role
-from annotation.services import assignments as assignment_services
 from tests.invariants import assert_queue_consistent, enqueue, make_items
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def no_refill(settings, monkeypatch):
+def no_refill(settings, recording_supply):
     settings.QUORUM_REFILL_THRESHOLD = 0
     settings.QUORUM_LEASE_SWEEP_SECONDS = 0
-    monkeypatch.setattr(assignment_services, "_load_scoring_request", lambda: None)
 
 
 @pytest.fixture

@@ -3,15 +3,13 @@ the consensus rule on the submit path, refill requests and the fallback order.""
 
 from __future__ import annotations
 
-import sys
-import types
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from acquisition.models import ScoringRun
-from annotation import services
+from annotation import ports, services
 from annotation.models import (
     Annotation,
     Assignment,
@@ -24,7 +22,8 @@ from annotation.models import (
     QueueReason,
 )
 from annotation.routing import Outcome, Policy, route, vote_shares
-from annotation.services import assignments as assignment_services
+from annotation.services import leases
+from loop.supply import ScoringSupply
 from quorum.errors import Conflict, NotFound, ServiceError
 from tests.invariants import assert_queue_consistent, enqueue, make_items
 
@@ -32,18 +31,11 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def refill_calls(monkeypatch, settings):
-    """Record refill requests instead of starting scoring runs (tests that need the real lookup
-    replace this again). Expired leases are swept on every call."""
+def refill_calls(recording_supply, settings):
+    """Record refill requests (project ids) instead of starting scoring runs (tests that need
+    another queue supply install it). Expired leases are swept on every call."""
     settings.QUORUM_LEASE_SWEEP_SECONDS = 0
-    calls = []
-
-    def fake_scoring_request(*, project, trigger):
-        calls.append((project.pk, trigger))
-        return None
-
-    monkeypatch.setattr(assignment_services, "_load_scoring_request", lambda: fake_scoring_request)
-    return calls
+    return recording_supply.requests
 
 
 @pytest.fixture
@@ -482,13 +474,13 @@ def test_refill_is_requested_when_open_slots_fall_under_the_threshold(project, a
     take(project, annotators[0])  # 5 left: not under the threshold
     assert refill_calls == []
     result = services.assignment_next(project=project, user=annotators[1])  # 4 left
-    assert refill_calls == [(project.pk, "low_queue")]
-    assert result.progress["refill_running"] is False  # the fake returned None and created no run
+    assert refill_calls == [project.pk]
+    assert result.progress["refill_running"] is False  # the recording supply started no run
 
 
 def test_default_threshold_is_half_a_batch_of_slots(project, annotators, settings, refill_calls):
     settings.QUORUM_REFILL_THRESHOLD = None
-    assert assignment_services.refill_threshold(project) == project.batch_size * project.labels_per_item // 2
+    assert leases.refill_threshold(project) == project.batch_size * project.labels_per_item // 2
     enqueue(project, make_items(project, project.batch_size + 1))
     take(project, annotators[0])
     assert refill_calls == []
@@ -509,35 +501,45 @@ def test_no_refill_request_while_a_run_is_active(project, annotators, settings, 
     assert refill_calls == []
 
 
-def test_refill_request_tolerates_a_missing_or_failing_scoring_service(project, annotators, settings, monkeypatch):
+def test_refill_request_tolerates_a_missing_or_failing_supply(project, annotators, settings, install_supply):
     settings.QUORUM_REFILL_THRESHOLD = 100
     enqueue(project, make_items(project, 3))
-    monkeypatch.setattr(
-        assignment_services, "_load_scoring_request", assignment_services.__dict__["_load_scoring_request"]
-    )
-    monkeypatch.undo()  # back to the real loader
-    monkeypatch.setitem(sys.modules, "acquisition.services", None)  # import fails: ImportError
-    assert take(project, annotators[0])
+    install_supply(ports.ItemOrderSupply())  # nothing fills the queue but item order
+    result = services.assignment_next(project=project, user=annotators[0])
+    assert result.assignment is not None and result.progress["refill_running"] is False
+    assert not ScoringRun.objects.exists()
 
-    def broken(*, project, trigger):
-        raise RuntimeError("broker down")
+    class BrokenSupply(ports.ItemOrderSupply):
+        def request(self, project):
+            raise RuntimeError("broker down")
 
-    monkeypatch.setitem(sys.modules, "acquisition.services", types.SimpleNamespace(scoring_request=broken))
+    install_supply(BrokenSupply())
     assert take(project, annotators[1])
     assert_queue_consistent(project)
 
 
-def test_refill_request_reaches_the_scoring_service(project, annotators, settings, monkeypatch):
+def test_without_the_loop_item_order_feeds_the_queue(project, annotators, install_supply):
+    """The people side's own supply (nothing else installed): a model fill never starts, so item
+    order tops the queue up even where the loop's scoring runs would not let it."""
+    make_items(project, 3)
+    ScoringRun.objects.create(project=project, strategy="margin", status=ScoringRun.Status.SUCCEEDED)
+    install_supply(ports.ItemOrderSupply())
+    assignment = take(project, annotators[0])
+    assert QueueEntry.objects.get(item_id=assignment.item_id).reason == QueueReason.FALLBACK
+    assert_queue_consistent(project)
+
+
+def test_refill_request_reaches_the_scoring_service(project, annotators, settings, monkeypatch, install_supply):
     settings.QUORUM_REFILL_THRESHOLD = 100
     enqueue(project, make_items(project, 3))
-    monkeypatch.undo()
+    install_supply(ScoringSupply())  # the loop's supply: a scoring run per refill
     calls = []
 
     def scoring_request(*, project, trigger):
         calls.append(trigger)
         return ScoringRun.objects.create(project=project, strategy="margin", trigger=trigger)
 
-    monkeypatch.setitem(sys.modules, "acquisition.services", types.SimpleNamespace(scoring_request=scoring_request))
+    monkeypatch.setattr("loop.supply.scoring_request", scoring_request)
     result = services.assignment_next(project=project, user=annotators[0])
     assert calls == ["low_queue"] and result.progress["refill_running"]
     services.assignment_next(project=project, user=annotators[1])
@@ -594,7 +596,7 @@ def test_projects_do_not_mix(project, annotators, make_project, admin_user):
 
 def test_the_sweep_runs_at_most_once_per_interval(project, annotators, queued, settings):
     settings.QUORUM_LEASE_SWEEP_SECONDS = 3600
-    assignment_services._last_sweep.pop(project.pk, None)
+    leases._last_sweep.pop(project.pk, None)
     a, b, c = annotators[:3]
     stale = take(project, a)  # sweeps (first call of this process for the project)
     take(project, b)
@@ -620,7 +622,8 @@ def test_progress_snapshot(project, annotators, queued, settings):
     # take it again)
     assert snapshot["remaining"] == 5 and not snapshot["remaining_capped"]
     assert snapshot["open_slots"] == 2 * 6 - 1
-    assert snapshot["refill_running"] is False
+    assert "refill_running" not in snapshot  # the queue's supply says (below)
+    assert ports.queue_supply().running(project) is False
     assert selectors.annotator_progress(project, b) == {
         "done_today": 0,
         "done_total": 0,

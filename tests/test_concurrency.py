@@ -18,7 +18,6 @@ from django.db import connection
 from acquisition.models import ScoringRun
 from annotation import services
 from annotation.models import Annotation, Assignment, AssignmentStatus, Item, ItemStatus, Membership, QueueEntry, Role
-from annotation.services import assignments as assignment_services
 from tests.invariants import assert_queue_consistent, enqueue, make_items
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,10 +27,9 @@ N_ITEMS = 40
 
 
 @pytest.fixture(autouse=True)
-def no_refill(settings, monkeypatch):
+def no_refill(settings, recording_supply):
     settings.QUORUM_REFILL_THRESHOLD = 0
     settings.QUORUM_LEASE_SWEEP_SECONDS = 0
-    monkeypatch.setattr(assignment_services, "_load_scoring_request", lambda: None)
 
 
 def make_annotators(project, n):

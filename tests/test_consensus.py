@@ -25,7 +25,6 @@ from annotation.models import (
     Role,
 )
 from annotation.routing import Outcome, Policy, ReviewReason
-from annotation.services import assignments as assignment_services
 from annotation.services.aggregation import project_aggregate
 from tests.invariants import annotate_directly, assert_queue_consistent, enqueue, make_items
 
@@ -147,8 +146,8 @@ def test_disputed_means_no_strict_majority():
 
 
 @pytest.fixture(autouse=True)
-def no_refill(monkeypatch):
-    monkeypatch.setattr(assignment_services, "_load_scoring_request", lambda: None)
+def no_refill(recording_supply):
+    """Refills are recorded, never requested (no scoring runs are started)."""
 
 
 @pytest.fixture

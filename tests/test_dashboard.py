@@ -6,9 +6,10 @@ import pytest
 
 from acquisition import curves
 from acquisition.models import ModelVersion, ScoringRun, TrainingJob
-from annotation import charts, services
+from annotation import services
 from annotation.models import AgreementSnapshot, IngestBatch, Project, Role
 from annotation.services.aggregation import project_aggregate
+from loop import charts
 
 from .test_consensus import plant
 

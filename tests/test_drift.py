@@ -10,6 +10,7 @@ from acquisition.services.drift import batch_drift_check, drift_pending_check
 from annotation import services
 from annotation.ingest_records import CleanRecord, text_digest
 from annotation.models import IngestBatch, Item, ItemStatus, LabelSource
+from loop.services.push import ingest_batch_process
 
 
 def test_psi_by_hand():
@@ -65,7 +66,7 @@ def test_pushed_pools_are_checked_against_the_training_items(make_project, setti
     project = make_project("Drifting", embedding_dim=DIM)
     rng = np.random.default_rng(2)
     first = push(project, rng.normal(size=(1500, DIM)))
-    services.ingest_batch_process(first.batch_id)
+    ingest_batch_process(first.batch_id)
     batch = IngestBatch.objects.get(pk=first.batch_id)
     assert batch.drift["status"] == "no_reference"  # no model yet
 
@@ -84,7 +85,7 @@ def test_pushed_pools_are_checked_against_the_training_items(make_project, setti
     moved[:, 0] += 3.0
     shifted = push(project, moved, offset=20_000)
     for report in (similar, shifted):
-        services.ingest_batch_process(report.batch_id)
+        ingest_batch_process(report.batch_id)
     similar, shifted = IngestBatch.objects.get(pk=similar.batch_id), IngestBatch.objects.get(pk=shifted.batch_id)
     assert similar.drift["status"] == "done" and similar.drift["level"] == "ok"
     assert similar.drift["n_reference"] == 1200 and similar.drift["n_new"] == 1000

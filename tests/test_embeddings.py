@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from acquisition import embeddings, services, tasks
+from acquisition import embeddings
 from acquisition.encoders import get_encoder
 from acquisition.models import ItemEmbedding
+from acquisition.services import embedding
 from annotation.models import EmbeddingState, Item
+from loop import tasks
+from loop.services.push import ingest_batch_process
 from quorum.errors import ServiceError
 
 pytestmark = pytest.mark.django_db
@@ -68,11 +71,11 @@ def test_embed_task_works_in_batches_and_on_given_items(admin_api, hashing_proje
     push(admin_api, hashing_project, [{"external_id": f"t{i}", "text": f"text {i}"} for i in range(7)])
     first_three = list(Item.objects.filter(project=hashing_project).order_by("pk").values_list("pk", flat=True)[:3])
 
-    report = services.items_embed(project=hashing_project, item_ids=first_three, batch_size=2)
+    report = embedding.items_embed(project=hashing_project, item_ids=first_three, batch_size=2)
     assert (report.embedded, report.batches) == (3, 2)
     assert set(ItemEmbedding.objects.values_list("item_id", flat=True)) == set(first_three)
 
-    report = services.items_embed(project=hashing_project, batch_size=2)
+    report = embedding.items_embed(project=hashing_project, batch_size=2)
     assert (report.embedded, report.batches) == (4, 2)
 
 
@@ -102,7 +105,7 @@ def test_text_changed_while_encoding_is_not_marked_ready(admin_api, hashing_proj
         return original(self, texts, batch_size)
 
     monkeypatch.setattr(type(encoder), "encode", encode_while_text_changes)
-    report = services.items_embed(project=hashing_project)
+    report = embedding.items_embed(project=hashing_project)
     monkeypatch.setattr(type(encoder), "encode", original)
 
     assert (report.embedded, report.stale) == (1, 1)
@@ -110,7 +113,7 @@ def test_text_changed_while_encoding_is_not_marked_ready(admin_api, hashing_proj
     assert a.embedding_state == EmbeddingState.PENDING and not ItemEmbedding.objects.filter(item=a).exists()
     assert Item.objects.get(project=hashing_project, external_id="b").embedding_state == EmbeddingState.READY
 
-    services.items_embed(project=hashing_project)  # the next pass embeds the new text
+    embedding.items_embed(project=hashing_project)  # the next pass embeds the new text
     np.testing.assert_array_equal(ItemEmbedding.objects.get(item=a).as_array(), encoder.encode(["after"])[0])
 
 
@@ -120,7 +123,7 @@ def test_items_pushed_with_their_own_embedding_skip_the_encoder(admin_api, hashi
         hashing_project,
         [{"external_id": "own", "text": "has a vector", "embedding": [1, 0, 0, 0]}, {"external_id": "x", "text": "no"}],
     )
-    report = services.items_embed(project=hashing_project)
+    report = embedding.items_embed(project=hashing_project)
     assert report.embedded == 1
     own = ItemEmbedding.objects.get(item__external_id="own")
     assert own.source == "provided"
@@ -138,7 +141,7 @@ def test_an_item_the_encoder_cannot_handle_is_marked_failed(admin_api, hashing_p
         return original(self, texts, batch_size)
 
     monkeypatch.setattr(type(encoder), "encode", picky)
-    report = services.items_embed(project=hashing_project)
+    report = embedding.items_embed(project=hashing_project)
     monkeypatch.setattr(type(encoder), "encode", original)
 
     assert (report.embedded, report.failed) == (4, 1)
@@ -155,7 +158,7 @@ def test_an_encoder_broken_for_every_item_raises_for_a_retry(admin_api, hashing_
 
     monkeypatch.setattr(type(encoder), "encode", broken)
     with pytest.raises(OSError):
-        services.items_embed(project=hashing_project)
+        embedding.items_embed(project=hashing_project)
     assert not Item.objects.filter(project=hashing_project, embedding_state=EmbeddingState.FAILED).exists()
 
 
@@ -164,16 +167,14 @@ def test_an_encoder_of_the_wrong_dimension_is_refused(admin_api, project):
     project.save(update_fields=["encoder"])
     push(admin_api, project, [{"external_id": "a", "text": "x"}])
     with pytest.raises(ServiceError):
-        services.items_embed(project=project)
+        embedding.items_embed(project=project)
     assert tasks.items_embed(project.pk)["status"] == "error"
     assert Item.objects.get(project=project).embedding_state == EmbeddingState.PENDING
 
 
 def test_ingest_follow_up_hands_waiting_items_to_the_encoder(admin_api, hashing_project, monkeypatch):
-    from annotation.services import ingest_batch_process
-
     sent = []
-    monkeypatch.setattr(tasks.items_embed, "delay", lambda *args: sent.append(args))
+    monkeypatch.setattr(tasks.items_embed, "apply_async", lambda args=None, kwargs=None, **options: sent.append(args))
     body = push(admin_api, hashing_project, [{"external_id": f"t{i}", "text": t} for i, t in enumerate(TEXTS)])
     result = ingest_batch_process(body["batch_id"])
     assert result["project_items_awaiting_embedding"] == 5
@@ -181,8 +182,6 @@ def test_ingest_follow_up_hands_waiting_items_to_the_encoder(admin_api, hashing_
 
 
 def test_ingest_follow_up_with_pushed_vectors_requests_a_scoring_run(admin_api, hashing_project):
-    from annotation.services import ingest_batch_process
-
     body = push(
         admin_api,
         hashing_project,

@@ -113,21 +113,27 @@ def test_scikit_learn_params_and_clone():
 
 
 @pytest.mark.django_db
-def test_a_finetune_job_trains_the_encoder_and_scores_from_texts(make_project, settings, tmp_path, monkeypatch):
+def test_a_finetune_job_trains_the_encoder_and_scores_from_texts(
+    make_project, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
     # imported here so that the estimator tests above do not depend on the Django app
-    from acquisition import tasks
     from acquisition.encoders import get_encoder
     from acquisition.models import ItemEmbedding, ModelVersion
-    from acquisition.services import loop, scoring, training
+    from acquisition.services import registry
     from annotation.models import EmbeddingState, Item, ItemStatus, LabelSource, QueueEntry
+    from loop import tasks
+    from loop.services import scoring, training
 
     settings.QUORUM_CACHE_DIR = tmp_path / "cache"
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.QUORUM_FINETUNE_ON_CPU = True
     settings.QUORUM_FINETUNE_EPOCHS = 1
     sent = []
-    monkeypatch.setattr(tasks.scoring_run_execute, "apply_async", lambda args, queue=None: sent.append(queue))
-    monkeypatch.setattr(tasks.scoring_run_execute, "delay", lambda run_id: sent.append("default"))
+    monkeypatch.setattr(
+        tasks.scoring_run_execute,
+        "apply_async",
+        lambda args=None, kwargs=None, **options: sent.append(options.get("queue", "default")),
+    )
     project = make_project(
         "Tuned",
         labels=tuple(TEMPLATES),
@@ -158,8 +164,8 @@ def test_a_finetune_job_trains_the_encoder_and_scores_from_texts(make_project, s
             status=ItemStatus.FINALIZED,
         )
 
-    job = loop.training_job_request(project=project, trigger="manual")
-    loop.training_job_execute(job.pk)
+    job = training.training_job_request(project=project, trigger="manual")
+    training.training_job_execute(job.pk)
     job.refresh_from_db()
     version = job.model_version
 
@@ -167,7 +173,7 @@ def test_a_finetune_job_trains_the_encoder_and_scores_from_texts(make_project, s
     assert version.kind == "finetune" and version.status == ModelVersion.Status.CURRENT
     assert version.hyperparameters["base"] == MINILM and version.hyperparameters["epochs"] == 1
     assert version.decision == "first model of the project"
-    model = training.model_load(version)
+    model = registry.model_load(version)
     assert isinstance(model, FineTunedClassifier)
     # the pool was re-scored from the items' texts by the fine-tuned model, with its suggestions
     run = job.scoring_run
@@ -176,5 +182,6 @@ def test_a_finetune_job_trains_the_encoder_and_scores_from_texts(make_project, s
     assert entries.count() == 6 and not entries.filter(suggested_label__isnull=True).exists()
     # later scoring runs of this project go to the gpu queue (they run the encoder)
     assert scoring.scoring_queue(project) == settings.CELERY_GPU_QUEUE
-    scoring._enqueue(run.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert scoring.scoring_request(project=project, trigger="test") is not None
     assert sent == ["gpu"]

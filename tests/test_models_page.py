@@ -3,9 +3,9 @@
 import pytest
 
 from acquisition.models import ModelVersion, TrainingJob
-from acquisition.services import loop
 from annotation import services
 from annotation.models import Role
+from loop.services import training
 
 from .test_training_loop import finalise, pool, run_job, sent, small_committee, take  # noqa: F401
 
@@ -49,7 +49,7 @@ def test_reviewers_see_no_buttons_and_a_running_job_refreshes_the_page(pool, sen
     make_user("rev")
     services.membership_set(project=pool, username="rev", role=Role.REVIEWER)
     finalise(pool, take(pool, 10))
-    loop.training_job_request(project=pool, trigger="manual")
+    training.training_job_request(project=pool, trigger="manual")
     page = (
         client_for(pool.memberships.get(user__username="rev").user).get(f"/projects/{pool.pk}/models").content.decode()
     )
@@ -68,7 +68,7 @@ def test_train_now_and_make_current_forms(pool, sent, admin_user, client_for, dj
     assert job.requested_by == admin_user and job.trigger == "manual"
     response = client.post(f"/projects/{pool.pk}/models/train", follow=True)
     assert "already pending or running" in response.content.decode()
-    loop.training_job_execute(job.pk)
+    training.training_job_execute(job.pk)
     finalise(pool, take(pool, 10, start=10))
     run_job(pool)
     with django_capture_on_commit_callbacks(execute=True):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from acquisition import tasks
 from acquisition.models import TaskStat
 from annotation.models import QueueEntry
+from loop import tasks
 from quorum import monitoring
 from tests.invariants import enqueue, make_items
 

@@ -6,10 +6,13 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from acquisition import embeddings, services, strategies, tasks
+from acquisition import embeddings, strategies
 from acquisition.models import ItemEmbedding, ModelVersion, ScoringRun
-from acquisition.services import scoring
+from acquisition.services import registry
+from acquisition.services import scoring as compute
 from annotation.models import EmbeddingState, Item, ItemStatus, LabelSource, QueueEntry, QueueReason
+from loop import tasks
+from loop.services import scoring, training
 from quorum.celery import app
 
 pytestmark = pytest.mark.django_db
@@ -74,9 +77,9 @@ def label(project, item_ids):
 
 
 def run_scoring(project, *, seed=7, chunk_size=None):
-    run = services.scoring_run_create(project=project, trigger="test")
+    run = compute.scoring_run_create(project=project, trigger="test")
     assert run is not None
-    result = services.scoring_run_execute(run.pk, seed=seed, chunk_size=chunk_size)
+    result = scoring.scoring_run_execute(run.pk, seed=seed, chunk_size=chunk_size)
     run.refresh_from_db()
     return run, result
 
@@ -91,7 +94,7 @@ def queue_of(project):
 
 def trained(project, per_cluster=4):
     label(project, [pk for c in range(3) for pk in project.item_ids[c * PER_CLUSTER : c * PER_CLUSTER + per_cluster]])
-    version = services.model_train(project=project)
+    version = training.model_train(project=project)
     assert version.status == ModelVersion.Status.CURRENT
     return version
 
@@ -129,7 +132,7 @@ def test_training_records_a_current_version_then_gates_the_next(pool):
     assert version.hyperparameters["n_members"] == 1 and version.seed == 1  # msal: one head on all labels
     assert len(version.label_snapshot_hash) == 64 and version.train_seconds >= 0
     assert version.weights.name and version.weights.storage.exists(version.weights.name)
-    model = services.model_load(version)
+    model = registry.model_load(version)
     matrix = embeddings.embeddings_load(pool)
     predicted = model.predict(np.array(matrix.vectors))
     clusters = np.array([pool.cluster_of[pk] for pk in matrix.ids])
@@ -140,7 +143,7 @@ def test_training_records_a_current_version_then_gates_the_next(pool):
 
     # The same labels again: the gate lets it through (too few held-out labels to judge), the first
     # version retires, and the lineage names it.
-    second = services.model_train(project=pool)
+    second = training.model_train(project=pool)
     version.refresh_from_db()
     assert second.version == 2 and second.status == ModelVersion.Status.CURRENT
     assert version.status == ModelVersion.Status.RETIRED and second.parent_id == version.pk
@@ -187,7 +190,7 @@ def test_margin_queue_is_the_top_of_the_margin_scores(pool):
     )
     matrix = embeddings.embeddings_load(pool)
     scores = strategies.margin(
-        services.model_load(version).predict_proba_members(matrix.vectors[matrix.positions(candidates)])
+        registry.model_load(version).predict_proba_members(matrix.vectors[matrix.positions(candidates)])
     )
     expected = candidates[strategies.top_k(scores, pool.batch_size).numpy()]
     assert [e[0] for e in queue_of(pool)] == expected.tolist()
@@ -224,20 +227,22 @@ def test_second_run_replaces_untouched_entries_only(pool):
 
 def test_one_active_run_per_project(pool, make_project, django_capture_on_commit_callbacks, monkeypatch):
     sent = []
-    monkeypatch.setattr(tasks.scoring_run_execute, "delay", lambda run_id: sent.append(run_id))
+    monkeypatch.setattr(
+        tasks.scoring_run_execute, "apply_async", lambda args=None, kwargs=None, **options: sent.append(args[0])
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.scoring_request(project=pool, trigger="test")
-        assert services.scoring_request(project=pool, trigger="test") is None
+        run = scoring.scoring_request(project=pool, trigger="test")
+        assert scoring.scoring_request(project=pool, trigger="test") is None
     assert sent == [run.pk]
     with pytest.raises(IntegrityError), transaction.atomic():  # the database refuses a second one
         ScoringRun.objects.create(project=pool, strategy="msal", status=ScoringRun.Status.RUNNING)
-    assert services.scoring_request(project=make_project("Other"), trigger="test") is not None
+    assert scoring.scoring_request(project=make_project("Other"), trigger="test") is not None
 
-    services.scoring_run_execute(run.pk, seed=1)
+    scoring.scoring_run_execute(run.pk, seed=1)
     run.refresh_from_db()
     assert run.status == ScoringRun.Status.SUCCEEDED
-    assert services.scoring_run_execute(run.pk)["status"] == "skipped"  # a redelivered message is harmless
-    assert services.scoring_request(project=pool, trigger="test") is not None
+    assert scoring.scoring_run_execute(run.pk)["status"] == "skipped"  # a redelivered message is harmless
+    assert scoring.scoring_request(project=pool, trigger="test") is not None
 
 
 def test_a_failing_run_is_marked_failed_and_does_not_block_the_next(pool, monkeypatch):
@@ -246,10 +251,10 @@ def test_a_failing_run_is_marked_failed_and_does_not_block_the_next(pool, monkey
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(scoring, "model_load", broken)
-    run = services.scoring_run_create(project=pool, trigger="test")
+    monkeypatch.setattr(compute, "model_load", broken)
+    run = compute.scoring_run_create(project=pool, trigger="test")
     with pytest.raises(RuntimeError):
-        services.scoring_run_execute(run.pk)
+        scoring.scoring_run_execute(run.pk)
     run.refresh_from_db()
     assert run.status == ScoringRun.Status.FAILED and "disk on fire" in run.error and run.finished_at
     assert not QueueEntry.objects.filter(project=pool).exists()
@@ -259,7 +264,7 @@ def test_a_failing_run_is_marked_failed_and_does_not_block_the_next(pool, monkey
 
 
 def test_a_superseded_run_does_not_write(pool):
-    run = services.scoring_run_create(project=pool, trigger="test")
+    run = compute.scoring_run_create(project=pool, trigger="test")
     original = scoring._finish
 
     def superseded_meanwhile(run, *args):
@@ -268,7 +273,7 @@ def test_a_superseded_run_does_not_write(pool):
 
     scoring._finish = superseded_meanwhile
     try:
-        assert services.scoring_run_execute(run.pk)["status"] == "superseded"
+        assert scoring.scoring_run_execute(run.pk)["status"] == "superseded"
     finally:
         scoring._finish = original
     assert not QueueEntry.objects.filter(project=pool).exists()

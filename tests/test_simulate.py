@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from acquisition.datasets import DatasetError, load_dataset
-from acquisition.simulator import InProcessWorker, SimulatedAnnotator
+from loop.simulator import InProcessWorker, SimulatedAnnotator
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from acquisition import tasks
 from acquisition.models import ItemEmbedding, ModelVersion, ScoringRun, TrainingJob
-from acquisition.services import loop, training
+from acquisition.selectors import new_labels_since_model
+from acquisition.services import fitting, registry
 from annotation import services
-from annotation import tasks as annotation_tasks
 from annotation.models import EmbeddingState, Item, ItemStatus, LabelSource, QueueEntry, QueueReason, Role
+from loop import tasks
+from loop.services import training
 
 pytestmark = pytest.mark.django_db
 
@@ -32,9 +33,15 @@ def sent(monkeypatch):
     """Training jobs and scoring runs sent to the broker (not run)."""
     calls = []
     monkeypatch.setattr(
-        tasks.training_job_run, "apply_async", lambda args, queue=None: calls.append(("train", args[0], queue))
+        tasks.training_job_run,
+        "apply_async",
+        lambda args=None, kwargs=None, **options: calls.append(("train", args[0], options.get("queue"))),
     )
-    monkeypatch.setattr(tasks.scoring_run_execute, "delay", lambda run_id: calls.append(("score", run_id, None)))
+    monkeypatch.setattr(
+        tasks.scoring_run_execute,
+        "apply_async",
+        lambda args=None, kwargs=None, **options: calls.append(("score", args[0], options.get("queue"))),
+    )
     return calls
 
 
@@ -85,9 +92,9 @@ def take(project, per_cluster, start=0):
 
 
 def run_job(project, trigger="manual"):
-    job = loop.training_job_request(project=project, trigger=trigger)
+    job = training.training_job_request(project=project, trigger=trigger)
     assert job is not None
-    loop.training_job_execute(job.pk)
+    training.training_job_execute(job.pk)
     job.refresh_from_db()
     return job
 
@@ -95,12 +102,12 @@ def run_job(project, trigger="manual"):
 # ------------------------------------------------------------------------------- the trigger
 def test_retrain_is_due_after_retrain_after_new_final_labels(pool, sent, django_capture_on_commit_callbacks):
     finalise(pool, take(pool, 9))  # 27 < 30
-    assert loop.retrain_if_due(project=pool) is None
+    assert training.retrain_if_due(project=pool) is None
     finalise(pool, take(pool, 1, start=9))  # 30
     with django_capture_on_commit_callbacks(execute=True):
-        job = loop.retrain_if_due(project=pool)
-        assert loop.retrain_if_due(project=pool) is None  # debounced: one active job per project
-        assert loop.training_job_request(project=pool, trigger="manual") is None
+        job = training.retrain_if_due(project=pool)
+        assert training.retrain_if_due(project=pool) is None  # debounced: one active job per project
+        assert training.training_job_request(project=pool, trigger="manual") is None
     assert job.trigger == "labels" and job.n_new_labels == 30 and job.status == TrainingJob.Status.PENDING
     assert sent == [("train", job.pk, "default")]
 
@@ -108,28 +115,28 @@ def test_retrain_is_due_after_retrain_after_new_final_labels(pool, sent, django_
 def test_labels_are_counted_since_the_newest_models_snapshot(pool, sent, django_capture_on_commit_callbacks):
     finalise(pool, take(pool, 10))
     run_job(pool)
-    assert loop.new_labels_since_model(pool) == 0
+    assert new_labels_since_model(pool) == 0
     finalise(pool, take(pool, 5, start=10))
-    assert loop.new_labels_since_model(pool) == 15
-    assert loop.retrain_if_due(project=pool) is None
+    assert new_labels_since_model(pool) == 15
+    assert training.retrain_if_due(project=pool) is None
     finalise(pool, take(pool, 5, start=15))
     with django_capture_on_commit_callbacks(execute=True):
-        assert loop.retrain_if_due(project=pool) is not None
+        assert training.retrain_if_due(project=pool) is not None
 
 
 def test_the_aggregation_task_triggers_retraining(pool, sent, django_capture_on_commit_callbacks):
     finalise(pool, take(pool, 10))
     with django_capture_on_commit_callbacks(execute=True):
-        result = annotation_tasks.project_aggregate_task.run(pool.pk)
+        result = tasks.project_aggregate_task.run(pool.pk)
     job = TrainingJob.objects.get(project=pool)
     assert result["training_job"] == job.pk and sent == [("train", job.pk, "default")]
 
 
 def test_a_lost_job_is_superseded(pool, sent):
     finalise(pool, take(pool, 10))
-    job = loop.training_job_request(project=pool, trigger="manual")
+    job = training.training_job_request(project=pool, trigger="manual")
     TrainingJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(hours=2))
-    again = loop.training_job_request(project=pool, trigger="manual")
+    again = training.training_job_request(project=pool, trigger="manual")
     job.refresh_from_db()
     assert again is not None and job.status == TrainingJob.Status.FAILED and "superseded" in job.error
 
@@ -171,9 +178,9 @@ def test_lineage_is_recorded(pool, sent):
 
 def test_training_is_deterministic_for_a_seed(pool):
     finalise(pool, take(pool, 20))
-    first = training.model_fit(project=pool, seed=11)
-    second = training.model_fit(project=pool, seed=11)
-    a, b = training.model_load(first), training.model_load(second)
+    first = fitting.model_fit(project=pool, seed=11)
+    second = fitting.model_fit(project=pool, seed=11)
+    a, b = registry.model_load(first), registry.model_load(second)
     X = np.random.default_rng(3).normal(size=(50, DIM)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(a.predict_proba(X)), np.asarray(b.predict_proba(X)))
     assert first.label_snapshot_hash == second.label_snapshot_hash and first.eval_items == second.eval_items
@@ -236,9 +243,9 @@ def test_finetune_without_a_gpu_trains_heads_and_says_so(pool, sent, django_capt
     pool.save(update_fields=["training_mode"])
     finalise(pool, take(pool, 10))
     with django_capture_on_commit_callbacks(execute=True):
-        job = loop.training_job_request(project=pool, trigger="manual")
+        job = training.training_job_request(project=pool, trigger="manual")
     assert sent == [("train", job.pk, "gpu")] and job.mode == "finetune"
-    loop.training_job_execute(job.pk)
+    training.training_job_execute(job.pk)
     version = ModelVersion.objects.get(project=pool)
     assert version.kind == "heads" and "no GPU" in version.decision.replace("has none", "no GPU")
 
@@ -279,7 +286,7 @@ def test_train_now_through_the_api(pool, sent, admin_api, admin_user, django_cap
     status = admin_api.get(f"/api/v1/projects/{pool.pk}/training").json()
     assert status["new_labels"] == 30 and status["retrain_after"] == 30 and status["active_job"]["id"] == body["id"]
 
-    loop.training_job_execute(body["id"])
+    training.training_job_execute(body["id"])
     detail = admin_api.get(f"{url}/{body['id']}").json()
     assert detail["status"] == "succeeded" and detail["model_version_number"] == 1 and detail["progress"] == 1.0
     assert [job["id"] for job in admin_api.get(url).json()["results"]] == [body["id"]]
@@ -311,8 +318,8 @@ def test_labels_without_vectors_fail_the_job_with_a_clear_reason(pool, sent):
     with a NumPy reshape error)."""
     ItemEmbedding.objects.filter(project=pool).delete()
     finalise(pool, take(pool, 10))
-    job = loop.training_job_request(project=pool, trigger="manual")
-    result = loop.training_job_execute(job.pk)
+    job = training.training_job_request(project=pool, trigger="manual")
+    result = training.training_job_execute(job.pk)
     job.refresh_from_db()
     assert result["status"] == "failed" and job.status == TrainingJob.Status.FAILED
     assert job.error == "the project has no final labels with an embedding to train on"
@@ -324,8 +331,8 @@ def test_serving_model_is_refitted_on_every_label(pool, sent):
     finalise(pool, take(pool, 40, start=10))
     version = run_job(pool).model_version
     assert version.n_eval == 30 and version.metrics["serving_trained_on"] == "all labels"
-    training._MODELS.clear()  # read both back from storage
-    serving, held_out = training.model_load(version), training.model_load(version, role="evaluation")
+    registry._MODELS.clear()  # read both back from storage
+    serving, held_out = registry.model_load(version), registry.model_load(version, role="evaluation")
     assert serving is not held_out
     X = np.random.default_rng(5).normal(size=(20, DIM)).astype(np.float32)
     assert not np.allclose(serving.predict_proba(X), held_out.predict_proba(X))  # fitted on different labels

@@ -40,7 +40,7 @@ def test_ingest_follow_up_task_runs_on_a_real_worker(admin_api, project, tmp_pat
 
 def test_follow_up_of_a_vanished_batch_is_harmless(project, tmp_path):
     """Tasks are retried or delivered late; a batch that no longer exists must not crash the worker."""
-    from annotation.tasks import ingest_batch_process
+    from loop.tasks import ingest_batch_process
 
     with celery_worker(tmp_path) as (process, log_path):
         result = ingest_batch_process.delay(987654)

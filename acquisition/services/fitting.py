@@ -140,7 +140,7 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
         committee.fit(
             model_inputs(committee, snap, train),
             snap.y[train],
-            n_classes=len(snap.label_names),
+            classes=np.arange(len(snap.label_names)),  # every label of the project, used or not yet
             sample_weight=snap.weights[train],
         )
         train_seconds = time.perf_counter() - started
@@ -154,7 +154,7 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
         if test.any() and not finetune:
             started = time.perf_counter()
             serving = HeadCommittee(**hyper, random_state=seed, device=device)
-            serving.fit(snap.X, snap.y, n_classes=len(snap.label_names), sample_weight=snap.weights)
+            serving.fit(snap.X, snap.y, classes=np.arange(len(snap.label_names)), sample_weight=snap.weights)
             train_seconds += time.perf_counter() - started
             state = {"serving": serving.state_dict(), "evaluation": state}
         metrics["serving_trained_on"] = "all labels" if serving is not committee else "the training split"
