@@ -85,7 +85,6 @@ from django.utils import timezone
 
 from quorum.chunks import iter_chunks
 
-from . import strategies
 from .models import ItemEmbedding
 
 logger = logging.getLogger(__name__)
@@ -489,6 +488,7 @@ def min_distances_to_labelled(
     recomputation. Labelled items without a vector are ignored; with no labelled point at all the
     distance is ``inf``.
     """
+    from . import strategies  # PyTorch loads where a model runs, not in web processes
 
     labelled_ids = np.unique(np.asarray(labelled_ids, dtype=np.int64))
     labelled_ids = labelled_ids[matrix.present(labelled_ids)]
@@ -542,6 +542,7 @@ def min_distances_to_labelled(
 def _update_min_distances(
     matrix, pool, labelled_ids, labelled_pos, old_ids, old_dist, old_labelled, state, stats, device
 ):
+    from . import strategies  # PyTorch loads where a model runs, not in web processes
 
     since = int(state.get("generation", -1))
     if not np.all(np.isin(old_labelled, labelled_ids, assume_unique=True)):

@@ -358,3 +358,18 @@ def agreement_latest(project: Project) -> dict:
         "n_items_final": snapshot.n_items_final,
         "duration_ms": snapshot.duration_ms,
     }
+
+
+def label_by_name(project_id: int, name) -> LabelClass:
+    """The project's label called ``name``; a 400 naming the field and listing the valid names otherwise."""
+    found = (
+        LabelClass.objects.filter(project_id=project_id, name=name).first() if isinstance(name, str) and name else None
+    )
+    if found is None:
+        names = list(
+            LabelClass.objects.filter(project_id=project_id).order_by("order", "id").values_list("name", flat=True)
+        )
+        shown = ", ".join(repr(n) for n in names[:50]) + (f" … ({len(names)} in all)" if len(names) > 50 else "")
+        message = f"unknown label {name!r}; valid labels: {shown}"
+        raise ServiceError({"detail": message, "errors": {"label": message}}, code="unknown_label")
+    return found

@@ -6,6 +6,9 @@ project's own code without a one-line reason (a comment on the line or the line 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import grimp
@@ -106,3 +109,18 @@ def test_function_local_imports_of_the_project_say_why(package):
         if "migrations" not in path.parts and (found := _local_project_imports(path))
     }
     assert offenders == {}
+
+
+def test_web_processes_start_without_pytorch():
+    """A web process (settings, every app ready, the URLconf, the tasks registered) never imports
+    PyTorch or transformers: gunicorn workers boot in a second and stay small. Models load only
+    where they run (workers), behind a commented local import."""
+    code = (
+        "import sys, django; django.setup(); import quorum.urls, loop.tasks; "
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))"
+    )
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings", "PATH": "/usr/bin:/bin"}
+    env.update({k: v for k, v in os.environ.items() if k in ("DATABASE_URL", "CELERY_BROKER_URL", "HOME")})
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

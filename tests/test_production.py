@@ -89,7 +89,7 @@ def gunicorn(env: dict, log_dir: Path):
                 raise RuntimeError(f"gunicorn exited:\n{log_path.read_text()}")
             try:
                 return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a worker still booting
                 return False
 
         wait_for(up, timeout=60, what="gunicorn")

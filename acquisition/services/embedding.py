@@ -14,7 +14,6 @@ from annotation.models import EmbeddingState, Item, Project
 from quorum.chunks import iter_chunks
 from quorum.errors import ServiceError
 
-from ..encoders import get_encoder
 from ..models import ItemEmbedding
 
 logger = logging.getLogger(__name__)
@@ -61,6 +60,8 @@ def items_embed(*, project: Project, item_ids: list[int] | None = None, batch_si
     """
     batch_size = batch_size or settings.QUORUM_EMBED_BATCH_SIZE
     try:
+        from ..encoders import get_encoder  # PyTorch loads where a model runs, not in web processes
+
         encoder = get_encoder(project.encoder, device=settings.QUORUM_DEVICE)
     except ValueError as exc:
         raise ServiceError({"encoder": str(exc)}, code="bad_encoder") from exc

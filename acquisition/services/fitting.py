@@ -32,7 +32,6 @@ import logging
 import time
 
 import numpy as np
-import torch
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -42,8 +41,6 @@ from annotation.models import Project, Strategy, TrainingMode
 from quorum.errors import ServiceError
 
 from .. import evaluation
-from ..committee import HeadCommittee
-from ..finetune import FineTunedClassifier, finetunable
 from ..models import ModelVersion
 from .gate import head_to_head
 from .registry import EVALUATION, SERVING, code_version, committee_device, remember
@@ -78,6 +75,8 @@ def _finetune_plan(project: Project, device: str) -> tuple[bool, str]:
     """Whether this worker fine-tunes the encoder, and a note when fine-tuning was asked for but not done."""
     if project.training_mode != TrainingMode.FINETUNE:
         return False, ""
+    from ..finetune import finetunable  # PyTorch loads where a model runs, not in web processes
+
     if not finetunable(project.encoder):
         return False, f"the encoder {project.encoder!r} cannot be fine-tuned; trained the heads on its embeddings"
     if not device.startswith("cuda") and not settings.QUORUM_FINETUNE_ON_CPU:
@@ -89,6 +88,11 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
     """Train a candidate model version on the project's final labels, evaluate it and the current
     model on the held-out set, and record both (module docstring). Raises ``ServiceError`` when
     there is nothing to train on."""
+    import torch  # PyTorch loads where a model runs, not in web processes
+
+    from ..committee import HeadCommittee  # PyTorch loads where a model runs, not in web processes
+    from ..finetune import FineTunedClassifier  # PyTorch loads where a model runs, not in web processes
+
     project = Project.objects.get(pk=project.pk)
     snap = label_snapshot(project)
     if len(snap) == 0:

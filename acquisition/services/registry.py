@@ -20,7 +20,6 @@ import subprocess
 import threading
 from pathlib import Path
 
-import torch
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -28,15 +27,14 @@ from django.utils import timezone
 from annotation.models import Project
 from quorum.errors import Conflict
 
-from ..committee import HeadCommittee
-from ..encoders import resolve_device
-from ..finetune import FineTunedClassifier
 from ..models import ModelVersion
 
 logger = logging.getLogger(__name__)
 
 
 def committee_device() -> str:
+    from ..encoders import resolve_device  # PyTorch loads where a model runs, not in web processes
+
     return str(resolve_device(settings.QUORUM_DEVICE))
 
 
@@ -109,6 +107,11 @@ def model_load(version: ModelVersion, *, role: str = SERVING):
     key = (version.pk, version.weights.name, role)
     model = _MODELS.get(key)
     if model is None:
+        import torch  # PyTorch loads where a model runs, not in web processes
+
+        from ..committee import HeadCommittee  # PyTorch loads where a model runs, not in web processes
+        from ..finetune import FineTunedClassifier  # PyTorch loads where a model runs, not in web processes
+
         with version.weights.open("rb") as handle:
             state = torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
         if SERVING in state:

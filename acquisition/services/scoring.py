@@ -55,7 +55,7 @@ from django.utils import timezone
 
 from annotation.models import LabelClass, Project, QueueReason, Strategy
 
-from .. import selectors, strategies
+from .. import selectors
 from ..embeddings import EmbeddingMatrix, embeddings_load, min_distances_to_labelled
 from ..models import ScoringRun
 from ..sampling import exploration_priorities, n_exploration, rank_scale, ranked, shortlist_size, uniform_keys
@@ -311,6 +311,8 @@ def shortlists_reduce(results: list[dict], run: ScoringRun, seed: int) -> Batch:
         short_ids = ids[short]
         matrix = embeddings_load(project)
         vectors = np.asarray(matrix.vectors[matrix.positions(short_ids)])
+        from .. import strategies  # PyTorch loads where a model runs, not in web processes
+
         selection = strategies.select_batch(
             strategy,
             n_pick,
@@ -348,6 +350,8 @@ def _cold_start(run, project, matrix: EmbeddingMatrix, candidates: np.ndarray, s
     picked = np.empty(0, dtype=np.int64)
     if n_pick:
         vectors = np.asarray(matrix.vectors[matrix.positions(candidates)])
+        from .. import strategies  # PyTorch loads where a model runs, not in web processes
+
         index = np.asarray(strategies.cold_start(vectors, n_pick, seed=seed), dtype=np.int64)
         picked = candidates[index]
     rest = candidates[~np.isin(candidates, picked)]

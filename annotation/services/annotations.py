@@ -16,6 +16,7 @@ from quorum.errors import Conflict, NotFound, ServiceError
 
 from .. import signals
 from ..models import Annotation, Assignment, AssignmentStatus, LabelClass, Project, QueueEntry
+from ..selectors import label_by_name
 from .consensus import item_consensus_apply
 from .slots import lease_end, lock_user, locked_entry, own_assignment, require_open_item, slot_take
 
@@ -26,23 +27,6 @@ MAX_TIME_SPENT_MS = 2**31 - 1
 class SubmitResult:
     annotation: Annotation
     created: bool  # False: an idempotent resubmission (or a change through resubmission)
-
-
-def _label_of_project(project_id: int, label) -> LabelClass:
-    """The project's label called ``label``; a clear error listing the valid names otherwise."""
-    found = (
-        LabelClass.objects.filter(project_id=project_id, name=label).first()
-        if isinstance(label, str) and label
-        else None
-    )
-    if found is None:
-        names = list(
-            LabelClass.objects.filter(project_id=project_id).order_by("order", "id").values_list("name", flat=True)
-        )
-        shown = ", ".join(repr(name) for name in names[:50]) + (f" … ({len(names)} in all)" if len(names) > 50 else "")
-        message = f"unknown label {label!r}; valid labels: {shown}"
-        raise ServiceError({"detail": message, "errors": {"label": message}}, code="unknown_label")
-    return found
 
 
 def _check_time_spent(time_spent_ms) -> int:
@@ -86,7 +70,7 @@ def annotation_submit(*, assignment_id: int, user, label: str, time_spent_ms: in
     with transaction.atomic():
         lock_user(user)
         assignment = own_assignment(assignment_id, user, lock=True)
-        label_obj = _label_of_project(assignment.project_id, label)
+        label_obj = label_by_name(assignment.project_id, label)
         project = assignment.project
         if assignment.status == AssignmentStatus.SUBMITTED:
             annotation = Annotation.objects.get(item_id=assignment.item_id, user=user)
@@ -133,7 +117,7 @@ def _annotation_relabel(annotation: Annotation, label: LabelClass) -> Annotation
 def annotation_change(*, annotation_id: int, user, label: str) -> Annotation:
     """Change one's own label while the item is neither final nor in review."""
     annotation = _own_annotation(annotation_id, user)
-    label_obj = _label_of_project(annotation.project_id, label)
+    label_obj = label_by_name(annotation.project_id, label)
     with transaction.atomic():
         lock_user(user)
         annotation = _own_annotation(annotation_id, user)

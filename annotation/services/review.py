@@ -32,7 +32,6 @@ from ..models import (
     AssignmentStatus,
     Item,
     ItemStatus,
-    LabelClass,
     LabelSource,
     Project,
     QueueEntry,
@@ -40,7 +39,7 @@ from ..models import (
     ReviewTask,
     Role,
 )
-from ..selectors import has_role, role_in_project
+from ..selectors import has_role, label_by_name, role_in_project
 
 MAX_NOTE_CHARS = 5000
 
@@ -57,20 +56,6 @@ def _require_reviewer(user, project: Project) -> None:
         raise NotFound(f"project {project.pk} does not exist or you are not a member of it", code="not_found")
     if not has_role(role, Role.REVIEWER):
         raise PermissionDenied(f"reviewing needs the reviewer role in project {project.pk}; you are {role}")
-
-
-def _label(project_id: int, name) -> LabelClass:
-    found = (
-        LabelClass.objects.filter(project_id=project_id, name=name).first() if isinstance(name, str) and name else None
-    )
-    if found is None:
-        names = list(
-            LabelClass.objects.filter(project_id=project_id).order_by("order", "id").values_list("name", flat=True)
-        )
-        shown = ", ".join(repr(n) for n in names[:50]) + (f" … ({len(names)} in all)" if len(names) > 50 else "")
-        message = f"unknown label {name!r}; valid labels: {shown}"
-        raise ServiceError({"detail": message, "errors": {"label": message}}, code="unknown_label")
-    return found
 
 
 def review_next(*, project: Project, user) -> ReviewNext:
@@ -107,7 +92,7 @@ def review_resolve(*, review_id: int, user, label: str, note: str = "") -> Revie
     if task is None:
         raise NotFound(f"review {review_id} does not exist", code="not_found")
     _require_reviewer(user, task.project)
-    decision = _label(task.project_id, label)
+    decision = label_by_name(task.project_id, label)
     note = "" if note is None else str(note)
     if len(note) > MAX_NOTE_CHARS:
         message = f"note is longer than {MAX_NOTE_CHARS} characters"
