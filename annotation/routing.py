@@ -113,6 +113,8 @@ class ReviewReason(StrEnum):
     LOW_CONFIDENCE = "low_confidence"
     POLICY_ALL = "policy_all"
     MAX_LABELS = "max_labels"
+    NO_ANNOTATOR = "no_annotator"
+    LABEL_ERROR = "label_error"
 
     @property
     def label(self) -> str:
@@ -124,6 +126,8 @@ _REVIEW_REASON_LABELS = {
     ReviewReason.LOW_CONFIDENCE: "Aggregated confidence under the project's threshold",
     ReviewReason.POLICY_ALL: "Project kappa under review_all_below_kappa: every item is reviewed",
     ReviewReason.MAX_LABELS: "Still unresolved after max_labels_per_item labels",
+    ReviewReason.NO_ANNOTATOR: "Needs another label, and no annotator who has not labelled it can give one",
+    ReviewReason.LABEL_ERROR: "Suspected label error: the model, trained without it, confidently disagrees",
 }
 
 
