@@ -7,9 +7,10 @@ yield text lines (``jsonl_lines``, ``csv_lines``) or encoded blocks of them (``s
 wraps ``stream`` in a ``StreamingHttpResponse``.
 
 A record: ``external_id``, ``text``, ``label`` (the final label's name or null), ``confidence``,
-``source`` (consensus / review / gold or null), ``status``, ``metadata`` and ``annotations``
+``source`` (consensus / review / gold or null), ``gold`` (true when the label is one the team
+pushed, source gold), ``honeypot`` (true for a hidden test item), ``status``, ``metadata`` and ``annotations``
 (``[{annotator, label, created_at}]`` in annotation order). In CSV, ``metadata`` and
-``annotations`` are compact JSON strings and nulls are empty cells.
+``annotations`` are compact JSON strings, booleans are ``true``/``false`` and nulls are empty cells.
 """
 
 from __future__ import annotations
@@ -21,12 +22,23 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from .models import Annotation, Item, LabelClass, Project
+from .models import Annotation, Item, LabelClass, LabelSource, Project
 
 CHUNK_SIZE = 2000  # items per query
 BUFFER_BYTES = 64 * 1024  # ``stream`` yields blocks of about this size
 
-COLUMNS = ("external_id", "text", "label", "confidence", "source", "status", "metadata", "annotations")
+COLUMNS = (
+    "external_id",
+    "text",
+    "label",
+    "confidence",
+    "source",
+    "gold",
+    "honeypot",
+    "status",
+    "metadata",
+    "annotations",
+)
 STATUS_FILTERS = ("all", "final")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 FORMATS = tuple(CONTENT_TYPES)
@@ -52,7 +64,17 @@ def records(project: Project, *, final_only: bool = False, chunk_size: int | Non
     items = Item.objects.filter(project=project)
     if final_only:
         items = items.filter(final_label__isnull=False)
-    fields = ("id", "external_id", "text", "final_label_id", "final_confidence", "final_source", "status", "metadata")
+    fields = (
+        "id",
+        "external_id",
+        "text",
+        "final_label_id",
+        "final_confidence",
+        "final_source",
+        "honeypot",
+        "status",
+        "metadata",
+    )
     last = 0
     while True:
         rows = list(items.filter(pk__gt=last).order_by("pk").values_list(*fields)[:chunk_size])
@@ -69,13 +91,15 @@ def records(project: Project, *, final_only: bool = False, chunk_size: int | Non
             by_item[item_id].append(
                 {"annotator": username, "label": label_names.get(label_id), "created_at": _iso(created_at)}
             )
-        for item_id, external_id, text, label_id, confidence, source, status, metadata in rows:
+        for item_id, external_id, text, label_id, confidence, source, honeypot, status, metadata in rows:
             yield {
                 "external_id": external_id,
                 "text": text,
                 "label": label_names.get(label_id) if label_id is not None else None,
                 "confidence": _finite(confidence),
                 "source": source or None,
+                "gold": source == LabelSource.GOLD,
+                "honeypot": bool(honeypot),
                 "status": status,
                 "metadata": metadata if metadata is not None else {},
                 "annotations": by_item.get(item_id, []),
@@ -109,6 +133,8 @@ def csv_lines(project: Project, **options) -> Iterator[str]:
                 record["label"],
                 record["confidence"],
                 record["source"],
+                "true" if record["gold"] else "false",
+                "true" if record["honeypot"] else "false",
                 record["status"],
                 _compact(record["metadata"]),
                 _compact(record["annotations"]),

@@ -5,13 +5,19 @@ tested and benchmarked alone. Validation is a hand-written loop rather than a DR
 record: a serializer costs tens of microseconds per field and a 100k-record push must validate in
 well under a second.
 
-Rules for one record ``{external_id, text, metadata?, embedding?}``:
+Rules for one record ``{external_id, text, metadata?, embedding?, label?, honeypot?}``:
 - ``external_id``: a non-empty string (or an integer, kept as its decimal string), at most 255 chars;
   unique within the request.
 - ``text``: a non-empty string (not only whitespace), at most ``max_text_chars`` characters.
 - ``metadata``: a JSON object; absent or null keeps what the item already has.
 - ``embedding``: a list of ``embedding_dim`` finite numbers; absent leaves the embedding to the
   encoder.
+- ``label``: the name of one of the project's labels (``labels``, matched exactly): a label the team
+  already trusts. The item becomes final with source ``gold`` and is never queued. Absent or null
+  keeps whatever label the item has.
+- ``honeypot``: a boolean; ``true`` needs a ``label`` and makes the item a hidden test item (served
+  to annotators like any other, scored against its label); ``false`` or absent with a label: plain
+  gold. In CSV, ``true``/``false``/``1``/``0``/``yes``/``no`` (any case); an empty cell is absent.
 - No other fields (a typo such as ``txt`` is an error, not silently dropped).
 - No NUL characters anywhere (PostgreSQL cannot store them in text or JSON), no lone surrogates
   (not encodable as UTF-8), no NaN or infinite numbers in metadata (not JSON that PostgreSQL
@@ -30,7 +36,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +44,9 @@ import numpy as np
 
 MAX_EXTERNAL_ID_CHARS = 255
 MAX_METADATA_DEPTH = 64
-RECORD_FIELDS = ("external_id", "text", "metadata", "embedding")
+RECORD_FIELDS = ("external_id", "text", "metadata", "embedding", "label", "honeypot")
+CSV_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+MAX_LABEL_NAMES_SHOWN = 20
 
 
 class PayloadError(ValueError):
@@ -59,6 +67,8 @@ class CleanRecord:
     text_hash: str
     metadata: dict | None  # None: not given, keep the item's current metadata
     embedding: bytes | None  # little-endian float32, or None: not given
+    label_id: int | None = None  # the gold label's id, or None: not given (keep the item's)
+    honeypot: bool = False  # with label_id: a hidden test item
 
 
 @dataclass(slots=True)
@@ -138,8 +148,9 @@ def parse_json_lines(payload: bytes) -> list[RawRecord]:
 
 def parse_csv(payload: bytes) -> list[RawRecord]:
     """CSV with a header row. Columns ``external_id`` and ``text`` are required; ``metadata``
-    (a JSON object) and ``embedding`` (a JSON array) are optional; any other column is added to
-    the item's metadata as a string."""
+    (a JSON object), ``embedding`` (a JSON array), ``label`` (a label name) and ``honeypot`` (a
+    boolean word) are optional, an empty cell counting as absent; any other column is added to the
+    item's metadata as a string."""
     text = _decode(payload)
     # strict: an unterminated quote is an error instead of swallowing the rest of the file.
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
@@ -187,6 +198,7 @@ class _CsvWidthError:
 class _CsvJsonError:
     column: str
     message: str
+    external_id: str | None = None
 
 
 def _csv_record(cells: dict[str, str], extra_columns: list[str]) -> dict | _CsvJsonError:
@@ -210,6 +222,15 @@ def _csv_record(cells: dict[str, str], extra_columns: list[str]) -> dict | _CsvJ
             record["embedding"] = _json_loads(cells["embedding"])
         except ValueError as exc:
             return _CsvJsonError("embedding", f"not valid JSON ({getattr(exc, 'msg', exc)})")
+    if cells.get("label", ""):
+        record["label"] = cells["label"]
+    honeypot = cells.get("honeypot", "").strip()
+    if honeypot:
+        if honeypot.lower() not in CSV_BOOLEANS:
+            return _CsvJsonError(
+                "honeypot", f"must be one of true, false, 1, 0, yes, no; got {honeypot[:20]!r}", cells["external_id"]
+            )
+        record["honeypot"] = CSV_BOOLEANS[honeypot.lower()]
     return record
 
 
@@ -273,13 +294,25 @@ def _clean_embedding(value: Any, dim: int) -> tuple[bytes | None, str | None]:
     return vector.astype("<f4").tobytes(), None
 
 
+def _label_problem(name: str, labels: Mapping[str, int]) -> str:
+    names = list(labels)
+    shown = ", ".join(map(repr, names[:MAX_LABEL_NAMES_SHOWN]))
+    if len(names) > MAX_LABEL_NAMES_SHOWN:
+        shown += f" … ({len(names)} in all)"
+    return f"unknown label {name[:100]!r}; this project's labels: {shown}"
+
+
 def validate_records(
     raw_records: Iterable[RawRecord],
     *,
     embedding_dim: int,
     max_text_chars: int,
     position_kind: str,
+    labels: Mapping[str, int] | None = None,
 ) -> ValidationResult:
+    """Validate raw records (rules in the module docstring). ``labels``: the project's label names
+    and ids, for records that carry a ``label`` (none known when omitted)."""
+    labels = labels or {}
     records: list[CleanRecord] = []
     rejected: list[RejectedRecord] = []
     first_seen: dict[str, int] = {}
@@ -294,7 +327,8 @@ def validate_records(
             )
             continue
         if isinstance(value, _CsvJsonError):
-            rejected.append(RejectedRecord(raw.position, None, {value.column: value.message}))
+            external_id = value.external_id if value.external_id and not _string_problem(value.external_id) else None
+            rejected.append(RejectedRecord(raw.position, external_id, {value.column: value.message}))
             continue
         if not isinstance(value, dict):
             rejected.append(
@@ -355,9 +389,28 @@ def validate_records(
             if problem:
                 errors["embedding"] = problem
 
+        label_id = None
+        label = value.get("label")
+        if label is not None:
+            if not isinstance(label, str):
+                errors["label"] = f"must be a label name (a string), got {type(label).__name__}"
+            elif label not in labels:
+                errors["label"] = _label_problem(label, labels)
+            else:
+                label_id = labels[label]
+        honeypot = value.get("honeypot")
+        if honeypot is not None and not isinstance(honeypot, bool):
+            errors["honeypot"] = f"must be true or false, got {type(honeypot).__name__}"
+        elif honeypot and label is None:
+            errors["honeypot"] = "a honeypot needs a label (the answer annotators are scored against)"
+
         if errors:
             rejected.append(RejectedRecord(raw.position, external_id if isinstance(external_id, str) else None, errors))
             continue
-        records.append(CleanRecord(raw.position, external_id, text, text_digest(text), metadata, embedding))
+        records.append(
+            CleanRecord(
+                raw.position, external_id, text, text_digest(text), metadata, embedding, label_id, bool(honeypot)
+            )
+        )
 
     return ValidationResult(records, rejected, position_kind)

@@ -33,6 +33,11 @@ class TrainingMode(models.TextChoices):
     FINETUNE = "finetune", "Fine-tune the encoder + head (GPU worker; heads only without a GPU)"
 
 
+class PausedAnswers(models.TextChoices):
+    WEIGHT = "weight", "Kept, weighted by the skill the aggregator learned"
+    EXCLUDE = "exclude", "Left out of the aggregation while the annotator is paused"
+
+
 class Role(models.TextChoices):
     ANNOTATOR = "annotator", "Annotator"
     REVIEWER = "reviewer", "Reviewer"
@@ -78,6 +83,27 @@ class Project(models.Model):
         default=0.02,
         help_text="A new model is promoted unless its accuracy or macro-F1 on the evaluation set is worse than "
         "the current model's by more than this.",
+    )
+
+    # Quality control with honeypots (items pushed with a known label and ``honeypot: true``,
+    # served like any other item and scored against that label; see ``services.quality``).
+    honeypot_rate = models.FloatField(
+        default=0.0, help_text="Share of each annotator's items that are honeypots (0: only during onboarding)."
+    )
+    onboarding_honeypots = models.PositiveIntegerField(
+        default=0, help_text="A new annotator's first items that are honeypots (while unseen honeypots remain)."
+    )
+    min_honeypot_accuracy = models.FloatField(
+        default=0.0, help_text="Honeypot accuracy under which an annotator is paused (0: never)."
+    )
+    min_honeypots = models.PositiveIntegerField(
+        default=10, help_text="Honeypots an annotator answers before the minimum accuracy applies."
+    )
+    paused_answers = models.CharField(
+        max_length=8,
+        choices=PausedAnswers.choices,
+        default=PausedAnswers.WEIGHT,
+        help_text="What the aggregation does with a paused annotator's answers.",
     )
 
     encoder = models.CharField(max_length=200, default=default_encoder)
@@ -148,6 +174,26 @@ class Project(models.Model):
                 condition=Q(lease_seconds__gte=10),
                 name="project_lease_at_least_10s",
                 violation_error_message="lease_seconds must be at least 10.",
+            ),
+            models.CheckConstraint(
+                condition=Q(honeypot_rate__gte=0) & Q(honeypot_rate__lte=1),
+                name="project_honeypot_rate_range",
+                violation_error_message="honeypot_rate must be between 0 and 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_honeypot_accuracy__gte=0) & Q(min_honeypot_accuracy__lte=1),
+                name="project_min_honeypot_accuracy_range",
+                violation_error_message="min_honeypot_accuracy must be between 0 and 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_honeypots__gte=1),
+                name="project_min_honeypots_positive",
+                violation_error_message="min_honeypots must be at least 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(paused_answers__in=PausedAnswers.values),
+                name="project_paused_answers_valid",
+                violation_error_message="unknown paused_answers.",
             ),
             models.CheckConstraint(
                 condition=Q(embedding_dim__gte=1),
@@ -234,6 +280,9 @@ class Item(models.Model):
     # Why the item was first handed to an annotator (a ``QueueReason``): training holds the
     # uniform ``exploration`` sample out as an unbiased evaluation set.
     selected_as = models.CharField(max_length=16, blank=True, db_default="")
+    # A hidden test item: pushed with a known label (``final_source`` gold), served to annotators
+    # like any other item outside the queue, its answers scored against that label.
+    honeypot = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -246,9 +295,14 @@ class Item(models.Model):
             models.CheckConstraint(
                 condition=Q(embedding_state__in=EmbeddingState.values), name="item_embedding_state_valid"
             ),
+            models.CheckConstraint(
+                condition=Q(honeypot=False) | (Q(final_source="gold") & Q(final_label__isnull=False)),
+                name="item_honeypot_has_gold_label",
+            ),
         ]
         indexes = [
             models.Index(fields=["project", "status"], name="item_project_status"),
+            models.Index(fields=["project"], condition=Q(honeypot=True), name="item_project_honeypots"),
             models.Index(fields=["project", "embedding_state"], name="item_project_embedding_state"),
             models.Index(fields=["project", "finalized_at"], name="item_project_finalized"),
         ]
@@ -262,6 +316,12 @@ class Membership(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Quality control: set when the member's honeypot accuracy fell under the project's minimum
+    # (``next`` then answers ``paused`` with ``pause_reason``); cleared by an admin's reinstatement,
+    # which also sets ``reinstated_at``: only honeypot answers given after it count from then on.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    pause_reason = models.CharField(max_length=500, blank=True, db_default="")
+    reinstated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["project", "user"]
@@ -503,9 +563,11 @@ class ReviewTask(models.Model):
 
 
 class AnnotatorQuality(models.Model):
-    """One annotator's figures from the latest aggregation of a project, with the Dawid-Skene
-    confusion matrix (``n_classes`` x ``n_classes`` little-endian float32, rows = true class, in the
-    class order of the latest ``AgreementSnapshot.label_ids``) that the submit path uses."""
+    """One annotator's figures from the latest aggregation of a project, with the answer weights
+    the submit path uses (``n_classes`` x ``n_classes`` little-endian float32, rows = true class, in
+    the class order of the latest ``AgreementSnapshot.label_ids``): the aggregator's calibrated
+    ``exp(τ E[log π])`` (``HierarchicalDawidSkene.answer_weights_``; rows need not sum to 1).
+    ``ds_accuracy`` is the prior-weighted accuracy Σ_j θ_j π^jj of the posterior-mean matrix."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotator_quality")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")

@@ -41,6 +41,30 @@ Decision (:func:`route`)
    (``labels_needed > labels_per_item``), else ``disagreement`` when disputed, else
    ``low_confidence``.
 
+No item waits for ever (``can_extend``, ``has_reviewer``)
+--------------------------------------------------------
+An item that needs another label (step 3, or fewer labels than ``labels_needed``) can only get
+one from a labelling member who has not been handed it yet. When there is none (fewer annotators
+than the labels asked for, or the rest are paused: the services count them, ``can_extend=False``)
+waiting would be for ever, so the item is decided with the labels it has:
+
+- a complete item whose rule says ``EXTRA_LABEL`` -> ``REVIEW`` (``no_annotator``);
+- an incomplete item (fewer labels than ``labels_needed``) -> ``REVIEW`` (``no_annotator``), or
+  ``policy_all`` when that band applies (two or more labels); it is never finalised on fewer labels
+  than the project asked for while someone can review it;
+- and when nobody can review it either (``has_reviewer=False``: no reviewer or admin of the project
+  who has not labelled the item), ``FINAL`` with the arg-max and its (low) posterior as the
+  confidence: the honest figure of what the labels say, which downstream consumers can filter on.
+
+Review-chip words (:func:`review_reason_text`)
+--------------------------------------------
+The reason a review task shows is stated from the item's actual numbers (its labels' split, the
+posterior on the task, the threshold in force), never from a template that may not fit: a 2:1
+item sent to review at the label cap says "Unresolved after 3 labels (a 2-1 split of 3 labels):
+consensus 67 %, under the 80 % threshold", not "no majority"; a low-confidence task whose posterior
+has since risen past the threshold says so. The aggregation refreshes an open task's reason when
+the item's situation changed (``annotation.services.aggregation``).
+
 One priority for the whole queue (:func:`label_value`, :func:`priorities_on_queue_scale`)
 ----------------------------------------------------------------------------------------
 Every queue entry's priority ranks the expected value of one more label on the item, on a common
@@ -86,6 +110,7 @@ __all__ = [
     "label_value",
     "priorities_on_queue_scale",
     "review_policy",
+    "review_reason_text",
     "route",
     "vote_shares",
 ]
@@ -205,8 +230,15 @@ def route(
     max_labels: int,
     min_confidence: float,
     policy: Policy,
+    can_extend: bool = True,
+    has_reviewer: bool = True,
 ) -> Decision:
-    """The routing rule of the module docstring for one complete item."""
+    """The routing rule of the module docstring for one item with its labels.
+
+    ``labels_needed``: the labels the item's queue entry asks for; with fewer ``labels`` than that
+    the item is incomplete and is routed only because nobody can give the rest (``can_extend``
+    False). ``can_extend``: a labelling member who has not been handed the item exists.
+    ``has_reviewer``: someone who has not labelled it could review it."""
     posterior = np.asarray(posterior, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     best = int(np.argmax(posterior))
@@ -214,19 +246,100 @@ def route(
     value = float(label_value(posterior)[0])
     is_disputed = disputed(labels)
     if policy is Policy.ALL and labels.size >= 2:
-        return Decision(Outcome.REVIEW, reason=ReviewReason.POLICY_ALL, value=value)
+        return _review(ReviewReason.POLICY_ALL, best, confidence, value, has_reviewer)
+    if labels.size < labels_needed:
+        if can_extend:
+            raise ValueError("an incomplete item is routed only when nobody can give its missing labels")
+        return _review(ReviewReason.NO_ANNOTATOR, best, confidence, value, has_reviewer)
     blocked = policy is Policy.DISAGREEMENTS and is_disputed
     if confidence >= min_confidence and not blocked:
         return Decision(Outcome.FINAL, label=best, confidence=confidence, value=value)
     if labels_needed < max_labels:
-        return Decision(Outcome.EXTRA_LABEL, value=value)
+        if can_extend:
+            return Decision(Outcome.EXTRA_LABEL, value=value)
+        return _review(ReviewReason.NO_ANNOTATOR, best, confidence, value, has_reviewer)
     if labels_needed > labels_per_item:
         reason = ReviewReason.MAX_LABELS
     elif is_disputed:
         reason = ReviewReason.DISAGREEMENT
     else:
         reason = ReviewReason.LOW_CONFIDENCE
+    return _review(reason, best, confidence, value, has_reviewer)
+
+
+def _review(reason: ReviewReason, best: int, confidence: float, value: float, has_reviewer: bool) -> Decision:
+    """``REVIEW`` for ``reason``; a ``no_annotator`` item that nobody can review either is final
+    with its posterior's arg-max and (low) confidence instead (module docstring)."""
+    if reason is ReviewReason.NO_ANNOTATOR and not has_reviewer:
+        return Decision(Outcome.FINAL, label=best, confidence=confidence, value=value)
     return Decision(Outcome.REVIEW, reason=reason, value=value)
+
+
+def _percent(p: float, other: float | None = None) -> str:
+    """``p`` as a percentage, with as many decimals (up to three) as it takes not to print the
+    same figure as ``other`` when the two differ (79.6 % is not "80 %" beside an 80 % threshold)."""
+    for digits in range(4):
+        text = f"{100.0 * p:.{digits}f}"
+        if other is None or p == other or text != f"{100.0 * other:.{digits}f}":
+            return f"{text} %"
+    return f"{text} %"
+
+
+def _votes_words(votes: list[int]) -> str:
+    """``[1, 1]`` -> ``"a 1-1 split of 2 labels"``, ``[2]`` -> ``"2 labels, all the same"``."""
+    n_labels = sum(votes)
+    if n_labels == 0:
+        return "no labels"
+    if n_labels == 1:
+        return "1 label"
+    if len(votes) == 1:
+        return f"{n_labels} labels, all the same"
+    split = "-".join(str(n) for n in sorted(votes, reverse=True))
+    return f"a {split} split of {n_labels} labels"
+
+
+def review_reason_text(
+    reason: str,
+    *,
+    votes,
+    confidence: float | None,
+    threshold: float,
+    review_all_below_kappa: float | None = None,
+) -> str:
+    """The words of a review chip, from the stored reason and the item's actual numbers.
+
+    ``votes``: the label counts of the item's annotations (any order); ``confidence``: the largest
+    posterior on the task (``None`` when none is stored); ``threshold``: the project's
+    ``min_consensus_confidence`` in force. Every figure printed is one of these: no label cap, no
+    majority claim and no threshold comparison that the numbers do not bear out.
+    """
+    reason = ReviewReason(reason)
+    votes = [int(n) for n in votes if int(n) > 0]
+    n_labels = sum(votes)
+    has_majority = bool(votes) and 2 * max(votes) > n_labels
+    said = _votes_words(votes)
+    if confidence is None:
+        consensus, under = "no consensus estimate yet", None
+    else:
+        under = confidence < threshold
+        relation = "under" if under else "at or above"
+        consensus = f"consensus {_percent(confidence, threshold)}, {relation} the {_percent(threshold)} threshold"
+    if reason is ReviewReason.LABEL_ERROR:
+        return reason.label
+    if reason is ReviewReason.POLICY_ALL:
+        kappa = "" if review_all_below_kappa is None else f" (kappa under {review_all_below_kappa:.2f})"
+        return f"Low project agreement{kappa}: every item with two or more labels is reviewed ({said})"
+    if reason is ReviewReason.NO_ANNOTATOR:
+        return f"Needs another label, and no annotator who has not labelled it is left ({said}; {consensus})"
+    if not has_majority and n_labels > 1 and reason in (ReviewReason.DISAGREEMENT, ReviewReason.MAX_LABELS):
+        return f"No label holds a majority: {said}"
+    if reason is ReviewReason.MAX_LABELS:
+        return f"Unresolved after {n_labels} labels ({said}): {consensus}"
+    if reason is ReviewReason.DISAGREEMENT:
+        return f"Sent to review as a disagreement; now {said}, {consensus}"
+    if under is False:  # LOW_CONFIDENCE, and the posterior has risen since
+        return f"Sent to review under the threshold; now {consensus} ({said})"
+    return f"{consensus[:1].upper()}{consensus[1:]} ({said})"
 
 
 def priorities_on_queue_scale(values, new_priorities) -> np.ndarray:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
+
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Count, F, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from quorum.errors import NotFound, PermissionDenied, ServiceError
@@ -25,7 +28,7 @@ from .models import (
     ReviewTask,
     Role,
 )
-from .routing import review_policy
+from .routing import review_policy, review_reason_text
 
 ROLE_RANK = {Role.ANNOTATOR: 1, Role.REVIEWER: 2, Role.ADMIN: 3}
 
@@ -222,6 +225,78 @@ def assignment_for_member(user, assignment_id: int) -> tuple[Assignment, str | N
     return assignment, (Role.ADMIN if user.is_superuser else assignment.member_role)
 
 
+# --- who can still label or review an item (no item waits for ever) ---------------------------
+
+
+def eligible_annotators(project: Project) -> list[int]:
+    """User ids of the members who may still be handed items of ``project``: active accounts, not
+    paused by quality control (``Membership.paused_at``), with the annotator role, or with a higher
+    role (reviewer, admin) when they have been handed an item of the project before. Reviewers and
+    admins may label, but the queue does not wait for someone who never does: an item that only
+    they could still label counts as having nobody left (``routing``: ``no_annotator``).
+
+    The one place that says who counts; routing (``services.consensus``) and re-routing
+    (``services.aggregation``, ``services.projects``) ask it."""
+    labelled = Assignment.objects.filter(project=project, user_id=OuterRef("user_id"))
+    return list(
+        Membership.objects.filter(project=project, user__is_active=True, paused_at__isnull=True)
+        .filter(Q(role=Role.ANNOTATOR) | Exists(labelled))
+        .order_by("user_id")
+        .values_list("user_id", flat=True)
+    )
+
+
+def reviewer_ids(project: Project) -> list[int]:
+    """User ids of the active members who may review items of ``project`` (reviewer or admin)."""
+    return list(
+        Membership.objects.filter(
+            project=project, user__is_active=True, role__in=[Role.REVIEWER, Role.ADMIN]
+        ).values_list("user_id", flat=True)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LabellingState:
+    """Who is left for one queued item: ``can_extend``: an eligible annotator who has not been
+    handed it (never, or only as a lease that expired); ``leased``: someone holds a live lease on
+    it (its label is on its way); ``has_reviewer``: a reviewer or admin who has not labelled it."""
+
+    can_extend: bool
+    leased: bool
+    has_reviewer: bool
+
+
+def labelling_states(project: Project, item_ids) -> dict[int, LabellingState]:
+    """``LabellingState`` of each of ``item_ids`` (queued items of ``project``): three small reads
+    (eligible annotators, reviewers, the items' assignments and annotations) per 2,000 items."""
+    item_ids = [int(item_id) for item_id in item_ids]
+    eligible = set(eligible_annotators(project))
+    reviewers = set(reviewer_ids(project))
+    handed: dict[int, set[int]] = {item_id: set() for item_id in item_ids}
+    leased: set[int] = set()
+    labelled: dict[int, set[int]] = {item_id: set() for item_id in item_ids}
+    for start in range(0, len(item_ids), 2000):
+        chunk = item_ids[start : start + 2000]
+        for item_id, user_id, status in (
+            Assignment.objects.filter(item_id__in=chunk)
+            .exclude(status=AssignmentStatus.EXPIRED)
+            .values_list("item_id", "user_id", "status")
+        ):
+            handed[item_id].add(user_id)
+            if status == AssignmentStatus.LEASED:
+                leased.add(item_id)
+        for item_id, user_id in Annotation.objects.filter(item_id__in=chunk).values_list("item_id", "user_id"):
+            labelled[item_id].add(user_id)
+    return {
+        item_id: LabellingState(
+            can_extend=bool(eligible - handed[item_id]),
+            leased=item_id in leased,
+            has_reviewer=bool(reviewers - labelled[item_id]),
+        )
+        for item_id in item_ids
+    }
+
+
 # --- expert review and agreement -------------------------------------------------------------
 
 
@@ -256,7 +331,7 @@ def review_payloads(tasks) -> list[dict]:
     ids = [task.pk for task in tasks]
     tasks = list(
         ReviewTask.objects.filter(pk__in=ids).select_related(
-            "item", "claimed_by", "resolved_by", "decision", "model_label"
+            "item", "project", "claimed_by", "resolved_by", "decision", "model_label"
         )
     )
     by_id = {task.pk: task for task in tasks}
@@ -287,11 +362,28 @@ def review_payloads(tasks) -> list[dict]:
         )
         claimed = task.status == ReviewStatus.OPEN and task.claimed_until is not None and task.claimed_until >= now
         item = task.item
+        given = annotations.get(task.item_id, [])
+        votes = Counter(label for _, _, label, _ in given)
+        confidence = max((p for _, p in posterior), default=None)
+        threshold = task.project.min_consensus_confidence
         out.append(
             {
                 "id": task.pk,
                 "item": {"id": item.pk, "external_id": item.external_id, "text": item.text, "metadata": item.metadata},
                 "reason": task.reason,
+                "reason_text": review_reason_text(
+                    task.reason,
+                    votes=votes.values(),
+                    confidence=confidence,
+                    threshold=threshold,
+                    review_all_below_kappa=task.project.review_all_below_kappa,
+                ),
+                "reason_facts": {
+                    "labels": sum(votes.values()),
+                    "votes": [{"label": label, "n": n} for label, n in votes.most_common()],
+                    "confidence": confidence,
+                    "threshold": threshold,
+                },
                 "status": task.status,
                 "created_at": task.created_at,
                 "annotations": [

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_safe
 from quorum.web import member_project_or_404, reviewer_project_or_403
 
 from . import selectors
-from .models import Annotation, Item, ItemStatus, Project, QueueEntry, Role
+from .models import Annotation, Item, ItemStatus, Project, QueueEntry, ReviewStatus, ReviewTask, Role
 
 # --- page reads ----------------------------------------------------------------------------
 
@@ -31,8 +31,9 @@ def _start_of_today():
 
 
 def home_rows(user) -> list[dict]:
-    """My projects with my role, my progress and the project's totals, in five queries whatever
-    the number of projects: projects, roles, item counts by status, my annotations, open slots."""
+    """My projects with my role, my progress and the project's totals, in six queries whatever
+    the number of projects: projects, roles, item counts by status, my annotations, open slots,
+    open review tasks of final items (suspected label errors: the item keeps its label meanwhile)."""
     projects = list(
         selectors.projects_for_user(user).annotate(n_labels=Count("labels", distinct=True)).order_by("name", "id")
     )
@@ -64,6 +65,16 @@ def home_rows(user) -> list[dict]:
         .values_list("project_id", "n")
     )
 
+    # Open reviews: the items in review, and the open tasks of items that stay final meanwhile.
+    final_in_review = dict(
+        ReviewTask.objects.filter(project_id__in=ids, status=ReviewStatus.OPEN)
+        .exclude(item__status=ItemStatus.IN_REVIEW)
+        .order_by()
+        .values("project_id")
+        .annotate(n=Count("id"))
+        .values_list("project_id", "n")
+    )
+
     rows = []
     for project in projects:
         by_status = items[project.pk]
@@ -80,7 +91,7 @@ def home_rows(user) -> list[dict]:
                 "finalized": finalized,
                 "finalized_percent": round(100 * finalized / total) if total else 0,
                 "can_review": selectors.has_role(roles.get(project.pk), Role.REVIEWER),
-                "open_reviews": by_status.get(ItemStatus.IN_REVIEW, 0),
+                "open_reviews": by_status.get(ItemStatus.IN_REVIEW, 0) + final_in_review.get(project.pk, 0),
             }
         )
     return rows

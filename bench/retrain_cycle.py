@@ -189,12 +189,13 @@ def main() -> None:
     print(
         f"\nOne retrain-and-refill cycle, {args.items:,} items, {args.labels:,} labels + {args.new} new, {args.strategy}"
     )
-    print("database    aggregate  train  evaluate  gate  re-score  cycle total   outcome")
+    print("database    aggregate  train  evaluate  gate  re-score  label errors  cycle total   outcome")
     for row in rows:
         job = row["job"]
         print(
             f"{row['database']:<10}  {row['aggregate_s']:8.2f}s {job.get('train', 0):5.2f}s {job.get('evaluate', 0):8.2f}s "
-            f"{job.get('promote', 0):5.2f}s {job.get('score', 0):8.2f}s {row['cycle_s']:10.2f}s   "
+            f"{job.get('promote', 0):5.2f}s {job.get('score', 0):8.2f}s {job.get('label_errors', 0):12.2f}s "
+            f"{row['cycle_s']:10.2f}s   "
             f"v{row['version']} {row['outcome']} ({row['n_train']} train + {row['n_eval']} held out, "
             f"eval accuracy {row['eval_accuracy']:.3f}); queue {row['queue']}"
         )

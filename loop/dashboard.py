@@ -18,9 +18,11 @@ from annotation.models import (
     Item,
     ItemStatus,
     LabelClass,
+    Membership,
     Project,
     QueueEntry,
 )
+from annotation.services.quality import honeypot_scores
 
 
 def progress(project: Project) -> dict:
@@ -83,8 +85,9 @@ def agreement(project: Project) -> AgreementSnapshot | None:
 
 
 def annotator_rows(project: Project, snapshot: AgreementSnapshot | None) -> list[dict]:
-    """The latest aggregation's figures per annotator, with throughput (last hour, last 24 hours) and
-    the median seconds spent per item."""
+    """The latest aggregation's figures per annotator, with throughput (last hour, last 24 hours),
+    the mean seconds spent per item, honeypot accuracy with its 95 % Wilson interval (answers since
+    the last reinstatement, the ones quality control counts) and whether they are paused."""
     now = timezone.now()
     activity = {
         row["user__username"]: row
@@ -99,10 +102,24 @@ def annotator_rows(project: Project, snapshot: AgreementSnapshot | None) -> list
         )
     }
     quality = {row["username"]: row for row in (snapshot.annotators if snapshot else [])}
+    members = {
+        m.user.username: m
+        for m in Membership.objects.filter(project=project)
+        .select_related("user")
+        .only("user__username", "user_id", "paused_at", "pause_reason", "reinstated_at", "role")
+    }
+    names_by_id = {m.user_id: name for name, m in members.items()}
+    honeypots = {
+        names_by_id[user_id]: score for user_id, score in honeypot_scores(project).items() if user_id in names_by_id
+    }
+    paused = {name for name, m in members.items() if m.paused_at is not None}
     rows = []
-    for username in sorted(set(activity) | set(quality)):
+    for username in sorted(set(activity) | set(quality) | paused):
         act, q = activity.get(username, {}), quality.get(username, {})
         total = act.get("total", 0)
+        membership = members.get(username)
+        honeypot = honeypots.get(username)
+        interval = honeypot.interval if honeypot else None
         rows.append(
             {
                 "username": username,
@@ -114,6 +131,14 @@ def annotator_rows(project: Project, snapshot: AgreementSnapshot | None) -> list
                 "gold_accuracy": q.get("gold_accuracy"),
                 "gold_n": q.get("gold_n", 0),
                 "agreement_rate": q.get("agreement_rate"),
+                "honeypot_n": honeypot.answered if honeypot else 0,
+                "honeypot_correct": honeypot.correct if honeypot else 0,
+                "honeypot_accuracy": honeypot.accuracy if honeypot else None,
+                "honeypot_low": interval[0] if interval else None,
+                "honeypot_high": interval[1] if interval else None,
+                "paused": membership is not None and membership.paused_at is not None,
+                "paused_at": membership.paused_at if membership else None,
+                "pause_reason": membership.pause_reason if membership else "",
             }
         )
     return rows

@@ -2,7 +2,9 @@
 
 ``/projects/{id}/dashboard``: progress, label distribution, the learning curve with its stopping
 signal, agreement (kappa heatmap, annotator table), the queue, drift, live jobs and model versions;
-admins change the project's settings there (the same validation as ``PATCH /api/v1/projects/{id}``).
+admins change the project's settings there (the same validation as ``PATCH /api/v1/projects/{id}``)
+and reinstate annotators that quality control paused (``POST …/dashboard/members/{username}/reinstate``,
+the same service as ``POST /api/v1/projects/{id}/members/{username}/reinstate``).
 
 ``/projects/{id}/models`` shows where the retrain trigger stands, the training jobs with their stage
 and progress (the page refreshes itself while one runs), and every model version with its metrics,
@@ -27,7 +29,7 @@ from acquisition.services.registry import PROMOTABLE
 from annotation import selectors as annotation_selectors
 from annotation.api.serializers import ProjectSerializer
 from annotation.models import Project, Role
-from annotation.services import project_update
+from annotation.services import membership_reinstate, project_update
 from quorum.errors import ServiceError
 from quorum.web import admin_project_or_403, reviewer_project_or_403
 
@@ -114,6 +116,11 @@ SETTINGS_FORM = [
     ("eval_fraction", "number", "0.01"),
     ("promotion_tolerance", "number", "0.005"),
     ("lease_seconds", "number", "1"),
+    ("honeypot_rate", "number", "0.01"),
+    ("onboarding_honeypots", "number", "1"),
+    ("min_honeypot_accuracy", "number", "0.01"),
+    ("min_honeypots", "number", "1"),
+    ("paused_answers", "select", None),
     ("instructions", "textarea", None),
 ]
 
@@ -205,3 +212,20 @@ def project_dashboard(request, project_id: int):
     context["settings_errors"] = errors
     context["config"] = {"projectId": project.pk, "apiRoot": reverse("api-projects").removesuffix("projects")}
     return render(request, "loop/dashboard.html", context, status=400 if errors else 200)
+
+
+@login_required
+@require_POST
+def member_reinstate(request, project_id: int, username: str):
+    """Admins lift the pause of an annotator (quality control); from now on only their new
+    honeypot answers count towards the minimum accuracy."""
+    project = admin_project_or_403(request.user, project_id)
+    try:
+        membership = membership_reinstate(project=project, username=username)
+    except ServiceError as exc:
+        messages.error(
+            request, str(exc.detail.get("username", exc.detail) if isinstance(exc.detail, dict) else exc.detail)
+        )
+    else:
+        messages.success(request, f"{membership.user.username} is reinstated and can label again.")
+    return redirect("dashboard", project_id=project.pk)

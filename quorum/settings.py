@@ -268,6 +268,11 @@ QUORUM_TORCH_THREADS = env_int("QUORUM_TORCH_THREADS", 0, minimum=0)
 # Bootstrap members of the committee trained for query-by-committee (the other strategies train
 # one logistic head, BALD one MC-dropout head: acquisition.services.fitting).
 QUORUM_COMMITTEE_MEMBERS = env_int("QUORUM_COMMITTEE_MEMBERS", 5, minimum=1)
+# Label-error review after each retrain (loop.services.training): at most this many suspected label
+# errors (consensus labels the out-of-fold model confidently contradicts) go to the review queue
+# per training job, surest first; 0 turns the check off. A reviewer's budget, not a model setting:
+# 20 is a fifth of a default round (retrain_after = 100 labels).
+QUORUM_LABEL_ERROR_CAP = env_int("QUORUM_LABEL_ERROR_CAP", 20, minimum=0)
 # Drift check of every push: at most this many of its items are compared (0 turns the check off).
 QUORUM_DRIFT_SAMPLE = env_int("QUORUM_DRIFT_SAMPLE", 5000, minimum=0)
 # Monitoring: /metrics asks for "Authorization: Bearer <token>" when this is set; /readyz gives each

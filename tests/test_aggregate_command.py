@@ -9,6 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotation.aggregation_io import AnswersError, encode_answers, factorize, read_answers_csv
+from annotation.dawid_skene import HierarchicalDawidSkene
 
 CROWD = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "crowd"
 CROWD_SETS = sorted(path.name for path in CROWD.iterdir() if (path / "answer.csv").exists()) if CROWD.is_dir() else []
@@ -42,7 +43,7 @@ def read_rows(text):
     return list(csv.DictReader(io.StringIO(text)))
 
 
-@pytest.mark.parametrize("method", ["mv", "ds"])
+@pytest.mark.parametrize("method", ["mv", "ds", "hds"])
 def test_writes_item_label_confidence(tmp_path, method):
     output = tmp_path / "out.csv"
     _, err = run(write(tmp_path, ANSWERS), "--method", method, "--output", output)
@@ -62,6 +63,18 @@ def test_stdout_is_the_default_and_dash_means_stdout(tmp_path):
     dash, _ = run(answers, "--output", "-")
     assert default == dash
     assert read_rows(default)[0]["item"] == "007"  # ids stay strings: leading zeros kept
+
+
+def test_default_method_is_the_hierarchical_aggregator_of_the_loop(tmp_path):
+    answers = write(tmp_path, ANSWERS)
+    default, err = run(answers)
+    explicit, _ = run(answers, "--method", "hds")
+    assert default == explicit and err.startswith("hds: 9 answers") and "temperature" in err
+    encoded, _ = read_answers_csv(answers)
+    model = HierarchicalDawidSkene().fit(encoded.items, encoded.workers, encoded.labels, **encoded.counts)
+    rows = read_rows(default)
+    assert [row["label"] for row in rows] == encoded.label_names[model.predict()].tolist()
+    assert [float(row["confidence"]) for row in rows] == pytest.approx(model.confidence(), abs=1e-6)
 
 
 def test_custom_columns_by_name_and_by_position(tmp_path):
@@ -145,7 +158,7 @@ def test_read_answers_csv_strips_whitespace_and_bom(tmp_path):
 
 @pytest.mark.skipif(not CROWD_SETS, reason="shared crowd datasets not present")
 @pytest.mark.parametrize("name", CROWD_SETS)
-@pytest.mark.parametrize("method", ["mv", "ds"])
+@pytest.mark.parametrize("method", ["mv", "ds", "hds"])
 def test_real_crowd_datasets(tmp_path, name, method):
     folder = CROWD / name
     output = tmp_path / "out.csv"

@@ -104,6 +104,7 @@ def test_submissions_and_undos_request_an_aggregation(
     ScoringRun.objects.create(project=project, strategy="margin", status=ScoringRun.Status.SUCCEEDED)
     enqueue(project, make_items(project, 2))
     user = member("ann")
+    member("other")  # a second annotator: the item stays open (undoable) after ann's label
     with django_capture_on_commit_callbacks(execute=True):
         assignment = services.assignment_next(project=project, user=user).assignment
         result = services.annotation_submit(assignment_id=assignment.pk, user=user, label="refund")

@@ -105,7 +105,7 @@ def test_suggestion_only_on_request(project, ann):
     assert body["suggestion"] == {"label": "other", "confidence": 0.75}
 
 
-def test_submit_shape_and_idempotency(project, items, ann):
+def test_submit_shape_and_idempotency(project, items, ann, bob):  # bob: the item stays open after annie's label
     _, api = ann
     assignment = get_next(api, project)["assignment"]
     response = api.post(submit_url(assignment["id"]), {"label": "refund", "time_spent_ms": 2500}, format="json")
@@ -137,7 +137,7 @@ def test_skip_shape(project, items, ann, bob):
     assert_queue_consistent(project)
 
 
-def test_change_and_undo(project, items, ann):
+def test_change_and_undo(project, items, ann, bob):  # bob: the item stays open after annie's label
     _, api = ann
     assignment = get_next(api, project)["assignment"]
     annotation = api.post(submit_url(assignment["id"]), {"label": "refund"}, format="json").json()["annotation"]

@@ -72,6 +72,9 @@ def labelling_project(admin, annotator, texts=TEXTS, name="Support inbox"):
         user=admin, name=name, labels=LABELS, instructions=INSTRUCTIONS, embedding_dim=4, labels_per_item=2
     )
     services.membership_set(project=project, username=annotator.username, role=Role.ANNOTATOR)
+    # A second annotator: the items stay open (changeable, undoable) after the first label.
+    get_user_model().objects.get_or_create(username="colleague")
+    services.membership_set(project=project, username="colleague", role=Role.ANNOTATOR)
     queue_texts(project, texts, lambda position: ("delivery", 0.72) if position == 0 else ("refund", 0.55))
     return project
 

@@ -133,7 +133,8 @@ def test_resolve_two_disagreements_with_the_keyboard(
     text, maria_said, jonas_said = PLAN[int(first.split("-")[1]) - 1]
     assert page.locator("#item-text").inner_text() == text  # whitespace kept
     assert page.locator('[data-progress="open"]').inner_text() == "3"
-    assert page.locator('[data-review="reason"]').inner_text() == "Annotators disagree"
+    # the chip states the stored reason with the item's actual split
+    assert page.locator('[data-review="reason"]').inner_text() == "No label holds a majority: a 1-1 split of 2 labels"
     votes = page.locator("#vote-list li").all_inner_texts()
     assert sorted(v.split(" · ")[0] for v in votes) == sorted([f"jonas — {jonas_said}", f"maria — {maria_said}"])
     assert all("DS accuracy" in v for v in votes), votes  # each annotator's quality, from the aggregation

@@ -25,7 +25,7 @@ from annotation.models import (
     Role,
 )
 from annotation.routing import Outcome, Policy, ReviewReason
-from annotation.services.aggregation import project_aggregate
+from annotation.services.aggregation import ds_model, project_aggregate
 from tests.invariants import annotate_directly, assert_queue_consistent, enqueue, make_items
 
 LABELS = ("refund", "card_lost", "other")
@@ -340,6 +340,20 @@ def test_dawid_skene_does_not_trust_two_agreeing_spammers(project, annotators, s
 
 
 @pytest.mark.django_db
+def test_two_agreeing_labels_from_known_good_annotators_are_final_without_a_third(project, annotators, scored):
+    good, other_good, third = annotators[:3]
+    plant(project, [good, other_good, third], [0.95, 0.92, 0.9], 80)
+    project_aggregate(project=project)  # the project's own review policy and thresholds
+    enqueue(project, make_items(project, 1, prefix="new"))
+    first = submit(project, good, "card_lost")
+    assert submit(project, other_good, "card_lost") == first
+    item = Item.objects.get(pk=first)
+    assert item.status == ItemStatus.FINALIZED and item.final_label.name == "card_lost"
+    assert item.final_confidence >= project.min_consensus_confidence
+    assert not QueueEntry.objects.filter(item_id=first).exists()  # no third label asked for
+
+
+@pytest.mark.django_db
 def test_unknown_annotator_falls_back_to_majority_vote(project, annotators, scored, member):
     trusting(project)
     good, other_good, poor = annotators[:3]
@@ -382,7 +396,7 @@ def test_snapshot_numbers_match_the_agreement_module(project, annotators):
     stored = np.array([[np.nan if v is None else v for v in row] for row in snap.kappa_matrix["values"]])
     np.testing.assert_allclose(stored, matrix, equal_nan=True)
     assert snap.n_annotations == 60 * 3 + 30 * 3 and snap.n_overlap_items == 90
-    model = DawidSkene().fit(items, workers, labels, n_classes=3)
+    model = ds_model().fit(items, workers, labels, n_classes=3)  # the loop's aggregator
     by_name = {a["username"]: a for a in snap.annotators}
     for r, name in enumerate(names):
         assert by_name[name]["ds_accuracy"] == pytest.approx(model.skills_[r])
@@ -550,7 +564,7 @@ def test_one_label_per_item_keeps_each_annotators_label(make_project, make_user,
 
     snapshot = project_aggregate(project=project)
 
-    assert snapshot.method == "majority_vote" and snapshot.n_overlap_items == 0
+    assert snapshot.method == "dawid_skene" and snapshot.n_overlap_items == 0  # no switch to majority vote
     final = dict(Item.objects.filter(project=project).values_list("pk", "final_label__name"))
     assert final == given
     # the submit path after this aggregation keeps the answer too

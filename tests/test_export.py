@@ -29,7 +29,7 @@ pytestmark = pytest.mark.django_db
 
 TRICKY = 'Hello, "world"\nsecond line, with a comma'
 UNICODE = "Karte verloren — ünïcødé ✓ 🚀"
-HEADER = "external_id,text,label,confidence,source,status,metadata,annotations"
+HEADER = "external_id,text,label,confidence,source,gold,honeypot,status,metadata,annotations"
 
 
 def url(project_id, **params):
@@ -106,6 +106,8 @@ def expected_records(project, items):
                 "label": it.final_label.name if it.final_label_id else None,
                 "confidence": it.final_confidence,
                 "source": it.final_source or None,
+                "gold": it.final_source == "gold",
+                "honeypot": it.honeypot,
                 "status": it.status,
                 "metadata": it.metadata,
                 "annotations": annotations,
@@ -133,7 +135,7 @@ def test_jsonl_export_holds_every_item_in_id_order_with_its_annotations(admin_ap
     annotations = list(Annotation.objects.filter(item=b).order_by("id"))
     assert lines[1] == (
         '{"external_id":"b,2","text":"' + UNICODE + '","label":"card_lost","confidence":0.93,"source":"review",'
-        '"status":"finalized","metadata":{"lang":"de","note":"ü"},"annotations":['
+        '"gold":false,"honeypot":false,"status":"finalized","metadata":{"lang":"de","note":"ü"},"annotations":['
         f'{{"annotator":"ann2","label":"card_lost","created_at":"{iso(annotations[0].created_at)}"}},'
         f'{{"annotator":"ann1","label":"refund","created_at":"{iso(annotations[1].created_at)}"}}]}}'
     )
@@ -144,6 +146,8 @@ def test_jsonl_export_holds_every_item_in_id_order_with_its_annotations(admin_ap
         "label": None,
         "confidence": None,
         "source": None,
+        "gold": False,
+        "honeypot": False,
         "status": "unlabeled",
         "metadata": {},
         "annotations": [],
@@ -196,6 +200,8 @@ def test_csv_export_round_trips_through_dictreader(admin_api, project, pool, mon
             "label": record["label"] or "",
             "confidence": "" if record["confidence"] is None else str(record["confidence"]),
             "source": record["source"] or "",
+            "gold": "true" if record["gold"] else "false",
+            "honeypot": "true" if record["honeypot"] else "false",
             "status": record["status"],
             "metadata": json.dumps(record["metadata"], ensure_ascii=False, separators=(",", ":")),
             "annotations": json.dumps(record["annotations"], ensure_ascii=False, separators=(",", ":")),

@@ -429,7 +429,7 @@ BAD_RECORDS = [
     ),
     pytest.param(
         {"external_id": "b", "txt": "x"},
-        {"record": "unknown field(s) 'txt'; allowed: external_id, text, metadata, embedding", "text": "is required"},
+        {"record": "unknown field(s) 'txt'; allowed: external_id, text, metadata, embedding, label, honeypot", "text": "is required"},
         id="unknown-field",
     ),
     pytest.param(
@@ -778,6 +778,7 @@ def test_list_items_with_cursor_pagination(admin_api, project, five_items):
         "metadata",
         "status",
         "embedding_state",
+        "honeypot",
         "created_at",
         "updated_at",
     }

@@ -400,7 +400,10 @@ class TestRecordRules:
 
     def test_unknown_fields_are_an_error_not_dropped(self):
         errors = errors_of({"external_id": "a", "txt": "x", "extra": 1})
-        assert errors["record"] == "unknown field(s) 'txt', 'extra'; allowed: external_id, text, metadata, embedding"
+        assert (
+            errors["record"]
+            == "unknown field(s) 'txt', 'extra'; allowed: external_id, text, metadata, embedding, label, honeypot"
+        )
         assert errors["text"] == "is required"
 
     def test_all_errors_of_a_record_are_reported_together(self):
@@ -584,3 +587,82 @@ def test_same_records_in_every_format_give_the_same_clean_records():
     ]
     assert summaries[0] == summaries[1] == summaries[2]
     assert [r.position_kind for r in results] == ["index", "line", "line"]
+
+
+# --- label and honeypot (labels a team already has) -----------------------------------------------
+
+LABELS = {"refund": 11, "card_lost": 12}
+
+
+def validate_labelled(raw, **kwargs):
+    return validate_records(raw, embedding_dim=DIM, max_text_chars=MAX_TEXT, position_kind="index", labels=LABELS)
+
+
+def test_label_and_honeypot_become_label_ids():
+    result = validate_labelled(
+        [
+            RawRecord(0, {"external_id": "a", "text": "t"}),
+            RawRecord(1, {"external_id": "b", "text": "t", "label": "refund"}),
+            RawRecord(2, {"external_id": "c", "text": "t", "label": "card_lost", "honeypot": True}),
+            RawRecord(3, {"external_id": "d", "text": "t", "label": None, "honeypot": False}),
+        ]
+    )
+    assert result.rejected == []
+    assert [(r.label_id, r.honeypot) for r in result.records] == [(None, False), (11, False), (12, True), (None, False)]
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "reason"),
+    [
+        ({"label": "Refund"}, "label", "unknown label 'Refund'; this project's labels: 'refund', 'card_lost'"),
+        ({"label": ""}, "label", "unknown label ''"),
+        ({"label": ["refund"]}, "label", "must be a label name (a string), got list"),
+        ({"honeypot": True}, "honeypot", "a honeypot needs a label"),
+        ({"label": "refund", "honeypot": 1}, "honeypot", "must be true or false, got int"),
+        ({"label": "refund", "honeypot": "true"}, "honeypot", "must be true or false, got str"),
+    ],
+)
+def test_bad_label_or_honeypot_is_a_field_error(record, field, reason):
+    result = validate_labelled([RawRecord(0, {"external_id": "a", "text": "t", **record})])
+    assert result.records == []
+    assert result.rejected[0].external_id == "a"
+    assert result.rejected[0].errors[field].startswith(reason)
+
+
+def test_without_a_label_set_every_label_is_unknown():
+    result = validate([RawRecord(0, {"external_id": "a", "text": "t", "label": "refund"})])
+    assert result.rejected[0].errors["label"].startswith("unknown label 'refund'")
+
+
+def test_long_label_sets_are_cut_in_the_message():
+    labels = {f"l{i}": i for i in range(100)}
+    result = validate_records(
+        [RawRecord(0, {"external_id": "a", "text": "t", "label": "x" * 500})],
+        embedding_dim=DIM,
+        max_text_chars=MAX_TEXT,
+        position_kind="index",
+        labels=labels,
+    )
+    message = result.rejected[0].errors["label"]
+    assert "(100 in all)" in message and len(message) < 400
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [("true", True), ("TRUE", True), ("1", True), ("yes", True), ("false", False), ("0", False), ("No", False)],
+)
+def test_csv_honeypot_words(cell, expected):
+    raw = parse_csv(f"external_id,text,label,honeypot\na,t,refund,{cell}\n".encode())
+    assert raw[0].value == {"external_id": "a", "text": "t", "label": "refund", "honeypot": expected}
+
+
+def test_csv_empty_label_and_honeypot_cells_are_absent():
+    raw = parse_csv(b"external_id,text,label,honeypot,channel\na,t,,,web\n")
+    assert raw[0].value == {"external_id": "a", "text": "t", "metadata": {"channel": "web"}}
+
+
+def test_csv_bad_honeypot_names_the_record():
+    raw = parse_csv(b"external_id,text,label,honeypot\nx-1,t,refund,maybe\n")
+    result = validate_labelled(raw)
+    assert result.rejected[0].position == 2 and result.rejected[0].external_id == "x-1"
+    assert result.rejected[0].errors == {"honeypot": "must be one of true, false, 1, 0, yes, no; got 'maybe'"}

@@ -21,6 +21,7 @@ from annotation.models import (
     ReviewTask,
     Role,
 )
+from annotation.routing import review_reason_text
 from annotation.services.aggregation import project_aggregate
 from quorum.errors import Conflict, PermissionDenied
 from tests.invariants import make_items
@@ -79,6 +80,8 @@ def test_review_detail_shape(project, people, tasks, api_for):
         "id",
         "item",
         "reason",
+        "reason_text",
+        "reason_facts",
         "status",
         "created_at",
         "annotations",
@@ -96,6 +99,13 @@ def test_review_detail_shape(project, people, tasks, api_for):
     assert body["posterior"] == [{"label": "refund", "p": 0.5}, {"label": "other", "p": 0.5}]
     assert body["model_prediction"] == {"label": "other", "confidence": 0.6}
     assert body["status"] == "open" and body["decision"] is None and body["claimed_by"] is None
+    assert body["reason_text"] == "No label holds a majority: a 1-1 split of 2 labels"
+    assert body["reason_facts"] == {
+        "labels": 2,
+        "votes": [{"label": "refund", "n": 1}, {"label": "other", "n": 1}],
+        "confidence": 0.5,
+        "threshold": 0.8,
+    }
 
 
 def test_annotator_quality_shows_after_an_aggregation(project, people, tasks, api_for):
@@ -264,3 +274,96 @@ def test_racing_reviewers_never_get_the_same_task(project, make_user):
     assert (
         Item.objects.filter(project=project, status=ItemStatus.FINALIZED, final_source=LabelSource.REVIEW).count() == 10
     )
+
+
+# --- honest chips (issue 13, point 6) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "votes", "confidence", "says", "never"),
+    [
+        # a 2:1 item sent to review at the cap has a majority: it is unresolved, not "no majority"
+        (
+            "max_labels",
+            [2, 1],
+            2 / 3,
+            ["Unresolved after 3 labels", "2-1 split", "67 %", "under the 80 %"],
+            ["majority"],
+        ),
+        ("max_labels", [1, 1, 1], 1 / 3, ["No label holds a majority", "1-1-1 split of 3 labels"], ["under"]),
+        # a posterior that rose past the threshold is never called "under" it
+        ("low_confidence", [2], 0.92, ["92 %", "at or above the 80 % threshold"], ["under 80", "under the 80"]),
+        ("low_confidence", [2], 0.7, ["Consensus 70 %, under the 80 % threshold", "2 labels, all the same"], []),
+        # a figure that rounds onto the threshold gets the decimals that tell them apart
+        ("low_confidence", [1, 1], 0.796, ["79.6 %", "under the 80 %"], ["80 %,"]),
+        ("disagreement", [1, 1], 0.5, ["No label holds a majority: a 1-1 split of 2 labels"], []),
+        ("disagreement", [2, 1], 0.9, ["now a 2-1 split", "90 %"], ["No label holds"]),
+        ("no_annotator", [1, 1], 0.5, ["no annotator who has not labelled it", "1-1 split", "50 %"], []),
+        ("no_annotator", [1], None, ["1 label", "no consensus estimate yet"], []),
+        ("policy_all", [2], 1.0, ["every item with two or more labels", "kappa under 0.60"], ["majority"]),
+    ],
+)
+def test_review_reason_text_states_the_actual_figures(reason, votes, confidence, says, never):
+    text = review_reason_text(reason, votes=votes, confidence=confidence, threshold=0.8, review_all_below_kappa=0.6)
+    for words in says:
+        assert words in text
+    for words in never:
+        assert words not in text
+
+
+def test_chip_of_a_low_confidence_task_whose_posterior_rose_is_not_under_the_threshold(project, people, api_for):
+    item = make_items(project, 1, prefix="rose")[0]
+    refund = label(project, "refund")
+    for user in (people["ann1"], people["ann2"]):
+        Annotation.objects.create(project=project, item=item, user=user, label=refund)
+    task = ReviewTask.objects.create(
+        project=project, item=item, reason="low_confidence", priority=0.1, posterior={str(refund.pk): 0.92}
+    )
+    body = api_for(people["rev"]).get(f"/api/v1/reviews/{task.pk}").json()
+    assert "now consensus 92 %, at or above the 80 % threshold" in body["reason_text"]
+    assert "under the 80" not in body["reason_text"]
+    assert body["reason_facts"]["confidence"] == pytest.approx(0.92)
+    # the threshold shown is the one in force
+    project.min_consensus_confidence = 0.95
+    project.save()
+    body = api_for(people["rev"]).get(f"/api/v1/reviews/{task.pk}").json()
+    assert "92 %, under the 95 % threshold" in body["reason_text"]
+
+
+def test_a_stale_reason_does_not_survive_a_re_aggregation(project, people, api_for):
+    """An open task's reason and posterior are refreshed by the aggregation: a 1:1 item within
+    labels_per_item labels is a disagreement, not "max_labels"; a split item is not "low_confidence"."""
+    refund, other = label(project, "refund"), label(project, "other")
+    stale = {}
+    for n, old_reason in enumerate(["max_labels", "low_confidence"]):
+        item = make_items(project, 1, prefix=f"stale{n}")[0]
+        Annotation.objects.create(project=project, item=item, user=people["ann1"], label=refund)
+        Annotation.objects.create(project=project, item=item, user=people["ann2"], label=other)
+        Item.objects.filter(pk=item.pk).update(status=ItemStatus.IN_REVIEW)
+        stale[old_reason] = ReviewTask.objects.create(
+            project=project, item=item, reason=old_reason, priority=0.0, posterior={str(refund.pk): 0.9}
+        )
+    snapshot = project_aggregate(project=project)
+    assert snapshot.changes["review_reasons"] == 2
+    for task in stale.values():
+        task.refresh_from_db()
+        assert task.reason == "disagreement"
+        # the stale 90 % is gone: a 1:1 split of two unknown annotators is no better than even
+        assert task.posterior[str(refund.pk)] == pytest.approx(task.posterior[str(other.pk)], abs=0.05)
+        assert task.posterior[str(refund.pk)] <= 0.55
+        body = api_for(people["rev"]).get(f"/api/v1/reviews/{task.pk}").json()
+        assert body["reason_text"] == "No label holds a majority: a 1-1 split of 2 labels"
+    # nothing moved: a second aggregation rewrites nothing
+    assert project_aggregate(project=project).changes["review_reasons"] == 0
+
+
+def test_no_annotator_and_label_error_reasons_are_kept_by_the_aggregation(project, people):
+    refund, other = label(project, "refund"), label(project, "other")
+    item = make_items(project, 1, prefix="kept")[0]
+    Annotation.objects.create(project=project, item=item, user=people["ann1"], label=refund)
+    Annotation.objects.create(project=project, item=item, user=people["ann2"], label=other)
+    Item.objects.filter(pk=item.pk).update(status=ItemStatus.IN_REVIEW)
+    task = ReviewTask.objects.create(project=project, item=item, reason="no_annotator", priority=1.0)
+    project_aggregate(project=project)
+    task.refresh_from_db()
+    assert task.reason == "no_annotator" and task.posterior  # posterior refreshed, reason kept

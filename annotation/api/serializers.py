@@ -38,6 +38,11 @@ PROJECT_SETTINGS = [
     "training_mode",
     "eval_fraction",
     "promotion_tolerance",
+    "honeypot_rate",
+    "onboarding_honeypots",
+    "min_honeypot_accuracy",
+    "min_honeypots",
+    "paused_answers",
 ]
 
 
@@ -145,6 +150,8 @@ class ProjectSerializer(serializers.ModelSerializer):
             ("review_disagreements_below_kappa", -1, 1),
             ("eval_fraction", 0, 0.5),
             ("promotion_tolerance", 0, 1),
+            ("honeypot_rate", 0, 1),
+            ("min_honeypot_accuracy", 0, 1),
         ]:
             if name in attrs and not low <= attrs[name] <= high:
                 errors[name] = f"must be between {low} and {high}"
@@ -154,6 +161,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             ("retrain_after", 1),
             ("lease_seconds", 10),
             ("embedding_dim", 1),
+            ("min_honeypots", 1),
         ]:
             if name in attrs and attrs[name] < low:
                 errors[name] = f"must be at least {low}"
@@ -179,7 +187,17 @@ class ProjectDetailSerializer(ProjectSerializer):
 class ItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = Item
-        fields = ["id", "external_id", "text", "metadata", "status", "embedding_state", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "external_id",
+            "text",
+            "metadata",
+            "status",
+            "embedding_state",
+            "honeypot",
+            "created_at",
+            "updated_at",
+        ]
 
 
 class IngestRecordSerializer(serializers.Serializer):
@@ -189,6 +207,14 @@ class IngestRecordSerializer(serializers.Serializer):
     text = serializers.CharField()
     metadata = serializers.DictField(required=False)
     embedding = serializers.ListField(child=serializers.FloatField(), required=False)
+    label = serializers.CharField(
+        required=False,
+        help_text="A label name of the project: the item's trusted (gold) label; final, never queued.",
+    )
+    honeypot = serializers.BooleanField(
+        required=False,
+        help_text="With label: a hidden test item, served to annotators like any other and scored against its label.",
+    )
 
 
 class RejectedRecordSerializer(serializers.Serializer):
@@ -209,6 +235,7 @@ class IngestReportSerializer(serializers.Serializer):
     unchanged = serializers.IntegerField()
     embeddings_written = serializers.IntegerField()
     awaiting_embedding = serializers.IntegerField()
+    labels_set = serializers.IntegerField(help_text="Gold labels or honeypot flags set or changed by this push.")
     rejected_count = serializers.IntegerField()
     rejected = RejectedRecordSerializer(many=True)
 
@@ -244,10 +271,15 @@ class IngestBatchSerializer(serializers.ModelSerializer):
 class MembershipSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username")
     user_id = serializers.IntegerField(source="user.id", read_only=True)
+    paused = serializers.SerializerMethodField(help_text="Paused by quality control (honeypot accuracy).")
 
     class Meta:
         model = Membership
-        fields = ["username", "user_id", "role", "created_at"]
+        fields = ["username", "user_id", "role", "created_at", "paused", "paused_at", "pause_reason", "reinstated_at"]
+        read_only_fields = ["paused_at", "pause_reason", "reinstated_at"]
+
+    def get_paused(self, membership) -> bool:
+        return membership.paused_at is not None
 
 
 class MembershipWriteSerializer(serializers.Serializer):
@@ -311,7 +343,8 @@ class NextResponseSerializer(serializers.Serializer):
     assignment = AssignmentOutSerializer(allow_null=True)
     suggestion = SuggestionSerializer(allow_null=True)
     progress = ProgressSerializer()
-    code = serializers.ChoiceField(choices=["queue_empty", "lease_limit"], allow_null=True)
+    code = serializers.ChoiceField(choices=["queue_empty", "lease_limit", "paused"], allow_null=True)
+    message = serializers.CharField(required=False, help_text="Why you get nothing, in words (only with paused).")
 
 
 class AnnotationSubmitSerializer(serializers.Serializer):
@@ -342,6 +375,11 @@ class AnnotationOutSerializer(serializers.Serializer):
 class AnnotationResponseSerializer(serializers.Serializer):
     annotation = AnnotationOutSerializer()
     progress = ProgressSerializer(required=False)
+    paused = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="Null, or why quality control paused you after this answer (the next item is refused).",
+    )
 
 
 class AssignmentResponseSerializer(serializers.Serializer):
@@ -409,10 +447,26 @@ class PosteriorEntrySerializer(serializers.Serializer):
     p = serializers.FloatField()
 
 
+class ReviewVoteSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    n = serializers.IntegerField()
+
+
+class ReviewReasonFactsSerializer(serializers.Serializer):
+    labels = serializers.IntegerField(help_text="Labels the item has.")
+    votes = ReviewVoteSerializer(many=True, help_text="Labels given, most frequent first.")
+    confidence = serializers.FloatField(allow_null=True, help_text="Largest posterior on the task now.")
+    threshold = serializers.FloatField(help_text="The project's min_consensus_confidence in force.")
+
+
 class ReviewOutSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     item = QueueItemSerializer()
     reason = serializers.ChoiceField(choices=ReviewReason.choices)
+    reason_text = serializers.CharField(
+        help_text="Why the item is in review, in words, from the reason and the item's actual figures."
+    )
+    reason_facts = ReviewReasonFactsSerializer()
     status = serializers.ChoiceField(choices=ReviewStatus.choices)
     created_at = serializers.DateTimeField()
     annotations = ReviewAnnotationSerializer(many=True)

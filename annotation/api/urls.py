@@ -11,6 +11,11 @@ urlpatterns = [
     path("projects/<int:project_id>/ingests/<int:batch_id>", items.IngestBatchDetail.as_view(), name="api-ingest"),
     path("projects/<int:project_id>/members", members.MemberListCreate.as_view(), name="api-members"),
     path("projects/<int:project_id>/members/<str:username>", members.MemberDetail.as_view(), name="api-member"),
+    path(
+        "projects/<int:project_id>/members/<str:username>/reinstate",
+        members.MemberReinstate.as_view(),
+        name="api-member-reinstate",
+    ),
     path("projects/<int:project_id>/next", queue.NextAssignment.as_view(), name="api-next"),
     path("projects/<int:project_id>/annotations", queue.ProjectAnnotationList.as_view(), name="api-annotations"),
     path(

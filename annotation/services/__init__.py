@@ -6,6 +6,7 @@
 - ``slots``: the counting rule and the lock order that leases and annotations share.
 - ``leases``: the next item, skip, expiry, keeping the queue fed.
 - ``annotations``: submit, change, undo.
+- ``quality``: honeypot scores, pausing an annotator (reinstating is in ``members``).
 - ``consensus``: an item's consensus rule on its last label.
 - ``aggregation``: a whole project's Dawid-Skene, agreement figures and re-routing.
 - ``review``: the reviewers' queue and decisions.
@@ -26,9 +27,11 @@ from .leases import (
     leases_expire,
     queue_fallback_fill,
     queue_refill_if_low,
+    served_entry,
 )
-from .members import membership_remove, membership_set
+from .members import membership_reinstate, membership_remove, membership_set
 from .projects import project_create, project_update
+from .quality import HoneypotScore, honeypot_scores, is_paused, membership_pause, quality_check
 from .queue import QueueCandidate, QueueReplaceReport, queue_replace
 from .review import ReviewNext, review_next, review_resolve
 
@@ -48,10 +51,17 @@ __all__ = [
     "leases_expire",
     "queue_fallback_fill",
     "queue_refill_if_low",
+    "served_entry",
     "IngestReport",
     "ingest_batch_mark_processed",
     "items_ingest",
+    "membership_reinstate",
     "membership_remove",
+    "HoneypotScore",
+    "honeypot_scores",
+    "is_paused",
+    "membership_pause",
+    "quality_check",
     "membership_set",
     "project_aggregate",
     "project_create",

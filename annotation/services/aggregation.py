@@ -4,19 +4,24 @@
 
 1. one ``values_list`` query loads the annotations as three integer arrays (item, annotator,
    label); items decided by review or gold (``final_source`` review|gold) become ``true_labels``;
-2. ``DawidSkene`` is fitted (vectorised EM) once at least ``routing.MIN_OVERLAP_ITEMS`` (20) items
-   carry two or more labels; before that (and in projects with one label per item, where annotators
-   share no items) EM has nothing to learn confusions from and drifts to the majority class, so
-   ``MajorityVote`` decides (``AgreementSnapshot.method``). The agreement figures come from
+2. ``HierarchicalDawidSkene`` (``ds_model``) is fitted on every aggregation: its priors shrink each
+   annotator to the pool and the pool to one-coin when the answers say little, so it needs no
+   switch to majority vote while few items are shared (with one label per item every item keeps its
+   answer, as majority vote would; ``tests/test_hierarchical_ds.py``). The agreement figures come from
    ``annotation.agreement`` on the same arrays: the pairwise Cohen's kappa matrix, the project
    kappa, Fleiss' kappa and Krippendorff's alpha;
 3. the routing rules (``annotation.routing``) are re-applied with the fitted posteriors and the
    policy of the new project kappa: consensus items get the Dawid-Skene label and confidence (or
    go to review when they no longer pass; they never go back to the queue), open complete items
-   are routed as on the submit path, disputed items waiting for an extra label are re-placed in
-   the queue, open review tasks get fresh posteriors; review and gold labels are never touched;
-4. per-annotator quality (``AnnotatorQuality``, with the confusion matrix the submit path uses)
-   and an ``AgreementSnapshot`` are written.
+   are routed as on the submit path, items still waiting for labels that no eligible annotator is
+   left to give go to review (``no_annotator``; final with their low confidence when nobody could
+   review them), disputed items waiting for an extra label are re-placed in the queue, open review
+   tasks get fresh posteriors and the reason that holds now (``_current_reason``: a stale chip
+   never survives an aggregation); review and gold labels are never touched;
+4. per-annotator quality (``AnnotatorQuality``: ``ds_accuracy`` is the prior-weighted accuracy
+   Σ_j θ_j π_r^jj; ``confusion`` holds the model's calibrated answer weights and
+   ``AgreementSnapshot.priors`` its prior weights, so that the submit path's posterior of an item is
+   the fitted one) and an ``AgreementSnapshot`` are written.
 
 All in one transaction, serialised per project by a ``FOR NO KEY UPDATE`` lock on the project row
 (the lock ``queue_replace`` takes). Writes are bulk statements over the rows that change: a
@@ -56,7 +61,7 @@ from django.utils import timezone
 from quorum.chunks import iter_chunks
 
 from .. import agreement, routing
-from ..dawid_skene import DawidSkene, MajorityVote
+from ..dawid_skene import HierarchicalDawidSkene
 from ..models import (
     AggregationState,
     AgreementSnapshot,
@@ -66,13 +71,16 @@ from ..models import (
     ItemStatus,
     LabelClass,
     LabelSource,
+    Membership,
+    PausedAnswers,
     Project,
     QueueEntry,
     QueueReason,
     ReviewStatus,
     ReviewTask,
 )
-from .consensus import entry_route_if_complete
+from ..selectors import labelling_states
+from .consensus import entry_route_if_complete, entry_route_if_stuck
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +91,9 @@ CHUNK = 2000
 POSTERIOR_MIN = 1e-3  # posterior entries stored on review tasks (the rest is noise)
 
 
-def ds_model() -> DawidSkene:
-    """The aggregator of the loop (the defaults of ``DawidSkene``; see its docstring)."""
-    return DawidSkene()
+def ds_model() -> HierarchicalDawidSkene:
+    """The aggregator of the loop (the defaults of ``HierarchicalDawidSkene``; see its docstring)."""
+    return HierarchicalDawidSkene()
 
 
 # --- debounce --------------------------------------------------------------------------------
@@ -141,8 +149,13 @@ def _load(project: Project) -> _Data:
         LabelClass.objects.filter(project=project).order_by("order", "id").values_list("id", flat=True),
         dtype=np.int64,
     )
+    answers = Annotation.objects.filter(project=project)
+    if project.paused_answers == PausedAnswers.EXCLUDE:
+        # The admin's choice: a paused annotator's answers are left out (``services.quality``).
+        paused = Membership.objects.filter(project=project, paused_at__isnull=False).values("user_id")
+        answers = answers.exclude(user_id__in=paused)
     rows = np.array(
-        list(Annotation.objects.filter(project=project).order_by().values_list("item_id", "user_id", "label_id")),
+        list(answers.order_by().values_list("item_id", "user_id", "label_id")),
         dtype=np.int64,
     ).reshape(-1, 3)
     gold_rows = np.array(
@@ -255,12 +268,9 @@ def project_aggregate(*, project: Project) -> AgreementSnapshot:
         if n_annotations and n_classes:
             args = (data.items, data.workers, data.labels)
             sizes = {"n_items": n_items, "n_workers": n_workers, "n_classes": n_classes}
-            # Dawid-Skene learns annotators' confusions from items they share; without enough such
-            # items (e.g. one label per item) EM drifts to the majority class, so votes decide.
-            use_ds = overlap_items >= routing.MIN_OVERLAP_ITEMS
-            method = "dawid_skene" if use_ds else "majority_vote"
-            model = (ds_model() if use_ds else MajorityVote()).fit(*args, **sizes, true_labels=data.gold)
-            posteriors, priors, iterations = model.posteriors_, model.priors_, model.n_iter_
+            model = ds_model().fit(*args, **sizes, true_labels=data.gold)
+            # the prior weights (tempered) are what the submit path multiplies the answer weights by
+            posteriors, priors, iterations = model.posteriors_, model.prior_weights_, model.n_iter_
             matrix, overlap = agreement.pairwise_kappa(*args, **sizes, return_overlap=True)
             project_kappa = _project_kappa(matrix, overlap)
             fleiss = _finite(agreement.fleiss_kappa(*args, **sizes))
@@ -316,8 +326,9 @@ def project_aggregate(*, project: Project) -> AgreementSnapshot:
     return snapshot
 
 
-def _annotator_quality(data: _Data, model: DawidSkene) -> dict[str, np.ndarray]:
-    """Per annotator: answers, DS accuracy, accuracy on gold items and agreement with the others."""
+def _annotator_quality(data: _Data, model: HierarchicalDawidSkene) -> dict[str, np.ndarray]:
+    """Per annotator: answers, accuracy (prior-weighted, ``skills_``: Σ_j θ_j π_r^jj),
+    accuracy on gold items and agreement with the others."""
     n_workers, n_classes = data.user_ids.size, data.label_ids.size
     answers = np.bincount(data.workers, minlength=n_workers).astype(np.float64)
     truth = data.gold[data.items]
@@ -342,7 +353,7 @@ def _annotator_quality(data: _Data, model: DawidSkene) -> dict[str, np.ndarray]:
     }
 
 
-def _write_quality(project: Project, data: _Data, model: DawidSkene, quality: dict) -> list[dict]:
+def _write_quality(project: Project, data: _Data, model: HierarchicalDawidSkene, quality: dict) -> list[dict]:
     from django.contrib.auth import get_user_model
 
     names = dict(
@@ -350,10 +361,9 @@ def _write_quality(project: Project, data: _Data, model: DawidSkene, quality: di
         .objects.filter(pk__in=data.user_ids.tolist())
         .values_list("pk", get_user_model().USERNAME_FIELD)
     )
-    # Majority vote has no confusion matrices: rows with n_classes 0 make the submit path use vote
-    # shares too.
-    confusion = getattr(model, "confusion_", None)
-    confusion = None if confusion is None else np.asarray(confusion, dtype="<f4")
+    # The calibrated answer weights exp(τ E[log π]) (``answer_weights_``): with the snapshot's prior
+    # weights, ``routing.item_posterior`` of an item's answers is the posterior the fit gave it.
+    confusion = np.asarray(model.answer_weights_, dtype="<f4")
     now = timezone.now()
     rows, out = [], []
     for r, user_id in enumerate(data.user_ids.tolist()):
@@ -369,8 +379,8 @@ def _write_quality(project: Project, data: _Data, model: DawidSkene, quality: di
             AnnotatorQuality(
                 project=project,
                 user_id=user_id,
-                n_classes=data.label_ids.size if confusion is not None else 0,
-                confusion=confusion[r].tobytes() if confusion is not None else b"",
+                n_classes=data.label_ids.size,
+                confusion=confusion[r].tobytes(),
                 updated_at=now,
                 **figures,
             )
@@ -378,6 +388,13 @@ def _write_quality(project: Project, data: _Data, model: DawidSkene, quality: di
     AnnotatorQuality.objects.filter(project=project).delete()
     AnnotatorQuality.objects.bulk_create(rows, batch_size=500)
     return out
+
+
+_CHANGE_KEYS = {
+    routing.Outcome.FINAL: "finalized",
+    routing.Outcome.REVIEW: "to_review",
+    routing.Outcome.EXTRA_LABEL: "extra_label",
+}
 
 
 def _reroute(project: Project, data: _Data, posteriors: np.ndarray, per_item: np.ndarray, policy, changes) -> None:
@@ -401,13 +418,45 @@ def _reroute(project: Project, data: _Data, posteriors: np.ndarray, per_item: np
         found = data.item_ids[pos] == ids if data.item_ids.size else np.zeros(ids.size, dtype=bool)
         return pos, found
 
-    # 1. Queue entries: extra-label entries are re-placed; complete entries without a live lease
-    #    are routed as on the submit path (rare: the submit path routes them first).
+    # 1. Queue entries: items still missing labels that nobody is left to give are routed now
+    #    (``consensus.entry_route_if_stuck``: review ``no_annotator``, or final without a reviewer);
+    #    extra-label entries are re-placed; complete entries without a live lease are routed as on
+    #    the submit path (rare: the submit path routes them first).
     entries = list(
         QueueEntry.objects.filter(project=project)
         .order_by("id")
         .values_list("id", "item_id", "labels_needed", "labels_taken", "reason", "priority")
     )
+    # Who is left to label or review the items that have labels (``selectors.labelling_states``):
+    # an item still missing labels that nobody can give is routed now (no item waits for ever).
+    started = [item_id for _, item_id, _, _, _, _ in entries]
+    if started:
+        pos, found = index_of(started)
+        started = [
+            item_id
+            for item_id, p, ok in zip(started, pos.tolist(), found.tolist(), strict=True)
+            if ok and per_item[p] > 0
+        ]
+    states = labelling_states(project, started)
+
+    def fitted_posterior(item_id: int) -> dict[int, float] | None:
+        pos, found = index_of([item_id])
+        if not found[0]:
+            return None
+        row = posteriors[int(pos[0])]
+        return {int(data.label_ids[j]): float(row[j]) for j in np.flatnonzero(row > 0)}
+
+    routed: set[int] = set()
+    for _, item_id, needed, taken, _, _ in entries:
+        state = states.get(item_id)
+        if taken < needed and state is not None and not state.can_extend and not state.leased:
+            decision = entry_route_if_stuck(
+                project=project, item_id=item_id, posterior=fitted_posterior(item_id), policy=policy, state=state
+            )
+            if decision is not None:
+                routed.add(item_id)
+                changes[_CHANGE_KEYS[decision.outcome]] += 1
+    entries = [entry for entry in entries if entry[1] not in routed]
     new_priorities = [
         priority
         for _, _, needed, taken, reason, priority in entries
@@ -436,10 +485,11 @@ def _reroute(project: Project, data: _Data, posteriors: np.ndarray, per_item: np
             fitted = None
             if ok:
                 fitted = {int(data.label_ids[j]): float(posteriors[p, j]) for j in np.flatnonzero(posteriors[p] > 0)}
-            decision = entry_route_if_complete(project=project, item_id=item_id, posterior=fitted, policy=policy)
+            decision = entry_route_if_complete(
+                project=project, item_id=item_id, posterior=fitted, policy=policy, state=states.get(item_id)
+            )
             if decision is not None:
-                key_name = {"final": "finalized", "review": "to_review", "extra_label": "extra_label"}[decision.outcome]
-                changes[key_name] += 1
+                changes[_CHANGE_KEYS[decision.outcome]] += 1
 
     # 2. Consensus items: the Dawid-Skene label and confidence, or review when they no longer pass.
     consensus = np.array(
@@ -481,23 +531,75 @@ def _reroute(project: Project, data: _Data, posteriors: np.ndarray, per_item: np
             targets = list(zip(ids[failing].tolist(), pos[failing].tolist(), reasons[failing].tolist(), strict=True))
             changes["to_review"] += _consensus_to_review(project, data, targets, posteriors, value)
 
-    # 3. Open review tasks: fresh posteriors and priorities.
+    # 3. Open review tasks: fresh posteriors and priorities, and the reason the item is in review
+    #    now (a chip never outlives the situation it describes).
     tasks = list(
         ReviewTask.objects.filter(project=project, status=ReviewStatus.OPEN)
         .order_by("id")
-        .values_list("id", "item_id", "priority")
+        .values_list("id", "item_id", "priority", "reason", "posterior")
     )
     if tasks:
-        pos, found = index_of([item_id for _, item_id, _ in tasks])
-        updates = []
-        for (task_id, _, old), p, ok in zip(tasks, pos.tolist(), found.tolist(), strict=True):
-            if ok and abs(float(value[p]) - old) >= CONFIDENCE_TOLERANCE:
+        pos, found = index_of([item_id for _, item_id, _, _, _ in tasks])
+        updates, reasons_changed = [], 0
+        for (task_id, _, old, old_reason, old_posterior), p, ok in zip(
+            tasks, pos.tolist(), found.tolist(), strict=True
+        ):
+            if not ok or per_item[p] == 0:
+                continue
+            reason = _current_reason(
+                old_reason,
+                policy=policy,
+                n_labels=int(per_item[p]),
+                is_disputed=bool(is_disputed[p]),
+                confidence=float(confidence[p]),
+                project=project,
+            )
+            old_top = max((float(v) for v in (old_posterior or {}).values()), default=-1.0)
+            moved = abs(float(value[p]) - old) >= CONFIDENCE_TOLERANCE
+            moved = moved or abs(float(confidence[p]) - old_top) >= CONFIDENCE_TOLERANCE
+            if moved or reason != old_reason:
+                reasons_changed += reason != old_reason
                 updates.append(
                     ReviewTask(
-                        pk=task_id, priority=float(value[p]), posterior=_posterior_json(posteriors[p], data.label_ids)
+                        pk=task_id,
+                        priority=float(value[p]),
+                        posterior=_posterior_json(posteriors[p], data.label_ids),
+                        reason=reason,
                     )
                 )
-        ReviewTask.objects.bulk_update(updates, ["priority", "posterior"], batch_size=500)
+        ReviewTask.objects.bulk_update(updates, ["priority", "posterior", "reason"], batch_size=500)
+        changes["review_reasons"] = reasons_changed
+
+
+#: Reasons the routing rule gives and re-derives; ``no_annotator`` (who was left when the item
+#: was routed) and ``label_error`` (the model's flag) are facts of their moment and stay.
+_REDERIVED = frozenset(
+    {
+        routing.ReviewReason.DISAGREEMENT,
+        routing.ReviewReason.LOW_CONFIDENCE,
+        routing.ReviewReason.MAX_LABELS,
+        routing.ReviewReason.POLICY_ALL,
+    }
+)
+
+
+def _current_reason(old: str, *, policy, n_labels: int, is_disputed: bool, confidence: float, project: Project) -> str:
+    """Why an item in review is there under the current posterior, policy and thresholds
+    (``routing.route``'s reasons, at the item's label count). An item that would now pass keeps its
+    reason (a reviewer was asked; the chip's words say the figures have moved,
+    ``routing.review_reason_text``)."""
+    if old not in _REDERIVED:
+        return old
+    if policy is routing.Policy.ALL and n_labels >= 2:
+        return routing.ReviewReason.POLICY_ALL.value
+    blocked = policy is routing.Policy.DISAGREEMENTS and is_disputed
+    if confidence >= project.min_consensus_confidence and not blocked:
+        return old
+    if n_labels > project.labels_per_item:
+        return routing.ReviewReason.MAX_LABELS.value
+    if is_disputed:
+        return routing.ReviewReason.DISAGREEMENT.value
+    return routing.ReviewReason.LOW_CONFIDENCE.value
 
 
 def _consensus_to_review(project: Project, data: _Data, targets, posteriors: np.ndarray, value: np.ndarray) -> int:

@@ -3,6 +3,12 @@
 The counting rule and the lock order are in ``slots``. Every change announces itself
 (``signals.labels_changed``) so that the project's consensus is recomputed; the item's own
 consensus rule applies at once on its ``labels_needed``-th label (``consensus``).
+
+Honeypots (``Item.honeypot``) live outside the queue: an answer on one counts no slot and never
+changes the item (its label is known, ``final_source`` gold); it is scored against that label
+(``quality.quality_check``), which may pause the annotator. Like any open item, the answer can be
+changed or taken back, so nothing in these responses tells a honeypot from another item. A paused
+annotator's submissions, changes and undos are refused (409 ``paused``, with the reason).
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ from django.utils import timezone
 from quorum.errors import Conflict, NotFound, ServiceError
 
 from .. import signals
-from ..models import Annotation, Assignment, AssignmentStatus, LabelClass, Project, QueueEntry
+from ..models import Annotation, Assignment, AssignmentStatus, Item, LabelClass, Project, QueueEntry
 from ..selectors import label_by_name
-from .consensus import item_consensus_apply
+from .consensus import entry_route_after_label
+from .quality import is_paused, quality_check
 from .slots import lease_end, lock_user, locked_entry, own_assignment, require_open_item, slot_take
 
 MAX_TIME_SPENT_MS = 2**31 - 1
@@ -47,15 +54,21 @@ def _own_annotation(annotation_id: int, user) -> Annotation:
     return annotation
 
 
+def _is_honeypot(item_id: int) -> bool:
+    return Item.objects.filter(pk=item_id, honeypot=True).exists()
+
+
+def _refuse_if_paused(project: Project, user) -> None:
+    membership = is_paused(project, user)
+    if membership is not None:
+        message = membership.pause_reason or "you are paused on this project"
+        raise Conflict(message, code="paused")
+
+
 def _finalise_if_complete(project: Project, entry: QueueEntry) -> None:
-    """On the item's ``labels_needed``-th annotation, apply the consensus rule."""
-    if entry.labels_taken < entry.labels_needed:
-        return
-    annotations = list(
-        Annotation.objects.filter(item_id=entry.item_id).order_by("id").values_list("user_id", "label_id")
-    )
-    if len(annotations) >= entry.labels_needed:
-        item_consensus_apply(project=project, entry=entry, annotations=annotations)
+    """On the item's ``labels_needed``-th annotation, apply the consensus rule; before it, when
+    nobody is left to give the missing labels (``consensus.entry_route_after_label``)."""
+    entry_route_after_label(project=project, entry=entry)
 
 
 def annotation_submit(*, assignment_id: int, user, label: str, time_spent_ms: int = 0) -> SubmitResult:
@@ -75,10 +88,26 @@ def annotation_submit(*, assignment_id: int, user, label: str, time_spent_ms: in
         if assignment.status == AssignmentStatus.SUBMITTED:
             annotation = Annotation.objects.get(item_id=assignment.item_id, user=user)
             if annotation.label_id != label_obj.pk:
+                _refuse_if_paused(project, user)
                 annotation = _annotation_relabel(annotation, label_obj)
             return SubmitResult(annotation, created=False)
         if assignment.status == AssignmentStatus.SKIPPED:
             raise Conflict(f"assignment {assignment_id} was skipped; it cannot be labelled", code="skipped")
+        _refuse_if_paused(project, user)
+
+        if _is_honeypot(assignment.item_id):
+            Assignment.objects.filter(pk=assignment.pk).update(status=AssignmentStatus.SUBMITTED, finished_at=now)
+            annotation = Annotation.objects.create(
+                project=project,
+                item_id=assignment.item_id,
+                user=user,
+                assignment=assignment,
+                label=label_obj,
+                time_spent_ms=time_spent_ms,
+            )
+            quality_check(project=project, user=user)
+            signals.labels_changed.send(sender=Project, project=project)
+            return SubmitResult(annotation, created=True)
 
         entry = locked_entry(assignment.item_id)
         if assignment.status == AssignmentStatus.EXPIRED:
@@ -106,10 +135,14 @@ def annotation_submit(*, assignment_id: int, user, label: str, time_spent_ms: in
 
 
 def _annotation_relabel(annotation: Annotation, label: LabelClass) -> Annotation:
-    entry = locked_entry(annotation.item_id)
-    require_open_item(annotation.item_id, entry)
+    honeypot = _is_honeypot(annotation.item_id)
+    if not honeypot:
+        entry = locked_entry(annotation.item_id)
+        require_open_item(annotation.item_id, entry)
     annotation.label = label
     annotation.save(update_fields=["label", "updated_at"])
+    if honeypot:
+        quality_check(project=annotation.project, user=annotation.user)
     signals.labels_changed.send(sender=Project, project=annotation.project)
     return annotation
 
@@ -123,6 +156,7 @@ def annotation_change(*, annotation_id: int, user, label: str) -> Annotation:
         annotation = _own_annotation(annotation_id, user)
         if annotation.label_id == label_obj.pk:
             return annotation
+        _refuse_if_paused(annotation.project, user)
         return _annotation_relabel(annotation, label_obj)
 
 
@@ -134,9 +168,12 @@ def annotation_undo(*, annotation_id: int, user) -> Assignment:
         lock_user(user)
         annotation = _own_annotation(annotation_id, user)
         project = annotation.project
+        _refuse_if_paused(project, user)
         assignment = Assignment.objects.select_for_update().filter(item_id=annotation.item_id, user=user).first()
-        entry = locked_entry(annotation.item_id)
-        require_open_item(annotation.item_id, entry)
+        honeypot = _is_honeypot(annotation.item_id)
+        entry = None if honeypot else locked_entry(annotation.item_id)
+        if not honeypot:
+            require_open_item(annotation.item_id, entry)
         annotation.delete()
         if assignment is None:
             assignment = Assignment(project=project, item_id=annotation.item_id, user=user)
@@ -145,6 +182,6 @@ def annotation_undo(*, annotation_id: int, user) -> Assignment:
         assignment.expires_at = lease_end(project, now)
         assignment.finished_at = None
         assignment.save()
-        assignment.item = entry.item
+        assignment.item = entry.item if entry is not None else Item.objects.get(pk=annotation.item_id)
         signals.labels_changed.send(sender=Project, project=project)
     return assignment

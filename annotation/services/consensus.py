@@ -15,7 +15,14 @@ module gathers the inputs cheaply and writes the outcome:
   the queue entry goes; ``EXTRA_LABEL``: ``labels_needed += 1``, reason ``extra_label``, priority
   placed among the new items (``routing.priorities_on_queue_scale``); ``REVIEW``: a ``ReviewTask``
   (with the posterior and the model's suggestion from the queue entry), item ``in_review``, the
-  entry goes.
+  entry goes;
+- no item waits for ever: when the rule asks for another label (or the item still lacks some) and
+  no eligible annotator (``selectors.eligible_annotators``: not paused, and not yet handed the
+  item) is left, the item goes to review with the reason ``no_annotator``, or is final with its
+  low confidence when nobody who has not labelled it could review it (``routing.route``'s
+  ``can_extend`` / ``has_reviewer``; ``selectors.labelling_states`` reads who is left). The submit
+  path checks this on every label (``entry_route_after_label``), the aggregation and a change of
+  ``labels_per_item`` / ``max_labels_per_item`` for every queued item.
 
 The whole-project pass (``aggregation.project_aggregate``) applies the same rules with freshly
 fitted posteriors.
@@ -24,6 +31,7 @@ fitted posteriors.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import numpy as np
 from django.db.models import F
@@ -45,8 +53,18 @@ from ..models import (
     ReviewTask,
 )
 from ..routing import Decision, Outcome, Policy
+from ..selectors import LabellingState, labelling_states
 
-__all__ = ["Decision", "Outcome", "entry_route_if_complete", "item_consensus_apply", "item_posterior", "project_policy"]
+__all__ = [
+    "Decision",
+    "Outcome",
+    "entry_route_after_label",
+    "entry_route_if_complete",
+    "entry_route_if_stuck",
+    "item_consensus_apply",
+    "item_posterior",
+    "project_policy",
+]
 
 NEW_ITEMS_CAP = 2000  # new entries read to place an extra-label request (the head of the queue)
 
@@ -73,7 +91,15 @@ def project_policy(project: Project, snapshot=None) -> Policy:
 
 
 def item_posterior(project_id: int, annotations: Sequence[tuple[int, int]], snapshot=None) -> dict[int, float]:
-    """``{label_id: p}`` for one item from its ``(user_id, label_id)`` annotations (module docstring)."""
+    """``{label_id: p}`` for one item from its ``(user_id, label_id)`` annotations (module docstring).
+
+    The snapshot's ``priors`` and the ``AnnotatorQuality.confusion`` rows are the aggregator's
+    calibrated prior and answer weights (``HierarchicalDawidSkene.prior_weights_`` /
+    ``answer_weights_``), so :func:`routing.item_posterior` gives exactly the temperature-scaled
+    posterior the last aggregation gave an item with these answers: routing thresholds act on
+    calibrated numbers, and two agreeing labels from annotators the model knows to be good are
+    final without a third (``tests/test_hierarchical_ds.py``).
+    """
     label_ids = [label_id for _, label_id in annotations]
     if snapshot is None:
         snapshot = _latest_snapshot(project_id)
@@ -123,11 +149,15 @@ def item_consensus_apply(
     annotations: Sequence[tuple[int, int]],
     posterior: Mapping[int, float] | None = None,
     policy: Policy | None = None,
+    state: LabellingState | None = None,
 ) -> Decision:
     """Route an item whose entry is locked by the caller's transaction.
 
-    ``annotations``: the item's ``(user_id, label_id)`` pairs. ``posterior`` (``{label_id: p}``) and
-    ``policy`` default to the latest snapshot's (the aggregation passes its fresh ones).
+    ``annotations``: the item's ``(user_id, label_id)`` pairs; fewer than the entry's
+    ``labels_needed`` only when nobody can give the rest (``entry_route_if_stuck``). ``posterior``
+    (``{label_id: p}``) and ``policy`` default to the latest snapshot's (the aggregation passes its
+    fresh ones); ``state`` (who is left to label or review the item, ``selectors.labelling_states``)
+    is read when the rule asks for another label.
     """
     if not annotations:
         raise ValueError("item_consensus_apply needs at least one annotation")
@@ -145,7 +175,8 @@ def item_consensus_apply(
     vector = np.zeros(len(label_order))
     for label_id, p in posterior.items():
         vector[index[label_id]] = p
-    decision = routing.route(
+    rule = partial(
+        routing.route,
         vector,
         [index[label_id] for _, label_id in annotations],
         labels_needed=entry.labels_needed,
@@ -154,6 +185,13 @@ def item_consensus_apply(
         min_confidence=project.min_consensus_confidence,
         policy=policy,
     )
+    incomplete = len(annotations) < entry.labels_needed
+    decision = None if incomplete else rule()
+    if decision is None or decision.outcome is Outcome.EXTRA_LABEL:
+        # Another label is needed: only someone who has not been handed the item can give it.
+        if state is None:
+            state = labelling_states(project, [entry.item_id])[entry.item_id]
+        decision = rule(can_extend=state.can_extend and not incomplete, has_reviewer=state.has_reviewer)
     now = timezone.now()
     if decision.outcome is Outcome.FINAL:
         label_id = label_order[decision.label]
@@ -193,8 +231,17 @@ def item_consensus_apply(
     return decision
 
 
+def _item_annotations(item_id: int) -> list[tuple[int, int]]:
+    return list(Annotation.objects.filter(item_id=item_id).order_by("id").values_list("user_id", "label_id"))
+
+
 def entry_route_if_complete(
-    *, project: Project, item_id: int, posterior: Mapping[int, float] | None = None, policy: Policy | None = None
+    *,
+    project: Project,
+    item_id: int,
+    posterior: Mapping[int, float] | None = None,
+    policy: Policy | None = None,
+    state: LabellingState | None = None,
 ) -> Decision | None:
     """Route the item when its entry has all its labels and no live lease (the aggregation's
     catch-up for complete entries); ``None`` when there is nothing to do."""
@@ -203,9 +250,53 @@ def entry_route_if_complete(
         return None
     if Assignment.objects.filter(item_id=item_id, status=AssignmentStatus.LEASED).exists():
         return None
-    annotations = list(Annotation.objects.filter(item_id=item_id).order_by("id").values_list("user_id", "label_id"))
+    annotations = _item_annotations(item_id)
     if len(annotations) < entry.labels_needed:
         return None
     return item_consensus_apply(
-        project=project, entry=entry, annotations=annotations, posterior=posterior, policy=policy
+        project=project, entry=entry, annotations=annotations, posterior=posterior, policy=policy, state=state
     )
+
+
+def entry_route_if_stuck(
+    *,
+    project: Project,
+    item_id: int,
+    posterior: Mapping[int, float] | None = None,
+    policy: Policy | None = None,
+    state: LabellingState | None = None,
+) -> Decision | None:
+    """Route an item that is still missing labels when nobody can give them (module docstring of
+    ``routing``: no item waits for ever): it has at least one label, no live lease, and every
+    eligible annotator (``selectors.eligible_annotators``) has been handed it. ``None`` when the
+    item is not stuck (or not queued). Locks the item's entry."""
+    entry = QueueEntry.objects.select_for_update().filter(item_id=item_id).first()
+    if entry is None:
+        return None
+    return _route_if_stuck(project, entry, posterior, policy, state)
+
+
+def _route_if_stuck(project: Project, entry: QueueEntry, posterior, policy, state) -> Decision | None:
+    if entry.labels_taken >= entry.labels_needed:
+        return None
+    if state is None:
+        state = labelling_states(project, [entry.item_id])[entry.item_id]
+    if state.can_extend or state.leased:
+        return None
+    annotations = _item_annotations(entry.item_id)
+    if not annotations or len(annotations) >= entry.labels_needed:
+        return None
+    return item_consensus_apply(
+        project=project, entry=entry, annotations=annotations, posterior=posterior, policy=policy, state=state
+    )
+
+
+def entry_route_after_label(*, project: Project, entry: QueueEntry) -> Decision | None:
+    """The submit path's rule once a label landed on ``entry`` (locked by the caller): the item is
+    routed on its ``labels_needed``-th label, or before it when nobody is left to give the rest."""
+    if entry.labels_taken < entry.labels_needed:
+        return _route_if_stuck(project, entry, None, None, None)
+    annotations = _item_annotations(entry.item_id)
+    if len(annotations) < entry.labels_needed:
+        return None
+    return item_consensus_apply(project=project, entry=entry, annotations=annotations)

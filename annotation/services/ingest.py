@@ -7,8 +7,17 @@ one SELECT of the existing rows (by ``external_id``), one INSERT of new items, o
 INSERT … ON CONFLICT UPDATE of changed items, and the vector upserts/deletes (through
 ``ports.vector_store``, in the same transaction).
 
-A push that stored new or changed items announces it (``signals.batch_stored``); what follows
-(embedding, scoring, the drift check) is the loop's business. ``ingest_batch_mark_processed`` is the
+Labels a team already has (``label``, optionally ``honeypot``, see ``ingest_records``): a new item
+is inserted final (status ``finalized``, source ``gold``, confidence 1); an existing item whose
+gold label or honeypot flag differs is made so (``_gold_apply``): its queue entry goes, live leases
+on it end, an open review task on it is resolved with the gold label. Pushing the same label again
+changes nothing; a record without a label keeps the item's. The gold items are the aggregation's
+known truth (``aggregation._load``), training and evaluation data; honeypots are also served to
+annotators (``leases``) and scored (``quality``).
+
+A push that stored new or changed items announces it (``signals.batch_stored``); one that set or
+changed gold labels also announces ``signals.labels_changed``; what follows (embedding, scoring,
+re-aggregation, the drift check) is the loop's business. ``ingest_batch_mark_processed`` is the
 worker's acknowledgement of the batch.
 """
 
@@ -28,7 +37,19 @@ from quorum.chunks import iter_chunks
 
 from .. import ports, signals
 from ..ingest_records import CleanRecord, RejectedRecord
-from ..models import EmbeddingState, IngestBatch, Item, ItemStatus, Project
+from ..models import (
+    Assignment,
+    AssignmentStatus,
+    EmbeddingState,
+    IngestBatch,
+    Item,
+    ItemStatus,
+    LabelSource,
+    Project,
+    QueueEntry,
+    ReviewStatus,
+    ReviewTask,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +65,7 @@ class IngestReport:
     unchanged: int = 0
     embeddings_written: int = 0
     awaiting_embedding: int = 0
+    labels_set: int = 0  # gold labels (or honeypot flags) set or changed by this push
     rejected: list[RejectedRecord] = field(default_factory=list)
 
 
@@ -52,6 +74,7 @@ class _Existing:
     id: int
     text_hash: str
     metadata: dict | None
+    gold: tuple[int | None, bool] | None = None  # (gold label id, honeypot); None: not read
 
 
 def items_ingest(
@@ -78,6 +101,7 @@ def items_ingest(
         changed_items: list[tuple[Item, tuple[str, ...]]] = []
         vectors: dict[int, bytes] = {}  # item id -> pushed vector to store (existing items)
         stale_embedding_ids: list[int] = []
+        gold_changes: dict[int, tuple[int, bool]] = {}  # existing item id -> (gold label id, honeypot)
         unchanged = 0
         now = timezone.now()
         for record in records:
@@ -85,6 +109,8 @@ def items_ingest(
             if current is None:
                 new_records.append(record)
                 continue
+            if record.label_id is not None and current.gold != (record.label_id, record.honeypot):
+                gold_changes[current.id] = (record.label_id, record.honeypot)
             text_changed = current.text_hash != record.text_hash
             metadata_changed = (
                 record.metadata is not None
@@ -93,7 +119,8 @@ def items_ingest(
             )
             vector_changed = record.embedding is not None and current.id not in same_vector
             if not (text_changed or metadata_changed or vector_changed):
-                unchanged += 1
+                if current.id not in gold_changes:
+                    unchanged += 1
                 continue
             item = Item(
                 project=project,
@@ -121,6 +148,8 @@ def items_ingest(
         new_ids = _insert_items(project, new_records, now)
         vectors.update((new_ids[r.external_id], r.embedding) for r in new_records if r.embedding is not None)
         _update_items(changed_items)
+        _gold_apply(project, gold_changes, now)
+        labels_set = len(gold_changes) + sum(1 for r in new_records if r.label_id is not None)
         if stale_embedding_ids:
             ports.vector_store().drop(stale_embedding_ids)
         if vectors:
@@ -133,13 +162,15 @@ def items_ingest(
             format=fmt,
             records=len(records) + len(rejected),
             created=len(new_records),
-            updated=len(changed_items),
+            updated=len(changed_items) + _gold_only(gold_changes, changed_items, existing),
             unchanged=unchanged,
             rejected=len(rejected),
             awaiting_embedding=awaiting,
             duration_ms=int((time.perf_counter() - started) * 1000),
             drift_items=_drift_sample(project, new_records, new_ids, existing, changed_items),
         )
+        if labels_set:
+            signals.labels_changed.send(sender=Project, project=project)
         if new_records or changed_items:
             signals.batch_stored.send(sender=Project, project=project, batch=batch)
         else:
@@ -150,10 +181,11 @@ def items_ingest(
     return IngestReport(
         batch_id=batch.pk,
         created=len(new_records),
-        updated=len(changed_items),
+        updated=batch.updated,
         unchanged=unchanged,
         embeddings_written=len(vectors),
         awaiting_embedding=awaiting,
+        labels_set=labels_set,
         rejected=rejected,
     )
 
@@ -166,6 +198,11 @@ INSERT_COLUMNS = (
     "metadata",
     "status",
     "embedding_state",
+    "final_label_id",
+    "final_confidence",
+    "final_source",
+    "finalized_at",
+    "honeypot",
     "created_at",
     "updated_at",
 )
@@ -199,8 +236,13 @@ def _insert_items(project: Project, records: list[CleanRecord], now) -> dict[str
             r.text,
             r.text_hash,
             json.dumps(r.metadata or {}),
-            ItemStatus.UNLABELED,
+            ItemStatus.UNLABELED if r.label_id is None else ItemStatus.FINALIZED,
             EmbeddingState.READY if r.embedding is not None else EmbeddingState.PENDING,
+            r.label_id,
+            None if r.label_id is None else 1.0,
+            "" if r.label_id is None else LabelSource.GOLD,
+            None if r.label_id is None else now,
+            r.label_id is not None and r.honeypot,
             now,
             now,
         )
@@ -233,14 +275,64 @@ def _lookup(project: Project, external_ids: list[str], columns: str) -> list[tup
 
 def _existing_items(project: Project, records: list[CleanRecord]) -> dict[str, _Existing]:
     want_metadata = any(record.metadata is not None for record in records)
-    columns = "id, external_id, text_hash" + (", metadata" if want_metadata else "")
+    want_gold = any(record.label_id is not None for record in records)
+    columns = (
+        "id, external_id, text_hash"
+        + (", metadata" if want_metadata else "")
+        + (", final_label_id, final_source, honeypot" if want_gold else "")
+    )
     found: dict[str, _Existing] = {}
     for row in _lookup(project, [record.external_id for record in records], columns):
-        metadata = None
+        metadata = gold = None
         if want_metadata:
             metadata = json.loads(row[3]) if isinstance(row[3], str) else row[3]
-        found[row[1]] = _Existing(row[0], row[2], metadata)
+        if want_gold:
+            label_id, source, honeypot = row[-3:]
+            gold = (label_id if source == LabelSource.GOLD else None, bool(honeypot))
+        found[row[1]] = _Existing(row[0], row[2], metadata, gold)
     return found
+
+
+def _gold_only(gold_changes: dict, changed_items: list, existing: dict[str, _Existing]) -> int:
+    """Items whose only change is their gold label (counted as updated too)."""
+    if not gold_changes:
+        return 0
+    changed_ids = {existing[item.external_id].id for item, _ in changed_items}
+    return sum(1 for item_id in gold_changes if item_id not in changed_ids)
+
+
+def _gold_apply(project: Project, changes: dict[int, tuple[int, bool]], now) -> None:
+    """Make existing items final with their pushed gold label (and honeypot flag): set the label,
+    end live leases on them (status ``expired``), drop their queue entries, resolve their open
+    review tasks with the gold label. Bulk statements grouped by (label, honeypot)."""
+    if not changes:
+        return
+    groups: dict[tuple[int, bool], list[int]] = {}
+    for item_id, key in changes.items():
+        groups.setdefault(key, []).append(item_id)
+    ids = sorted(changes)
+    for chunk in iter_chunks(ids, CHUNK):
+        Assignment.objects.filter(item_id__in=chunk, status=AssignmentStatus.LEASED).update(
+            status=AssignmentStatus.EXPIRED, finished_at=now
+        )
+        QueueEntry.objects.filter(item_id__in=chunk).delete()
+    for (label_id, honeypot), item_ids in groups.items():
+        for chunk in iter_chunks(item_ids, CHUNK):
+            Item.objects.filter(pk__in=chunk).update(
+                status=ItemStatus.FINALIZED,
+                final_label_id=label_id,
+                final_confidence=1.0,
+                final_source=LabelSource.GOLD,
+                finalized_at=now,
+                honeypot=honeypot,
+                updated_at=now,
+            )
+            ReviewTask.objects.filter(item_id__in=chunk, status=ReviewStatus.OPEN).update(
+                status=ReviewStatus.RESOLVED,
+                decision_id=label_id,
+                resolved_at=now,
+                note="Decided by a gold label pushed with the pool.",
+            )
 
 
 def _same_json_numbers(pushed, stored) -> bool:

@@ -17,9 +17,11 @@ from django.utils import timezone
 
 from quorum.errors import Conflict
 
-from .. import ports
+from .. import ports, quality
 from ..models import Assignment, AssignmentStatus, Item, ItemStatus, Project, QueueEntry, QueueReason
 from ..selectors import open_slots, queue_snapshot
+from .consensus import entry_route_if_stuck
+from .quality import is_paused
 from .queue import QueueCandidate, queue_replace
 from .slots import lease_end, lock_user, own_assignment, slot_release, slot_take
 
@@ -33,6 +35,7 @@ FALLBACK_STRATEGY = "fallback"
 class NextCode:
     QUEUE_EMPTY = "queue_empty"
     LEASE_LIMIT = "lease_limit"
+    PAUSED = "paused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,8 @@ class NextResult:
     code: str | None = None
     # The annotator's progress line, read after the lease (``selectors.queue_snapshot``).
     progress: dict | None = None
+    # Why there is nothing, in words (``paused``: the reason the member was paused).
+    message: str | None = None
 
 
 _last_sweep: dict[int, float] = {}  # project id -> monotonic time of this process's last sweep
@@ -200,8 +205,71 @@ def queue_refill_if_low(*, project: Project, user=None) -> dict:
     return snapshot
 
 
+def _decoy_entry(project: Project, item: Item) -> QueueEntry:
+    """What a honeypot is served with in place of a queue entry: the reason of the entry the
+    annotator would otherwise have got (the head of the queue), no suggestion, so that nothing in
+    the payload tells it from the items around it."""
+    reason = (
+        QueueEntry.objects.filter(project=project, labels_taken__lt=F("labels_needed"))
+        .order_by("-priority", "id")
+        .values_list("reason", flat=True)
+        .first()
+    )
+    if reason is None:
+        reason = QueueReason.FALLBACK if _fallback_allowed(project) else QueueReason.ACQUISITION
+    return QueueEntry(project=project, item=item, reason=reason, priority=0.0, labels_needed=1)
+
+
+def served_entry(project: Project, item: Item) -> QueueEntry | None:
+    """The queue entry an assignment's payload shows: the item's own, or for a honeypot the decoy
+    that ``next`` served it with (``_decoy_entry``), so skip and undo responses look alike too."""
+    entry = QueueEntry.objects.filter(item_id=item.pk).select_related("suggested_label").first()
+    if entry is None and item.honeypot:
+        return _decoy_entry(project, item)
+    return entry
+
+
+def _honeypot_lease(project: Project, user, now) -> NextResult | None:
+    """Lease a honeypot to ``user`` when one is due (``quality.honeypot_due``) and one they have
+    not been handed remains; ``None`` otherwise. Honeypots live outside the queue: no slot is
+    counted, any number of annotators may hold the same one."""
+    if project.honeypot_rate <= 0 and project.onboarding_honeypots <= 0:
+        return None
+    served = Assignment.objects.filter(project=project, user=user).exclude(status=AssignmentStatus.EXPIRED).count()
+    chance = quality.draw(settings.SECRET_KEY, "honeypot", project.pk, user.pk, served)
+    if not quality.honeypot_due(
+        items_served=served, rate=project.honeypot_rate, onboarding=project.onboarding_honeypots, chance=chance
+    ):
+        return None
+    taken = Assignment.objects.filter(item_id=OuterRef("pk"), user=user).exclude(status=AssignmentStatus.EXPIRED)
+    item = Item.objects.filter(project=project, honeypot=True).filter(~Exists(taken)).order_by("?").first()
+    if item is None:
+        return None
+    expires_at = lease_end(project, now)
+    assignment, _ = Assignment.objects.update_or_create(
+        item=item,
+        user=user,
+        defaults={
+            "project": project,
+            "status": AssignmentStatus.LEASED,
+            "leased_at": now,
+            "expires_at": expires_at,
+            "finished_at": None,
+        },
+    )
+    assignment.item = item
+    return NextResult(assignment, _decoy_entry(project, item))
+
+
 def assignment_next(*, project: Project, user, held: Iterable[int] = ()) -> NextResult:
-    """Hand ``user`` the next item of ``project`` (see the module docstring for the rules)."""
+    """Hand ``user`` the next item of ``project`` (see the module docstring for the rules).
+
+    A member paused by quality control (``services.quality``) gets nothing: ``code`` ``paused``
+    and the reason in ``message``. Honeypots are served at the project's rate and during
+    onboarding (``quality.honeypot_due``) before the queue is looked at."""
+    paused = is_paused(project, user)
+    if paused is not None:
+        return NextResult(None, code=NextCode.PAUSED, message=paused.pause_reason)
     if _sweep_due(project):
         leases_expire(project=project)
     held_ids = {int(assignment_id) for assignment_id in held}
@@ -223,14 +291,20 @@ def assignment_next(*, project: Project, user, held: Iterable[int] = ()) -> Next
                     .first()
                 )
                 assignment.item = entry.item if entry is not None else Item.objects.get(pk=assignment.item_id)
+                if entry is None and assignment.item.honeypot:
+                    entry = _decoy_entry(project, assignment.item)
                 return NextResult(assignment, entry)
         if len(live) >= MAX_LIVE_LEASES:
             return NextResult(None, code=NextCode.LEASE_LIMIT)
 
-        entry = _pick(project, user)
-        if entry is None and _fallback_allowed(project) and queue_fallback_fill(project=project, user=user):
+        honeypot = _honeypot_lease(project, user, now)
+        if honeypot is not None:
+            assignment, entry = honeypot.assignment, honeypot.entry
+        else:
             entry = _pick(project, user)
-        assignment = _lease(project, user, entry, now) if entry is not None else None
+            if entry is None and _fallback_allowed(project) and queue_fallback_fill(project=project, user=user):
+                entry = _pick(project, user)
+            assignment = _lease(project, user, entry, now) if entry is not None else None
     snapshot = queue_refill_if_low(project=project, user=user)
     snapshot.pop("open_slots")
     if assignment is None:
@@ -255,4 +329,6 @@ def assignment_skip(*, assignment_id: int, user, reason: str = "") -> Assignment
         assignment.finished_at = now
         assignment.skip_reason = (reason or "")[:500]
         assignment.save(update_fields=["status", "finished_at", "skip_reason"])
+        # The last one who could have labelled it gave it back: the item does not wait for ever.
+        entry_route_if_stuck(project=assignment.project, item_id=assignment.item_id)
     return assignment

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 
 from quorum.errors import NotFound, ServiceError
 
@@ -52,3 +53,24 @@ def membership_remove(*, project: Project, username: str) -> None:
         raise NotFound({"username": f"{username!r} is not a member of this project"}, code="not_member")
     _ensure_an_admin_remains(project, membership)
     membership.delete()
+
+
+@transaction.atomic
+def membership_reinstate(*, project: Project, username: str) -> Membership:
+    """Lift a member's pause (``services.quality``). Only honeypot answers given from now on count
+    towards the minimum accuracy, so the old answers that paused them do not pause them again.
+    Reinstating someone who is not paused changes nothing (idempotent)."""
+    membership = (
+        Membership.objects.select_for_update(of=("self",))
+        .select_related("user")
+        .filter(project=project, user__username=username)
+        .first()
+    )
+    if membership is None:
+        raise NotFound({"username": f"{username!r} is not a member of this project"}, code="not_member")
+    if membership.paused_at is not None:
+        membership.paused_at = None
+        membership.pause_reason = ""
+        membership.reinstated_at = timezone.now()
+        membership.save(update_fields=["paused_at", "pause_reason", "reinstated_at"])
+    return membership

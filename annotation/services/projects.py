@@ -9,7 +9,9 @@ from django.db import transaction
 
 from quorum.errors import ServiceError
 
-from ..models import LabelClass, Membership, Project, Role
+from ..models import LabelClass, Membership, Project, QueueEntry, QueueReason, Role
+from ..selectors import labelling_states
+from .consensus import entry_route_if_complete, entry_route_if_stuck
 
 # Keys the labelling page keeps for itself: s = skip, u = undo.
 RESERVED_SHORTCUTS = frozenset("su")
@@ -90,15 +92,65 @@ def _add_labels(project: Project, specs: list[LabelSpec], *, start_order: int, t
 @transaction.atomic
 def project_update(*, project: Project, labels: list[LabelSpec] | None = None, **settings) -> Project:
     """Change settings; ``labels`` may add labels (appended) or change the description or shortcut
-    of existing ones, but not remove or rename any: annotations refer to them."""
+    of existing ones, but not remove or rename any: annotations refer to them.
+
+    A change of ``labels_per_item`` or ``max_labels_per_item`` re-routes the queue's items in the
+    same transaction (``_queue_reroute``): no item keeps waiting for a label the project no longer
+    asks for."""
     project = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
+    before = (project.labels_per_item, project.max_labels_per_item)
     for field_name, value in settings.items():
         setattr(project, field_name, value)
     _validate(project)
     project.save()
     if labels is not None:
         _update_labels(project, labels)
+    if (project.labels_per_item, project.max_labels_per_item) != before:
+        _queue_reroute(project)
     return project
+
+
+def _labels_needed(*, reason: str, needed: int, taken: int, labels_per_item: int, max_labels: int) -> int:
+    """An entry's ``labels_needed`` under new settings: ``labels_per_item`` for an item not yet
+    asked for extra labels, the old count clamped to [``labels_per_item``, ``max_labels_per_item``]
+    for one that was; never under the slots already taken (leases and labels cannot be undone)."""
+    wanted = min(max(needed, labels_per_item), max_labels) if reason == QueueReason.EXTRA_LABEL else labels_per_item
+    return max(wanted, taken, 1)
+
+
+def _queue_reroute(project: Project) -> None:
+    """Apply new ``labels_per_item`` / ``max_labels_per_item`` to the queue: every entry's
+    ``labels_needed`` is recomputed (``_labels_needed``), then the items that now hold all their
+    labels are routed (final, review or one more label, ``consensus.entry_route_if_complete``) and
+    those still missing labels that nobody is left to give go to review
+    (``consensus.entry_route_if_stuck``). Lowering ``max_labels_per_item`` thus releases the items
+    that waited for a label over the new cap; raising ``labels_per_item`` asks started items for
+    more."""
+    entries = list(
+        QueueEntry.objects.select_for_update()
+        .filter(project=project)
+        .order_by("id")
+        .values_list("id", "item_id", "reason", "labels_needed", "labels_taken")
+    )
+    changed = []
+    for entry_id, _item_id, reason, needed, taken in entries:
+        new = _labels_needed(
+            reason=reason,
+            needed=needed,
+            taken=taken,
+            labels_per_item=project.labels_per_item,
+            max_labels=project.max_labels_per_item,
+        )
+        if new != needed:
+            changed.append(QueueEntry(pk=entry_id, labels_needed=new))
+    QueueEntry.objects.bulk_update(changed, ["labels_needed"], batch_size=500)
+    started = list(
+        QueueEntry.objects.filter(project=project, labels_taken__gt=0).order_by("id").values_list("item_id", flat=True)
+    )
+    states = labelling_states(project, started)
+    for item_id in started:
+        if entry_route_if_complete(project=project, item_id=item_id, state=states[item_id]) is None:
+            entry_route_if_stuck(project=project, item_id=item_id, state=states[item_id])
 
 
 def _update_labels(project: Project, specs: list[LabelSpec]) -> None:

@@ -13,25 +13,41 @@ Rules
   reviewer may resolve an open task. Resolving a resolved task again with the same label by the
   same reviewer returns it unchanged; anything else is a ``Conflict`` (409). The decision is gold
   for the next aggregation (which is requested): it calibrates every annotator's confusion matrix.
+- ``label_error_reviews_open`` opens review tasks with the reason ``label_error`` for labels the
+  model suspects (``acquisition.services.label_errors``, after a retrain; the loop calls it), in
+  the order given (surest first), at most ``cap`` of them. Only a final label whose source is
+  ``consensus`` is questioned, and only while it is still the label that was judged: gold and
+  reviewed labels never are. An item is never flagged twice for the same label: not while any
+  review task of it is open, and not after a reviewer decided a label-error task of it with that
+  label (the decision makes it a review label anyway). The item stays final with its label (it
+  keeps counting for training and export until a reviewer decides); the task carries the model's
+  alternative (``model_label``, ``model_confidence``: its out-of-fold probability) and, like every
+  task, the annotators' posterior and the value of deciding it as its priority (one minus the
+  posterior margin: two agreeing annotators make a low value, so disputed items, which have no
+  label at all, are served first).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from quorum.chunks import iter_chunks
 from quorum.errors import Conflict, NotFound, PermissionDenied, ServiceError
 
-from .. import signals
+from .. import routing, signals
 from ..models import (
+    Annotation,
     Assignment,
     AssignmentStatus,
     Item,
     ItemStatus,
+    LabelClass,
     LabelSource,
     Project,
     QueueEntry,
@@ -40,6 +56,7 @@ from ..models import (
     Role,
 )
 from ..selectors import has_role, label_by_name, role_in_project
+from .consensus import item_posterior, posterior_json
 
 MAX_NOTE_CHARS = 5000
 
@@ -127,3 +144,95 @@ def review_resolve(*, review_id: int, user, label: str, note: str = "") -> Revie
         )
         signals.labels_changed.send(sender=Project, project=task.project)
     return task
+
+
+# --- suspected label errors ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SuspectedLabelError:
+    """A final label the model contradicts: the item, the label it was judged with, the model's
+    alternative and the model's (out-of-fold) probability of it."""
+
+    item_id: int
+    given_label_id: int
+    model_label_id: int
+    model_confidence: float
+
+
+def label_error_reviews_open(
+    *, project: Project, suspects: Sequence[SuspectedLabelError], cap: int
+) -> list[ReviewTask]:
+    """Open ``label_error`` review tasks for the first ``cap`` eligible suspects, in the order given
+    (module docstring). Returns the tasks opened; nothing when ``cap`` is 0 or less. One transaction,
+    serialised with the aggregation by the project row's lock."""
+    cap = int(cap)
+    if cap <= 0 or not suspects:
+        return []
+    item_ids = list(dict.fromkeys(int(s.item_id) for s in suspects))
+    opened: list[ReviewTask] = []
+    with transaction.atomic():
+        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
+        labels = set(LabelClass.objects.filter(project=project).values_list("pk", flat=True))
+        current: dict[int, tuple[int, float | None]] = {}
+        blocked: set[int] = set()
+        confirmed: set[tuple[int, int]] = set()
+        for chunk in iter_chunks(item_ids, 2000):
+            for pk, label_id, confidence in Item.objects.filter(
+                pk__in=chunk, project=project, status=ItemStatus.FINALIZED, final_source=LabelSource.CONSENSUS
+            ).values_list("pk", "final_label_id", "final_confidence"):
+                current[pk] = (label_id, confidence)
+            blocked.update(
+                ReviewTask.objects.filter(item_id__in=chunk, status=ReviewStatus.OPEN).values_list("item_id", flat=True)
+            )
+            confirmed.update(
+                ReviewTask.objects.filter(
+                    item_id__in=chunk, reason=routing.ReviewReason.LABEL_ERROR, status=ReviewStatus.RESOLVED
+                ).values_list("item_id", "decision_id")
+            )
+        chosen: list[SuspectedLabelError] = []
+        for suspect in suspects:
+            item_id, given = int(suspect.item_id), int(suspect.given_label_id)
+            if len(chosen) >= cap:
+                break
+            if (
+                item_id in blocked
+                or item_id not in current
+                or current[item_id][0] != given
+                or (item_id, given) in confirmed
+                or int(suspect.model_label_id) == given
+                or int(suspect.model_label_id) not in labels
+            ):
+                continue
+            blocked.add(item_id)
+            chosen.append(suspect)
+        annotations: dict[int, list[tuple[int, int]]] = {}
+        for item_id, user_id, label_id in (
+            Annotation.objects.filter(item_id__in=[s.item_id for s in chosen])
+            .order_by("id")
+            .values_list("item_id", "user_id", "label_id")
+        ):
+            annotations.setdefault(item_id, []).append((user_id, label_id))
+        for suspect in chosen:
+            given, confidence = current[int(suspect.item_id)]
+            votes = annotations.get(int(suspect.item_id))
+            posterior = (
+                item_posterior(project.pk, votes) if votes else {given: 1.0 if confidence is None else confidence}
+            )
+            vector = [p for _, p in sorted(posterior.items())]
+            try:
+                with transaction.atomic():
+                    task = ReviewTask.objects.create(
+                        project=project,
+                        item_id=int(suspect.item_id),
+                        reason=routing.ReviewReason.LABEL_ERROR.value,
+                        status=ReviewStatus.OPEN,
+                        priority=float(routing.label_value([vector])[0]),
+                        posterior=posterior_json(posterior),
+                        model_label_id=int(suspect.model_label_id),
+                        model_confidence=float(suspect.model_confidence),
+                    )
+            except IntegrityError:  # another task of the item opened meanwhile: it stands
+                continue
+            opened.append(task)
+    return opened

@@ -12,7 +12,9 @@ Used by ``bench/aggregation.py``. Two halves:
   ``fit_predict_proba`` of each method (wall and CPU seconds) and returns the predicted label
   index and its probability for every item.
 
-crowd-kit 1.4.2 notes: ``DawidSkene(n_iter=100, tol=1e-5)`` by default, initialised with
+crowd-kit 1.4.2 notes (the benchmark runs ``ALL_METHODS``: MajorityVote, DawidSkene,
+OneCoinDawidSkene, GLAD, MACE; ``Wawa`` fails under the scikit-learn 1.9 that pip brings, since
+its ``check_is_fitted`` needs ``__sklearn_tags__``): ``DawidSkene(n_iter=100, tol=1e-5)`` by default, initialised with
 majority-vote shares; cells of the error matrices are floored at 1e-10; it stops when its
 evidence lower bound per answer improves by less than ``tol``. ``MajorityVote`` breaks ties with
 ``idxmax`` over the sorted labels (the lowest label wins). Both count duplicated answers.
@@ -35,6 +37,13 @@ from pathlib import Path
 CROWDKIT_VERSION = "1.4.2"
 DEFAULT_VENV = Path(os.environ.get("CROWDKIT_BENCH_VENV", Path(__file__).resolve().parents[1] / ".venvs" / "crowdkit"))
 METHODS = ("DawidSkene", "MajorityVote")
+#: Every classification aggregator the benchmark sets beside Quorum's (``bench/aggregation.py``).
+ALL_METHODS = ("MajorityVote", "DawidSkene", "OneCoinDawidSkene", "GLAD", "MACE")
+#: GLAD and MACE are slow in crowd-kit 1.4.2 (GLAD: 80 s, MACE: 52 s on ZenCrowd's 20k answers
+#: here): on sets of more than ``CAPPED_ABOVE`` answers they run with these caps (fewer EM
+#: iterations, fewer inner conjugate-gradient steps / random restarts), said so in the tables.
+CAPPED = {"GLAD": "GLAD:n_iter=20,m_step_max_iter=10", "MACE": "MACE:n_restarts=2,n_iter=20"}
+CAPPED_ABOVE = 10_000
 
 
 def venv_python(venv_dir: Path) -> Path:
@@ -110,6 +119,7 @@ def _peer_main(source: str, target: str, methods: list[str]) -> None:
         labels[chosen.index.to_numpy()] = chosen.to_numpy()
         confidence[probas.index.to_numpy()] = probas.max(axis=1).to_numpy()
         history = getattr(model, "loss_history_", None)
+
         result[method] = {
             "labels": labels.tolist(),
             "confidence": confidence.tolist(),

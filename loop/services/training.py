@@ -16,6 +16,17 @@ burst of labels asks once (the debounce); a job left active longer than
 scoring run executed in the same task (``loop.services.scoring``; chunked pools fan out to a chord
 and the job links the run, settled when the run ends), whose ``queue_replace`` swaps the queue
 atomically. A rejected version leaves the queue alone.
+
+Then, promoted or not, the label-error review (``label_errors``, after the gate and any inline
+re-scoring, so annotators' queue is refilled first): ``acquisition.services.label_errors`` fits
+k-fold heads on the same final labels and flags the consensus labels their out-of-fold
+probabilities confidently contradict (confident learning), and
+``annotation.services.review.label_error_reviews_open`` opens review tasks (reason
+``label_error``, with the model's alternative) for the surest ``QUORUM_LABEL_ERROR_CAP`` of them
+(0: off). It judges the labels, not the new model, so it runs whether the version was promoted or
+rejected, once per job. ``timings`` records its seconds (``label_errors``) and its figures
+(``label_error_review``: labels, folds, issues found, consensus flags, tasks opened, cap). It is a
+side check: when it fails, the job still succeeds and ``label_error_review`` says why.
 """
 
 from __future__ import annotations
@@ -32,9 +43,11 @@ from acquisition.selectors import new_labels_since_model
 from acquisition.services.fitting import model_fit
 from acquisition.services.gate import model_gate
 from acquisition.services.jobs import active_job_create, job_fail
+from acquisition.services.label_errors import label_errors_find
 from acquisition.services.registry import model_promote
 from acquisition.services.scoring import scoring_run_create
 from annotation.models import Project, TrainingMode
+from annotation.services.review import SuspectedLabelError, label_error_reviews_open
 from quorum.errors import NotFound, ServiceError
 
 from ..enqueue import TRAINING_JOB_RUN, enqueue_on_commit
@@ -126,6 +139,9 @@ def training_job_execute(job_id: int) -> dict:
             result = _rescore(job, project)
             job.timings["score"] = round(time.perf_counter() - t, 4)
             job.timings["scoring"] = result
+        t = time.perf_counter()
+        job.timings["label_error_review"] = _label_error_review(project, seed=version.seed or 0)
+        job.timings["label_errors"] = round(time.perf_counter() - t, 4)
         job.timings["total"] = round(time.perf_counter() - started, 4)
         done = job.timings.get("scoring", {}).get("status") != "running"
         fields = {"outcome": job.outcome}
@@ -152,6 +168,32 @@ def _rescore(job: TrainingJob, project: Project) -> dict:
     job.scoring_run = run
     result = scoring.scoring_run_execute(run.pk)
     return {"run": run.pk, "status": result.get("status", "")}
+
+
+def _label_error_review(project: Project, *, seed: int) -> dict:
+    """Flag suspected label errors and open review tasks for the surest of them (module docstring)."""
+    cap = settings.QUORUM_LABEL_ERROR_CAP
+    if cap <= 0:
+        return {"status": "off", "cap": 0}
+    try:
+        scan = label_errors_find(project=project, seed=seed)
+        tasks = label_error_reviews_open(
+            project=project,
+            suspects=[
+                SuspectedLabelError(
+                    item_id=flag.item_id,
+                    given_label_id=flag.given_label_id,
+                    model_label_id=flag.model_label_id,
+                    model_confidence=flag.model_probability,
+                )
+                for flag in scan.flags
+            ],
+            cap=cap,
+        )
+    except Exception as exc:  # a side check: the trained, gated model stands (module docstring)
+        logger.exception("label-error review of project %s failed", project.pk)
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500], "cap": cap}
+    return {"status": "done", **scan.summary(), "opened": len(tasks), "cap": cap}
 
 
 def training_job_fail(*, job_id: int, error: BaseException | str) -> None:

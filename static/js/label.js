@@ -33,6 +33,8 @@
     suggestionConfidence: $('[data-suggestion="confidence"]'),
     emptyIdle: $("[data-empty-idle]"),
     emptyRefill: $("[data-empty-refill]"),
+    emptyPaused: $("[data-empty-paused]"),
+    emptyHeading: $("#empty-heading"),
     grid: $("#label-grid"),
     skipForm: $("#skip-form"),
     skipReason: $("#skip-reason"),
@@ -197,6 +199,7 @@
     state.current = entry;
     var item = entry.assignment.item;
     setView("ready");
+    showPaused(null);
     Q.showItem(el, item);
     renderSuggestion();
     markChosen(null, "is-chosen");
@@ -210,14 +213,32 @@
 
   // --- loading items ----------------------------------------------------------------------
 
+  // Quality control paused this annotator (message: why) or not (null): the empty state says so.
+  function showPaused(message) {
+    var paused = message !== null;
+    root.dataset.paused = String(paused);
+    if (!el.emptyHeading.dataset.idleText) el.emptyHeading.dataset.idleText = el.emptyHeading.textContent;
+    el.emptyHeading.textContent = paused ? "You are paused on this project" : el.emptyHeading.dataset.idleText;
+    el.emptyPaused.textContent = paused ? message : "";
+    el.emptyPaused.hidden = !paused;
+  }
+
   function showEmpty(data) {
     var progress = data.progress || {};
     var wasEmpty = root.dataset.state === "empty";
+    var paused = data.code === "paused";
     state.current = null;
+    if (paused) state.upcoming = []; // quality control ended those leases too
     setView("empty");
-    el.emptyRefill.hidden = !progress.refill_running;
-    el.emptyIdle.hidden = Boolean(progress.refill_running);
+    showPaused(paused ? data.message || "" : null);
+    el.emptyRefill.hidden = paused || !progress.refill_running;
+    el.emptyIdle.hidden = paused || Boolean(progress.refill_running);
     updateControls();
+    if (paused) {
+      if (!wasEmpty) announce("You are paused on this project. " + (data.message || ""));
+      poll.schedule(POLL_IDLE_MS); // a reinstatement shows up by itself
+      return;
+    }
     if (data.code === "lease_limit") {
       setStatus(
         "You already hold the most items at once, probably in another tab. Finish them there, or wait until their hold runs out.",
@@ -282,6 +303,12 @@
     })
       .then(function (data) {
         updateProgress(data.progress);
+        if (data.code === "paused") {
+          // The last answer paused this annotator: the item on screen is no longer theirs.
+          pauseClock(state.current);
+          showEmpty(data);
+          return;
+        }
         if (data.assignment && heldIds().indexOf(data.assignment.id) === -1) state.upcoming.push(entryFrom(data));
         // Asked while a save was still counted as a live lease: ask again once it is through.
         retry = !data.assignment && data.code === "lease_limit" && duringSave;
@@ -347,6 +374,13 @@
         state.unsaved = null;
         state.lastAnnotation = { id: data.annotation.id, label: labelName, entry: entry, timeMs: timeMs };
         updateProgress(data.progress);
+        if (data.paused) {
+          // This answer paused the annotator: the items in hand are no longer theirs (even one a
+          // prefetch leased while the answer was being saved), so the page says why at once.
+          state.upcoming = [];
+          pauseClock(state.current);
+          return showEmpty({ code: "paused", message: data.paused, progress: data.progress });
+        }
         if (!early) return advance("Saved as " + labelName + ".");
         if (state.current) root.dataset.state = "ready";
         updateControls();
@@ -361,6 +395,13 @@
   }
 
   function submitFailed(entry, labelName, timeMs, error, early) {
+    if (error.code === "paused") {
+      state.unsaved = null;
+      state.upcoming = [];
+      pauseClock(state.current);
+      state.current = null;
+      return loadNext(); // answers "paused" with the reason, shown in place of the item
+    }
     if (error.code === "lease_expired" || error.code === "item_final" || error.code === "skipped" || error.status === 404) {
       // Nothing to retry: say so, and go on with the next item.
       state.unsaved = null;

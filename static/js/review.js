@@ -76,19 +76,12 @@
 
   var excerpt = Q.excerpt;
 
-  function reasonWords(reason) {
-    switch (reason) {
-      case "disagreement":
-        return "Annotators disagree";
-      case "low_confidence":
-        return "Consensus under " + percent(config.thresholds.minConsensusConfidence) + " confidence";
-      case "policy_all":
-        return "Low project agreement: all multi-labelled items are reviewed";
-      case "max_labels":
-        return "No majority after " + config.maxLabels + " labels";
-      default:
-        return reason ? String(reason).replace(/_/g, " ") : "";
-    }
+  function reasonWords(review) {
+    // The server states the reason from the stored reason and the item's actual figures
+    // (labels' split, posterior, the threshold in force): no cap or threshold is filled in here.
+    if (!review || !review.reason) return "";
+    if (review.reason_text) return review.reason_text;
+    return String(review.reason).replace(/_/g, " ");
   }
 
   function policyWords(policy, kappa) {
@@ -246,7 +239,7 @@
     var item = review.item || {};
     setView("ready");
     Q.showItem(el, item);
-    el.reason.textContent = reasonWords(review.reason);
+    el.reason.textContent = reasonWords(review);
     el.reason.hidden = !review.reason;
     root.dataset.reason = review.reason || "";
     renderVotes(review.annotations);
@@ -264,7 +257,7 @@
     announce(
       (message ? message + " " : "") +
         "Review task. " +
-        reasonWords(review.reason) +
+        reasonWords(review) +
         ". " +
         (said.length ? said.join(", ") + ". " : "") +
         "Text: " +

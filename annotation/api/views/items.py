@@ -17,7 +17,7 @@ from quorum.web import ProjectScopedMixin
 
 from ... import services
 from ...ingest_records import POSITION_KIND, validate_records
-from ...models import IngestBatch, Item, Role
+from ...models import IngestBatch, Item, LabelClass, Role
 from ..parsers import INGEST_PARSERS, ParsedPayload
 from ..serializers import (
     IngestBatchSerializer,
@@ -45,8 +45,11 @@ class ItemListIngest(ProjectScopedMixin, generics.ListAPIView):
     """List a project's items (reviewers, admins) or push records into its pool (admins).
 
     POST takes a JSON array (``application/json``), JSON Lines (``application/x-ndjson``) or CSV
-    (``text/csv``) of ``{external_id, text, metadata?, embedding?}``. Pushing the same records
-    again changes nothing. By default any invalid record refuses the whole request (400, nothing
+    (``text/csv``) of ``{external_id, text, metadata?, embedding?, label?, honeypot?}``. ``label``
+    (a label name of the project) is a label the team already trusts: the item is final (source
+    ``gold``) and never queued; with ``honeypot: true`` it is also a hidden test item, served to
+    annotators like any other and scored against its label. Pushing the same records again changes
+    nothing; a record without ``label`` keeps the item's. By default any invalid record refuses the whole request (400, nothing
     written, every rejected record listed); with ``?on_error=skip`` valid records are stored and
     the invalid ones listed.
     """
@@ -86,6 +89,8 @@ class ItemListIngest(ProjectScopedMixin, generics.ListAPIView):
                 value=[
                     {"external_id": "t-1", "text": "My card has not arrived"},
                     {"external_id": "t-2", "text": "Refund please", "metadata": {"channel": "chat"}},
+                    {"external_id": "t-3", "text": "Where is my card?", "label": "card_arrival"},
+                    {"external_id": "t-4", "text": "Card still not here", "label": "card_arrival", "honeypot": True},
                 ],
                 request_only=True,
             )
@@ -108,6 +113,9 @@ class ItemListIngest(ProjectScopedMixin, generics.ListAPIView):
             embedding_dim=self.project.embedding_dim,
             max_text_chars=settings.QUORUM_MAX_TEXT_CHARS,
             position_kind=kind,
+            labels=dict(
+                LabelClass.objects.filter(project=self.project).order_by("order", "id").values_list("name", "id")
+            ),
         )
         if checked.rejected and (on_error == "reject" or not checked.records):
             return Response(
@@ -133,6 +141,7 @@ class ItemListIngest(ProjectScopedMixin, generics.ListAPIView):
             "unchanged": report.unchanged,
             "embeddings_written": report.embeddings_written,
             "awaiting_embedding": report.awaiting_embedding,
+            "labels_set": report.labels_set,
             "rejected_count": len(report.rejected),
             "rejected": rejected_as_dicts(report.rejected, kind),
         }

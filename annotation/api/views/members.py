@@ -69,3 +69,17 @@ class MemberDetail(ProjectScopedMixin, APIView):
     def delete(self, request, project_id, username):
         services.membership_remove(project=self.project, username=username)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MemberReinstate(ProjectScopedMixin, APIView):
+    """Lift a member's pause (admins): quality control paused them when their honeypot accuracy
+    fell under the project's minimum. Only honeypot answers given after the reinstatement count
+    from then on. Reinstating a member who is not paused changes nothing."""
+
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+
+    @extend_schema(request=None, responses=MembershipSerializer)
+    def post(self, request, project_id, username):
+        membership = services.membership_reinstate(project=self.project, username=username)
+        return Response(MembershipSerializer(membership).data)

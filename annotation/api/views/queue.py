@@ -13,6 +13,7 @@ from quorum.web import ProjectScopedMixin
 
 from ... import selectors, services
 from ...models import Annotation
+from ...services.quality import is_paused
 from ..serializers import (
     AnnotationChangeSerializer,
     AnnotationListSerializer,
@@ -34,7 +35,8 @@ class NextAssignment(APIView):
 
     ``held`` lists the assignment ids the client already shows (current + prefetched); at most
     two live leases per annotator. ``code`` says why ``assignment`` is null: ``queue_empty`` (see
-    ``progress.refill_running``) or ``lease_limit``. ``suggestion`` only with ``"suggest": true``.
+    ``progress.refill_running``), ``lease_limit``, or ``paused`` (quality control paused you on the
+    project; ``message`` says why, and a project admin can reinstate you). ``suggestion`` only with ``"suggest": true``.
     """
 
     def initial(self, request, *args, **kwargs):
@@ -52,6 +54,8 @@ class NextAssignment(APIView):
             "progress": result.progress or selectors.annotator_progress(self.project, request.user),
             "code": result.code,
         }
+        if result.message is not None:
+            body["message"] = result.message
         return Response(body)
 
 
@@ -71,9 +75,11 @@ class AssignmentAnnotation(APIView):
         result = services.annotation_submit(
             assignment_id=assignment.pk, user=request.user, label=data["label"], time_spent_ms=data["time_spent_ms"]
         )
+        paused = is_paused(assignment.project, request.user)  # this answer may have paused them
         body = {
             "annotation": annotation_payload(result.annotation, username=request.user.get_username()),
             "progress": selectors.annotator_progress(assignment.project, request.user),
+            "paused": (paused.pause_reason or "you are paused on this project") if paused else None,
         }
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
@@ -89,7 +95,7 @@ class AssignmentSkip(APIView):
         skipped = services.assignment_skip(assignment_id=assignment.pk, user=request.user, reason=data["reason"])
         skipped.item = assignment.item
         body = {
-            "assignment": assignment_payload(skipped, selectors.queue_entry_of_item(assignment.item_id)),
+            "assignment": assignment_payload(skipped, services.served_entry(assignment.project, assignment.item)),
             "progress": selectors.annotator_progress(assignment.project, request.user),
         }
         return Response(body)
@@ -160,7 +166,7 @@ class AnnotationUndo(APIView):
         require_member(request.user, annotation.project)
         assignment = services.annotation_undo(annotation_id=annotation.pk, user=request.user)
         body = {
-            "assignment": assignment_payload(assignment, selectors.queue_entry_of_item(assignment.item_id)),
+            "assignment": assignment_payload(assignment, services.served_entry(annotation.project, assignment.item)),
             "progress": selectors.annotator_progress(annotation.project, request.user),
         }
         return Response(body)

@@ -8,27 +8,30 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.aggregation_io import AnswersError, read_answers_csv, read_truth_csv
-from annotation.dawid_skene import DawidSkene, MajorityVote
+from annotation.dawid_skene import DawidSkene, HierarchicalDawidSkene, MajorityVote
 
-METHODS = {"ds": DawidSkene, "mv": MajorityVote}
+#: hds: hierarchical (empirical-Bayes) Dawid-Skene, the loop's aggregator; ds: classic Dawid-Skene EM
+#: (free confusion matrices); mv: majority vote.
+METHODS = {"hds": HierarchicalDawidSkene, "ds": DawidSkene, "mv": MajorityVote}
 
 
 class Command(BaseCommand):
     help = (
         "Aggregate crowd answers (one CSV row per item, annotator and label) into one label per item with "
-        "Dawid-Skene EM (ds, default) or majority vote (mv). Writes item,label,confidence where confidence is "
-        "the posterior probability of the chosen label. Columns are found by header name, or by 0-based "
-        "position given as digits. Ids and labels are kept as strings."
+        "hierarchical Dawid-Skene (hds, default: confusion matrices shrunk to the pool and to one-coin by "
+        "empirical Bayes, calibrated posteriors), classic Dawid-Skene EM (ds) or majority vote (mv). Writes "
+        "item,label,confidence where confidence is the posterior probability of the chosen label. Columns are "
+        "found by header name, or by 0-based position given as digits. Ids and labels are kept as strings."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("answers", help="CSV of answers with a header row")
-        parser.add_argument("--method", choices=sorted(METHODS), default="ds", help="aggregator (default: ds)")
+        parser.add_argument("--method", choices=sorted(METHODS), default="hds", help="aggregator (default: hds)")
         parser.add_argument("--item-col", default="question", help="item column (default: question)")
         parser.add_argument("--worker-col", default="worker", help="annotator column (default: worker)")
         parser.add_argument("--label-col", default="answer", help="label column (default: answer)")
         parser.add_argument("--output", "-o", default="-", help="output CSV path, or - for stdout (default: -)")
-        parser.add_argument("--max-iter", type=int, default=100, help="Dawid-Skene: maximum EM iterations")
+        parser.add_argument("--max-iter", type=int, default=100, help="hds and ds: maximum EM iterations")
         parser.add_argument(
             "--truth",
             help="optional CSV of gold labels (item, label: its first two columns); prints accuracy on it to stderr",
@@ -43,7 +46,7 @@ class Command(BaseCommand):
         if max_iter < 0:
             raise CommandError("--max-iter must be non-negative")
 
-        model = DawidSkene(max_iter=max_iter) if method == "ds" else MajorityVote()
+        model = MajorityVote() if method == "mv" else METHODS[method](max_iter=max_iter)
         model.fit(encoded.items, encoded.workers, encoded.labels, **encoded.counts)
         chosen, confidence = model.predict(), model.confidence()
 
@@ -61,8 +64,10 @@ class Command(BaseCommand):
             f"{method}: {len(encoded)} answers, {encoded.counts['n_items']} items, "
             f"{encoded.counts['n_workers']} annotators, {encoded.counts['n_classes']} labels"
         )
-        if method == "ds":
+        if method != "mv":
             summary += f"; {model.n_iter_} EM iterations" + ("" if model.converged_ else " (max-iter reached)")
+        if method == "hds":
+            summary += f"; temperature {model.temperature_:.3f}"
         if skipped:
             summary += f"; skipped {skipped} rows with an empty item, annotator or label"
         self._note(summary)
