@@ -26,38 +26,18 @@ import os
 import subprocess
 import sys
 import tempfile
-import venv
 from pathlib import Path
+
+import peer_venv  # bench/peers is on sys.path (beside this file, also in the peer venv)
 
 CLEANLAB_VERSION = "2.9.0"
 DEFAULT_VENV = Path(os.environ.get("CLEANLAB_BENCH_VENV", Path(__file__).resolve().parents[1] / ".venvs" / "cleanlab"))
 
 
-def venv_python(venv_dir: Path) -> Path:
-    return Path(venv_dir) / "bin" / "python"
-
-
 def ensure_venv(venv_dir: Path = DEFAULT_VENV, *, quiet: bool = True) -> Path:
     """Create ``venv_dir`` with cleanlab installed (once); return its interpreter."""
-    python = venv_python(venv_dir)
-    if python.exists():
-        probe = subprocess.run(
-            [
-                str(python),
-                "-c",
-                f"import cleanlab, importlib.metadata as m; assert m.version('cleanlab') == {CLEANLAB_VERSION!r}",
-            ],
-            capture_output=True,
-        )
-        if probe.returncode == 0:
-            return python
-    else:
-        venv.EnvBuilder(with_pip=True, clear=False).create(venv_dir)
-    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", f"cleanlab=={CLEANLAB_VERSION}"]
-    if quiet:
-        command.insert(4, "-q")
-    subprocess.run(command, check=True)
-    return python
+    probe = f"import cleanlab, importlib.metadata as m; assert m.version('cleanlab') == {CLEANLAB_VERSION!r}"
+    return peer_venv.ensure(venv_dir, f"cleanlab=={CLEANLAB_VERSION}", probe, quiet=quiet)
 
 
 def run_cleanlab(labels, pred_probs, *, venv_dir: Path = DEFAULT_VENV) -> dict:

@@ -31,8 +31,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import venv
 from pathlib import Path
+
+import peer_venv  # bench/peers is on sys.path (beside this file, also in the peer venv)
 
 CROWDKIT_VERSION = "1.4.2"
 DEFAULT_VENV = Path(os.environ.get("CROWDKIT_BENCH_VENV", Path(__file__).resolve().parents[1] / ".venvs" / "crowdkit"))
@@ -46,31 +47,10 @@ CAPPED = {"GLAD": "GLAD:n_iter=20,m_step_max_iter=10", "MACE": "MACE:n_restarts=
 CAPPED_ABOVE = 10_000
 
 
-def venv_python(venv_dir: Path) -> Path:
-    return Path(venv_dir) / "bin" / "python"
-
-
 def ensure_venv(venv_dir: Path = DEFAULT_VENV, *, quiet: bool = True) -> Path:
     """Create ``venv_dir`` with crowd-kit installed (once); return its interpreter."""
-    python = venv_python(venv_dir)
-    if python.exists():
-        probe = subprocess.run(
-            [
-                str(python),
-                "-c",
-                f"import crowdkit, importlib.metadata as m; assert m.version('crowd-kit') == {CROWDKIT_VERSION!r}",
-            ],
-            capture_output=True,
-        )
-        if probe.returncode == 0:
-            return python
-    else:
-        venv.EnvBuilder(with_pip=True, clear=False).create(venv_dir)
-    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", f"crowd-kit=={CROWDKIT_VERSION}"]
-    if quiet:
-        command.insert(4, "-q")
-    subprocess.run(command, check=True)
-    return python
+    probe = f"import crowdkit, importlib.metadata as m; assert m.version('crowd-kit') == {CROWDKIT_VERSION!r}"
+    return peer_venv.ensure(venv_dir, f"crowd-kit=={CROWDKIT_VERSION}", probe, quiet=quiet)
 
 
 def run_crowdkit(items, workers, labels, methods=METHODS, *, venv_dir: Path = DEFAULT_VENV) -> dict:
