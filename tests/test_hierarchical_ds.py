@@ -6,7 +6,14 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from annotation import routing
-from annotation.dawid_skene import DawidSkene, HierarchicalDawidSkene, MajorityVote
+from annotation.dawid_skene import (
+    DawidSkene,
+    HierarchicalDawidSkene,
+    MajorityVote,
+    _beta_binomial_strength,
+    _dirichlet_multinomial_strength,
+    _strength_grid,
+)
 
 
 def sparse_many_classes(seed, *, n_items=150, n_classes=77, accuracy=(0.96, 0.92, 0.88)):
@@ -199,3 +206,27 @@ def test_unused_classes_and_api():
         HierarchicalDawidSkene(prior_smoothing=0).fit(items, workers, labels)
     single = HierarchicalDawidSkene().fit([0, 1], [0, 1], [0, 0], n_classes=1)
     assert single.predict().tolist() == [0, 0] and single.confidence().tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_warm_started_strength_search_matches_the_full_grid(seed):
+    """Later EM searches climb the grid from the previous strength (a few evaluations): from any
+    start they must land on the full grid's one-standard-error choice, for both evidence kinds."""
+    rng = np.random.default_rng(seed)
+    n_rows, spread = rng.integers(3, 300), 10.0 ** rng.uniform(-0.5, 2.5)
+    rates = rng.beta(spread * 0.7, spread * 0.3, n_rows)
+    totals = rng.integers(1, 200, n_rows).astype(float)
+    hits = rng.binomial(totals.astype(int), rates).astype(float)
+    mean = hits.sum() / totals.sum()
+    full = _beta_binomial_strength(hits, totals - hits, mean)
+    for start in _strength_grid(totals.max())[::3]:
+        assert _beta_binomial_strength(hits, totals - hits, mean, start) == full
+
+    C = 5
+    pattern = rng.dirichlet(np.ones(C), size=n_rows)
+    counts = np.stack(
+        [rng.multinomial(int(t), rng.dirichlet(spread * p)) for t, p in zip(totals, pattern, strict=True)]
+    )
+    full = _dirichlet_multinomial_strength(counts.astype(float), pattern)
+    for start in _strength_grid(totals.max())[::3]:
+        assert _dirichlet_multinomial_strength(counts.astype(float), pattern, start) == full

@@ -378,11 +378,14 @@ def test_falling_under_the_minimum_pauses_the_annotator(strict_project, api_for,
     annie = member("annie")
     api = api_for(annie)
     first = get_next(api, project)["assignment"]
-    assert submit(api, first["id"], "other").status_code == 201  # 0 of 1: too few to judge
+    answer = submit(api, first["id"], "other")
+    assert answer.status_code == 201 and answer.json()["paused"] is None  # 0 of 1: too few to judge
     assert not Membership.objects.get(project=project, user=annie).paused_at
     second = get_next(api, project)["assignment"]
     prefetched = get_next(api, project, held=[second["id"]])["assignment"]
-    assert submit(api, second["id"], "other").status_code == 201  # 0 of 2: paused
+    answer = submit(api, second["id"], "other")
+    assert answer.status_code == 201  # 0 of 2: paused, and the answer that did it says so at once
+    assert "0 of 2" in answer.json()["paused"]  # (the page drops the prefetched item then)
     membership = Membership.objects.get(project=project, user=annie)
     assert membership.paused_at is not None and "0 of 2" in membership.pause_reason
     # next says why; the prefetched lease ended and cannot be submitted
