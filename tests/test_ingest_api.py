@@ -429,7 +429,10 @@ BAD_RECORDS = [
     ),
     pytest.param(
         {"external_id": "b", "txt": "x"},
-        {"record": "unknown field(s) 'txt'; allowed: external_id, text, metadata, embedding, label, honeypot", "text": "is required"},
+        {
+            "record": "unknown field(s) 'txt'; allowed: external_id, text, metadata, embedding, label, honeypot",
+            "text": "is required",
+        },
         id="unknown-field",
     ),
     pytest.param(
