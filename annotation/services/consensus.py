@@ -54,6 +54,7 @@ from ..models import (
 )
 from ..routing import Decision, Outcome, Policy
 from ..selectors import LabellingState, labelling_states
+from .slots import locked_entry
 
 __all__ = [
     "Decision",
@@ -245,7 +246,7 @@ def entry_route_if_complete(
 ) -> Decision | None:
     """Route the item when its entry has all its labels and no live lease (the aggregation's
     catch-up for complete entries); ``None`` when there is nothing to do."""
-    entry = QueueEntry.objects.select_for_update().filter(item_id=item_id).first()
+    entry = locked_entry(item_id)
     if entry is None or entry.labels_taken < entry.labels_needed:
         return None
     if Assignment.objects.filter(item_id=item_id, status=AssignmentStatus.LEASED).exists():
@@ -270,7 +271,7 @@ def entry_route_if_stuck(
     ``routing``: no item waits for ever): it has at least one label, no live lease, and every
     eligible annotator (``selectors.eligible_annotators``) has been handed it. ``None`` when the
     item is not stuck (or not queued). Locks the item's entry."""
-    entry = QueueEntry.objects.select_for_update().filter(item_id=item_id).first()
+    entry = locked_entry(item_id)
     if entry is None:
         return None
     return _route_if_stuck(project, entry, posterior, policy, state)

@@ -72,7 +72,10 @@ def own_assignment(assignment_id: int, user, *, lock: bool = False) -> Assignmen
 
 
 def locked_entry(item_id: int) -> QueueEntry | None:
-    return QueueEntry.objects.select_for_update().filter(item_id=item_id).first()
+    # Only the entry's row: the model's default ordering starts with ``project``, so a plain
+    # ``.first()`` would join the project and lock its row too, which the aggregation and the
+    # queue's writers hold for seconds (a deadlock between submit and aggregation on PostgreSQL).
+    return QueueEntry.objects.select_for_update(of=("self",)).filter(item_id=item_id).order_by("pk").first()
 
 
 def require_open_item(item_id: int, entry: QueueEntry | None) -> None:
