@@ -32,6 +32,16 @@ from .serializers import (
 )
 
 
+def _already_active(jobs, what: str, key: str) -> Conflict:
+    """409 for a request while the project's one pending-or-running job of this kind exists (``jobs``:
+    the project's scoring runs or training jobs), naming it under ``key``."""
+    active = jobs.filter(status__in=jobs.model.ACTIVE).first()
+    return Conflict(
+        {"detail": f"a {what} of this project is already pending or running", key: active.pk if active else None},
+        code=f"{what.replace(' ', '_')}_active",
+    )
+
+
 class ScoringRunListCreate(ProjectScopedMixin, generics.ListAPIView):
     """The project's scoring runs, newest first; admins request a new one (202, or 409 while one is
     pending or running)."""
@@ -56,14 +66,7 @@ class ScoringRunListCreate(ProjectScopedMixin, generics.ListAPIView):
         serializer.is_valid(raise_exception=True)
         run = scoring_request(project=self.project, trigger=serializer.validated_data["trigger"])
         if run is None:
-            active = selectors.scoring_runs_for_project(self.project).filter(status__in=ScoringRun.ACTIVE).first()
-            raise Conflict(
-                {
-                    "detail": "a scoring run of this project is already pending or running",
-                    "active_run": active.pk if active else None,
-                },
-                code="scoring_run_active",
-            )
+            raise _already_active(selectors.scoring_runs_for_project(self.project), "scoring run", "active_run")
         return Response(ScoringRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -141,14 +144,7 @@ class TrainingJobListCreate(ProjectScopedMixin, generics.ListAPIView):
             raise ServiceError("the project has no final labels yet: nothing to train on", code="no_labels")
         job = training_job_request(project=self.project, trigger="manual", user=request.user)
         if job is None:
-            active = selectors.training_jobs_for_project(self.project).filter(status__in=TrainingJob.ACTIVE).first()
-            raise Conflict(
-                {
-                    "detail": "a training job of this project is already pending or running",
-                    "active_job": active.pk if active else None,
-                },
-                code="training_job_active",
-            )
+            raise _already_active(selectors.training_jobs_for_project(self.project), "training job", "active_job")
         return Response(TrainingJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
