@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from quorum.chunks import iter_chunks
 from quorum.errors import NotFound, PermissionDenied, ServiceError
 
 from . import ports
@@ -275,8 +276,7 @@ def labelling_states(project: Project, item_ids) -> dict[int, LabellingState]:
     handed: dict[int, set[int]] = {item_id: set() for item_id in item_ids}
     leased: set[int] = set()
     labelled: dict[int, set[int]] = {item_id: set() for item_id in item_ids}
-    for start in range(0, len(item_ids), 2000):
-        chunk = item_ids[start : start + 2000]
+    for chunk in iter_chunks(item_ids, 2000):
         for item_id, user_id, status in (
             Assignment.objects.filter(item_id__in=chunk)
             .exclude(status=AssignmentStatus.EXPIRED)
