@@ -248,12 +248,21 @@ def compare_row(name: str, scores: dict[str, float], columns: list[str]) -> list
     mv = scores.get("Quorum MV")
     ck_ds = scores.get("ck DS")
     row.append(f"{scores['HDS (default)'] - mv:+.4f}")
+    row.append(f"{2 * scores['_se']:.4f}" if "_se" in scores else "-")
     row.append("-" if ck_ds is None else f"{scores['HDS (default)'] - ck_ds:+.4f}")
     return row
 
 
+def paired_se(ours, theirs, truth) -> float:
+    """Standard error of the accuracy difference of two label vectors on the same items (paired)."""
+    difference = (np.asarray(ours) == truth).astype(float) - (np.asarray(theirs) == truth)
+    return float(difference.std(ddof=1) / np.sqrt(difference.size)) if difference.size > 1 else 0.0
+
+
 def mean_row(all_scores: list[dict], columns: list[str]) -> list:
     means = {c: float(np.mean([s[c] for s in all_scores])) for c in columns if all(c in s for s in all_scores)}
+    if all("_se" in s for s in all_scores):
+        means["_se"] = float(np.sqrt(sum(s["_se"] ** 2 for s in all_scores)) / len(all_scores))
     return compare_row("mean", means, columns)
 
 
@@ -262,13 +271,15 @@ def real_sets_tables(sets: dict, with_crowdkit: bool) -> None:
     rows, all_scores, calib_rows, exact_rows = [], [], [], []
     for name, (encoded, gold_items, gold_labels) in sets.items():
         args = (encoded.items, encoded.workers, encoded.labels)
-        scores, confidences = {}, {}
+        scores, confidences, predictions = {}, {}, {}
         for label, factory in OURS.items():
             model = factory().fit(*args, **encoded.counts)
             scores[label] = accuracy(model.predict(), gold_items, gold_labels)
             confidences[label] = model.confidence()[gold_items], model.predict()[gold_items] == gold_labels
+            predictions[label] = model.predict()[gold_items]
             if label == "HDS (default)":
-                tau = model.temperature_
+                tau, chosen = model.temperature_, model.model_
+        scores["_se"] = paired_se(predictions["HDS (default)"], predictions["Quorum MV"], gold_labels)
         capped = ""
         if with_crowdkit:
             specs = peer_specs(len(encoded))
@@ -289,7 +300,7 @@ def real_sets_tables(sets: dict, with_crowdkit: bool) -> None:
                     f"{np.mean(fixed['labels'] == peer[exact]['labels']):.4f}",
                 ]
             )
-        rows.append(compare_row(name + capped, scores, columns))
+        rows.append([*compare_row(name + capped, scores, columns), chosen])
         all_scores.append(scores)
         cross_ece, cross_acc, cross_tau = gold_cross_fit(encoded, gold_items, gold_labels)
         calib_rows.append(
@@ -305,13 +316,15 @@ def real_sets_tables(sets: dict, with_crowdkit: bool) -> None:
                 f"{cross_acc:.4f}",
             ]
         )
-    rows.append(mean_row(all_scores, columns))
+    rows.append([*mean_row(all_scores, columns), ""])
     table(
         "1. Accuracy on gold items, real crowd sets (same run; ck = crowd-kit 1.4.2)",
-        ["dataset", *columns, "HDS-MV", "HDS-ckDS"],
+        ["dataset", *columns, "HDS-MV", "2 SE", "HDS-ckDS", "HDS model"],
         rows,
         [
-            "HDS = HierarchicalDawidSkene (Quorum's default, no gold given). Quorum MV breaks ties by the voters'",
+            "HDS = HierarchicalDawidSkene (Quorum's default, no gold given); 'HDS model': the rung its held-out",
+            "choice kept. 2 SE: twice the paired standard error of HDS-MV (the noise of that difference).",
+            "Quorum MV breaks ties by the voters'",
             "track record; Quorum DS = classic DS (smoothing=0.01, answer_noise=0.05). GLAD/MACE on sets over 10k",
             "answers: GLAD n_iter=20, m_step_max_iter=10; MACE n_restarts=2, n_iter=20 (uncapped they take minutes).",
         ],
@@ -341,10 +354,11 @@ def sweep_tables(seeds: int, with_crowdkit: bool) -> None:
         for seed in range(seeds):
             items, workers, labels, truth, planted = sweep_world(C, W, L, n_items, mix, imbalance, skill, seed)
             counts = {"n_items": n_items, "n_workers": W, "n_classes": C}
-            scores = {}
+            scores, predictions = {}, {}
             for label, factory in OURS.items():
                 model = factory().fit(items, workers, labels, **counts)
                 scores[label] = float(np.mean(model.predict() == truth))
+                predictions[label] = model.predict()
                 if label == "HDS (default)" and "fixed" in mix:
                     realised = np.array([np.mean(labels[workers == r] == truth[items[workers == r]]) for r in range(W)])
                     mv_skill = MajorityVote().fit(items, workers, labels, **counts).skills_
@@ -369,14 +383,16 @@ def sweep_tables(seeds: int, with_crowdkit: bool) -> None:
                     full = np.full(n_items, -1)
                     full[: got.size] = got
                     scores[PEER_SHORT[short]] = float(np.mean(full == truth))
+            scores["_se"] = paired_se(predictions["HDS (default)"], predictions["Quorum MV"], truth)
             per_seed.append(scores)
         mean = {c: float(np.mean([s[c] for s in per_seed])) for c in per_seed[0]}
+        mean["_se"] = float(np.sqrt(sum(s["_se"] ** 2 for s in per_seed)) / len(per_seed))
         rows.append(compare_row(name, mean, columns))
         all_scores.append(mean)
     rows.append(mean_row(all_scores, columns))
     table(
         f"3. Synthetic sweeps: accuracy against the planted truth, mean of {seeds} seeds (same run)",
-        ["configuration", *columns, "HDS-MV", "HDS-ckDS"],
+        ["configuration", *columns, "HDS-MV", "2 SE", "HDS-ckDS"],
         rows,
         [
             "Skilled: one-coin accuracy uniform in the row's range, errors spread evenly; spammer: half answer at",

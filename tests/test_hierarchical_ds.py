@@ -1,11 +1,15 @@
 """HierarchicalDawidSkene, the loop's aggregator: hand-checkable regimes, gold, calibration, the submit path."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from annotation import routing
+from annotation.aggregation_io import read_answers_csv, read_truth_csv
+from annotation.agreement import as_annotations
 from annotation.dawid_skene import (
     DawidSkene,
     HierarchicalDawidSkene,
@@ -13,6 +17,7 @@ from annotation.dawid_skene import (
     _beta_binomial_strength,
     _dirichlet_multinomial_strength,
     _strength_grid,
+    agreement_skills,
 )
 
 
@@ -230,3 +235,87 @@ def test_warm_started_strength_search_matches_the_full_grid(seed):
     full = _dirichlet_multinomial_strength(counts.astype(float), pattern)
     for start in _strength_grid(totals.max())[::3]:
         assert _dirichlet_multinomial_strength(counts.astype(float), pattern, start) == full
+
+
+def test_agreement_skills_rank_annotators_where_every_disagreement_is_a_tie():
+    """Two labels per item: EM's expected counts split every 1-1 tie evenly, pairwise agreement does not."""
+    accuracy = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.55])
+    confusions = [one_coin(a, 10) for a in accuracy]
+    items, workers, labels, _ = simulate(confusions, np.full(10, 0.1), n_items=3000, per_item=2, seed=3)
+    data = as_annotations(items, workers, labels, n_items=3000, n_workers=6, n_classes=10)
+    skills = agreement_skills(data)
+    assert np.all(np.diff(skills) < 0)  # the planted order, strictly
+    assert np.abs(skills - accuracy).max() < 0.05
+    # Nobody shares an item with anyone: no estimate, and EM starts from plain vote shares.
+    lonely = as_annotations(np.arange(4), np.arange(4), np.zeros(4, dtype=int), n_classes=2)
+    assert np.isnan(agreement_skills(lonely)).all()
+
+
+def test_ties_between_two_annotators_go_to_the_one_who_agrees_more_often():
+    accuracy = (0.97, 0.9, 0.75)
+    hds_tied = mv_tied = planted_tied = n_tied = 0
+    for seed in range(4):
+        items, workers, labels, truth = sparse_many_classes(seed, n_items=400, n_classes=10, accuracy=accuracy)
+        counts = {"n_items": 400, "n_workers": 3, "n_classes": 10}
+        hds = HierarchicalDawidSkene().fit(items, workers, labels, **counts).predict()
+        pairs = labels.reshape(-1, 2)
+        tied = pairs[:, 0] != pairs[:, 1]
+        best = np.where(
+            np.asarray(accuracy)[workers.reshape(-1, 2)[:, 0]] > np.asarray(accuracy)[workers.reshape(-1, 2)[:, 1]],
+            pairs[:, 0],
+            pairs[:, 1],
+        )
+        mv = MajorityVote().fit(items, workers, labels, **counts).predict()
+        hds_tied += np.sum(hds[tied] == truth[tied])
+        mv_tied += np.sum(mv[tied] == truth[tied])
+        planted_tied += np.sum(best[tied] == truth[tied])
+        n_tied += tied.sum()
+    # Deciding each tie by the planted skills is the best one can do; the fit gets close to it.
+    assert hds_tied >= 0.9 * planted_tied
+    assert hds_tied >= mv_tied
+    assert n_tied > 100
+
+
+def test_constant_spammer_alone_gets_free_class_accuracies():
+    """One strength per annotator for the class-conditional rung: the spammer's rows are freed, the others stay one-coin."""
+    confusions = [one_coin(a, 3) for a in (0.85, 0.8, 0.75, 0.8, 0.7)]
+    confusions.append(np.tile(np.eye(3)[0], (3, 1)))  # always answers class 0
+    items, workers, labels, truth = simulate(confusions, np.full(3, 1 / 3), n_items=1500, per_item=4, seed=5)
+    model = HierarchicalDawidSkene().fit(items, workers, labels, n_items=1500, n_workers=6, n_classes=3)
+    strengths = model.strengths_["annotator_class"]
+    assert strengths[5] < strengths[:5].min()
+    assert model.class_accuracy_[5, 0] > 0.9 and model.class_accuracy_[5, 1:].max() < 0.2
+    assert np.mean(model.predict() == truth) >= np.mean(MajorityVote().fit(items, workers, labels).predict() == truth)
+
+
+def test_class_priors_stay_near_uniform_when_the_counts_say_little():
+    items, workers, labels, truth = sparse_many_classes(0)
+    model = HierarchicalDawidSkene().fit(items, workers, labels, n_items=150, n_workers=3, n_classes=77)
+    assert model.priors_.max() / model.priors_.min() < 1.5  # 150 items over 77 classes: no class is known commoner
+    # ... and imbalanced classes with plenty of items keep their imbalance.
+    priors = np.array([0.7, 0.2, 0.1])
+    items, workers, labels, _ = simulate([one_coin(0.85, 3)] * 4, priors, n_items=2000, per_item=3, seed=1)
+    model = HierarchicalDawidSkene().fit(items, workers, labels, n_items=2000, n_workers=4, n_classes=3)
+    assert np.abs(model.priors_ - priors).max() < 0.05
+
+
+CROWD = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "crowd"
+CROWD_SETS = sorted(p.name for p in CROWD.iterdir() if (p / "answer.csv").exists()) if CROWD.is_dir() else []
+
+
+@pytest.mark.skipif(not CROWD_SETS, reason="shared crowd datasets not present")
+@pytest.mark.parametrize("name", CROWD_SETS)
+def test_never_below_majority_vote_by_more_than_noise_on_real_sets(name):
+    """The held-out model choice keeps one-coin where class rungs mislead (ZenCrowd: 0.79 before it)."""
+    encoded, _ = read_answers_csv(CROWD / name / "answer.csv", item_col="0", worker_col="1", label_col="2")
+    truth = read_truth_csv(CROWD / name / "truth.csv")
+    item_at = {item: i for i, item in enumerate(encoded.item_names.tolist())}
+    label_at = {label: i for i, label in enumerate(encoded.label_names.tolist())}
+    pairs = [(item_at[item], label_at.get(label, -1)) for item, label in truth.items() if item in item_at]
+    gold_items, gold_labels = (np.array(column) for column in zip(*pairs, strict=True))
+    args = (encoded.items, encoded.workers, encoded.labels)
+    hds = HierarchicalDawidSkene().fit(*args, **encoded.counts).predict()[gold_items] == gold_labels
+    mv = MajorityVote().fit(*args, **encoded.counts).predict()[gold_items] == gold_labels
+    difference = hds.astype(float) - mv
+    noise = 2 * difference.std(ddof=1) / np.sqrt(difference.size)
+    assert difference.mean() > -noise, (name, difference.mean(), noise)
