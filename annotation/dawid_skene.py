@@ -768,7 +768,7 @@ class HierarchicalDawidSkene(_Aggregator):
     max_calibration_answers : int, default 20000
         Held-out answers used to choose τ (evenly spread over the answers; one number needs few);
         ten times as many are used for the model choice.
-    max_selection_answers : int, default 100000
+    max_selection_answers : int, default 50000
         Above this many answers, the choice between the class-conditional and the one-coin model
         is made on every k-th item (at most this many answers), then only the chosen model is
         fitted on all the answers.
@@ -811,7 +811,7 @@ class HierarchicalDawidSkene(_Aggregator):
         prior_smoothing: float = 1.0,
         calibrate: bool = True,
         max_calibration_answers: int = 20000,
-        max_selection_answers: int = 100_000,
+        max_selection_answers: int = 50_000,
     ):
         self.max_iter = max_iter
         self.tol = tol
@@ -999,8 +999,9 @@ class HierarchicalDawidSkene(_Aggregator):
         self.model_, self.selection_ = "class-conditional", {"gain": 0.0, "se": 0.0, "answers": 0, "subset": False}
         chosen = None
         if data.items.size > self.max_selection_answers:
-            chosen = self._choose_on_subset(data, gold)
-        self.agreement_skills_ = agreement_skills(data)
+            chosen, self.agreement_skills_ = self._choose_on_subset(data, gold)
+        else:
+            self.agreement_skills_ = agreement_skills(data)
         posteriors = _clamp(_weighted_vote(data, self.agreement_skills_), gold)
         self._one_coin = chosen == "one-coin"
         log_prior, log_layout = self._em(counts, counts_t, posteriors, labelled, gold, n_answers)
@@ -1019,7 +1020,7 @@ class HierarchicalDawidSkene(_Aggregator):
         self.prior_weights_ = np.exp(self.temperature_ * (log_prior - log_prior.max()))
         self.answer_weights_ = np.exp(self.temperature_ * self._log_weights)
 
-    def _choose_on_subset(self, data, gold) -> str:
+    def _choose_on_subset(self, data, gold) -> tuple[str, np.ndarray]:
         """The model choice of ``_choose_model`` made on every k-th item (at most
         ``max_selection_answers`` answers), so that a large fit runs EM once: which model the
         answers support is settled long before a million of them."""
@@ -1036,7 +1037,7 @@ class HierarchicalDawidSkene(_Aggregator):
             true_labels=None if gold is None else gold[::step],
         )
         self.selection_ = {**probe.selection_, "subset": True}
-        return probe.model_
+        return probe.model_, probe.agreement_skills_  # the same every-k-th items agreement_skills uses
 
     def _choose_model(self, data, counts, counts_t, labelled, gold, n_answers, log_prior, log_layout, logits):
         """Keep the class-conditional fit only if it predicts held-out answers better than one-coin.
