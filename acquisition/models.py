@@ -93,9 +93,9 @@ class ModelVersion(models.Model):
 
 class Job(models.Model):
     """What scoring runs and training jobs share: a status that goes ``pending`` → ``running`` →
-    ``succeeded`` | ``failed``, timings, the error of a failure and the moments it was created,
-    started and finished. Each concrete job keeps a partial unique constraint that allows one
-    ``ACTIVE`` (pending or running) row per project; ``acquisition.services.jobs`` writes them."""
+    ``succeeded`` | ``failed``, timings, the error of a failure, the moments it was created, started
+    and finished, and its heartbeat. Each concrete job keeps a partial unique constraint that allows
+    one ``ACTIVE`` (pending or running) row per project; ``acquisition.services.jobs`` writes them."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -110,6 +110,11 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The last sign of life: when the job's message was sent (pending), then every few seconds while
+    # a worker runs it (``loop.heartbeat``). An active job silent for longer than
+    # ``QUORUM_JOB_HEARTBEAT_TIMEOUT`` (running) or ``QUORUM_JOB_PENDING_TIMEOUT`` (pending) is lost
+    # (``acquisition.services.jobs``).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         abstract = True

@@ -68,18 +68,22 @@ def training_jobs_for_project(project: Project) -> QuerySet[TrainingJob]:
     )
 
 
-def new_labels_since_model(project: Project) -> int:
-    """Final labels finalised after the newest (non-failed) model version's label snapshot."""
-    latest = (
+def model_version_latest_trained(project: Project) -> ModelVersion | None:
+    """The newest model version that did not fail, with its label snapshot (whether current or not)."""
+    return (
         ModelVersion.objects.filter(project=project, labels_as_of__isnull=False)
         .exclude(status=ModelVersion.Status.FAILED)
         .order_by("-version")
-        .values_list("labels_as_of", flat=True)
         .first()
     )
+
+
+def new_labels_since_model(project: Project) -> int:
+    """Final labels finalised after the newest (non-failed) model version's label snapshot."""
+    latest = model_version_latest_trained(project)
     finals = Item.objects.filter(project=project, final_label__isnull=False)
     if latest is not None:
-        finals = finals.filter(finalized_at__gt=latest)
+        finals = finals.filter(finalized_at__gt=latest.labels_as_of)
     return finals.count()
 
 

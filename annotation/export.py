@@ -9,8 +9,12 @@ wraps ``stream`` in a ``StreamingHttpResponse``.
 A record: ``external_id``, ``text``, ``label`` (the final label's name or null), ``confidence``,
 ``source`` (consensus / review / gold or null), ``gold`` (true when the label is one the team
 pushed, source gold), ``honeypot`` (true for a hidden test item), ``status``, ``metadata`` and ``annotations``
-(``[{annotator, label, created_at}]`` in annotation order). In CSV, ``metadata`` and
-``annotations`` are compact JSON strings, booleans are ``true``/``false`` and nulls are empty cells.
+(``[{annotator, label, created_at}]`` in annotation order: the labels given to the item's current
+text; an annotator whose account was deleted shows as ``deleted-user-<id>``). With ``history``, a
+record also has ``history``: the item's earlier texts with the labels given to them
+(``[{revision, text, replaced_at, annotations}]``, oldest first; empty when the text never changed
+after labelling). In CSV, ``metadata``, ``annotations`` and ``history`` are compact JSON strings,
+booleans are ``true``/``false`` and nulls are empty cells.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from .models import Annotation, Item, LabelClass, LabelSource, Project
+from .models import Annotation, Item, ItemRevision, LabelClass, LabelSource, Project, deleted_user_name
 
 CHUNK_SIZE = 2000  # items per query
 BUFFER_BYTES = 64 * 1024  # ``stream`` yields blocks of about this size
@@ -57,8 +61,49 @@ def _compact(value) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def records(project: Project, *, final_only: bool = False, chunk_size: int | None = None) -> Iterator[dict]:
-    """The export records of ``project`` in item id order (``final_only``: items with a final label)."""
+def _annotations_by_item(queryset, label_names: dict, key) -> dict:
+    """``{key(row): [{annotator, label, created_at}]}`` of the annotations in ``queryset``, in id order."""
+    grouped: dict = defaultdict(list)
+    rows = queryset.order_by("pk").values_list(
+        "item_id", "item_revision", "user__username", "former_user_id", "label_id", "created_at"
+    )
+    for item_id, revision, username, former_user_id, label_id, created_at in rows:
+        grouped[key(item_id, revision)].append(
+            {
+                "annotator": username if username is not None else deleted_user_name(former_user_id),
+                "label": label_names.get(label_id),
+                "created_at": _iso(created_at),
+            }
+        )
+    return grouped
+
+
+def _history(item_ids: list[int], label_names: dict) -> dict[int, list[dict]]:
+    """The earlier texts of ``item_ids`` with the labels given to each (oldest first)."""
+    given = _annotations_by_item(
+        Annotation.all_revisions.filter(item_id__in=item_ids, superseded_at__isnull=False),
+        label_names,
+        lambda item_id, revision: (item_id, revision),
+    )
+    out: dict[int, list[dict]] = defaultdict(list)
+    revisions = ItemRevision.objects.filter(item_id__in=item_ids).order_by("item_id", "revision")
+    for item_id, revision, text, replaced_at in revisions.values_list("item_id", "revision", "text", "replaced_at"):
+        out[item_id].append(
+            {
+                "revision": revision,
+                "text": text,
+                "replaced_at": _iso(replaced_at),
+                "annotations": given.get((item_id, revision), []),
+            }
+        )
+    return out
+
+
+def records(
+    project: Project, *, final_only: bool = False, history: bool = False, chunk_size: int | None = None
+) -> Iterator[dict]:
+    """The export records of ``project`` in item id order (``final_only``: items with a final label;
+    ``history``: with the labels given to the items' earlier texts)."""
     chunk_size = chunk_size or CHUNK_SIZE
     label_names = dict(LabelClass.objects.filter(project=project).order_by().values_list("id", "name"))
     items = Item.objects.filter(project=project)
@@ -81,18 +126,13 @@ def records(project: Project, *, final_only: bool = False, chunk_size: int | Non
         if not rows:
             return
         last = rows[-1][0]
-        by_item: dict[int, list[dict]] = defaultdict(list)
-        annotations = (
-            Annotation.objects.filter(item_id__in=[row[0] for row in rows])
-            .order_by("pk")
-            .values_list("item_id", "user__username", "label_id", "created_at")
+        ids = [row[0] for row in rows]
+        by_item = _annotations_by_item(
+            Annotation.objects.filter(item_id__in=ids), label_names, lambda item_id, revision: item_id
         )
-        for item_id, username, label_id, created_at in annotations:
-            by_item[item_id].append(
-                {"annotator": username, "label": label_names.get(label_id), "created_at": _iso(created_at)}
-            )
+        earlier = _history(ids, label_names) if history else {}
         for item_id, external_id, text, label_id, confidence, source, honeypot, status, metadata in rows:
-            yield {
+            record = {
                 "external_id": external_id,
                 "text": text,
                 "label": label_names.get(label_id) if label_id is not None else None,
@@ -104,6 +144,9 @@ def records(project: Project, *, final_only: bool = False, chunk_size: int | Non
                 "metadata": metadata if metadata is not None else {},
                 "annotations": by_item.get(item_id, []),
             }
+            if history:
+                record["history"] = earlier.get(item_id, [])
+            yield record
         if len(rows) < chunk_size:
             return
 
@@ -124,7 +167,8 @@ class _Echo:
 def csv_lines(project: Project, **options) -> Iterator[str]:
     """A header row, then one CSV row per record (RFC 4180 quoting, CRLF line ends)."""
     writer = csv.writer(_Echo())
-    yield writer.writerow(COLUMNS)
+    history = bool(options.get("history"))
+    yield writer.writerow(COLUMNS + (("history",) if history else ()))
     for record in records(project, **options):
         yield writer.writerow(
             [
@@ -139,6 +183,7 @@ def csv_lines(project: Project, **options) -> Iterator[str]:
                 _compact(record["metadata"]),
                 _compact(record["annotations"]),
             ]
+            + ([_compact(record["history"])] if history else [])
         )
 
 

@@ -6,6 +6,7 @@ Models hold data and constraints only; every write goes through ``annotation.ser
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 
 from quorum.vocabulary import STRATEGY_CHOICES
 
@@ -18,6 +19,15 @@ def default_encoder() -> str:
 
 def default_embedding_dim() -> int:
     return settings.QUORUM_EMBEDDING_DIM
+
+
+#: Metadata fields that often carry an answer (a gold column, a source label): hidden from
+#: annotators unless a project's admin says otherwise.
+ANSWER_LIKE_METADATA = ("gold", "label", "labels", "truth", "answer", "orig", "source")
+
+
+def default_hidden_metadata() -> list[str]:
+    return list(ANSWER_LIKE_METADATA)
 
 
 class TaskType(models.TextChoices):
@@ -104,6 +114,12 @@ class Project(models.Model):
         choices=PausedAnswers.choices,
         default=PausedAnswers.WEIGHT,
         help_text="What the aggregation does with a paused annotator's answers.",
+    )
+
+    hidden_metadata = models.JSONField(
+        default=default_hidden_metadata,
+        blank=True,
+        help_text="Metadata fields annotators never see (labelling page and API), e.g. a gold column.",
     )
 
     encoder = models.CharField(max_length=200, default=default_encoder)
@@ -266,13 +282,16 @@ class Item(models.Model):
     text = models.TextField()
     # blake2b-128 of the text: ingest compares hashes instead of pulling every text back.
     text_hash = models.CharField(max_length=32)
+    # Bumped when a push changes the text: the item is a new question, and the annotations and
+    # leases given for an older text are kept as history only (``superseded_at``, ``ItemRevision``).
+    text_revision = models.PositiveIntegerField(default=1, db_default=1)
     metadata = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=ItemStatus.choices, default=ItemStatus.UNLABELED)
     embedding_state = models.CharField(max_length=16, choices=EmbeddingState.choices, default=EmbeddingState.PENDING)
     # The item's final label once decided (aggregated consensus, expert review or gold), with the
     # aggregator's confidence in it. Training reads these; the queue never hands out final items.
     final_label = models.ForeignKey(
-        "LabelClass", null=True, blank=True, on_delete=models.PROTECT, related_name="final_items"
+        "LabelClass", null=True, blank=True, on_delete=models.RESTRICT, related_name="final_items"
     )
     final_confidence = models.FloatField(null=True, blank=True)
     final_source = models.CharField(max_length=16, choices=LabelSource.choices, blank=True, db_default="")
@@ -309,6 +328,34 @@ class Item(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project_id}:{self.external_id}"
+
+
+class ItemRevision(models.Model):
+    """An earlier text of an item, kept when a push changed it while the item had annotations,
+    leases or a final label: the annotations given for it (``Annotation.item_revision``) are
+    history and the export shows them with this text on request."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="revisions")
+    revision = models.PositiveIntegerField()
+    text = models.TextField()
+    text_hash = models.CharField(max_length=32)
+    replaced_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["item", "revision"]
+        constraints = [models.UniqueConstraint(fields=["item", "revision"], name="item_revision_unique")]
+
+    def __str__(self) -> str:
+        return f"revision {self.revision} of item {self.item_id}"
+
+
+class CurrentManager(models.Manager):
+    """Rows given for the item's current text only (``superseded_at`` unset): every read of the
+    labelling, consensus, aggregation, quality, export and training code sees these. The model's
+    ``all_revisions`` manager sees the history too."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(superseded_at__isnull=True)
 
 
 class Membership(models.Model):
@@ -361,7 +408,7 @@ class IngestBatch(models.Model):
     # Items of this batch left waiting for an embedding (new or changed text, none pushed).
     awaiting_embedding = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
-    # Drift of this push against the current model's training items (``acquisition.drift``):
+    # Drift of this push against the items the project held before it (``acquisition.drift``):
     # ``{}`` while pending, then ``{"status": "done" | "no_reference", ...}``. ``drift_items``: a sample
     # of the created or changed items (little-endian int64 ids) the check compares.
     drift = models.JSONField(default=dict, blank=True)
@@ -455,11 +502,21 @@ class Assignment(models.Model):
     expires_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     skip_reason = models.CharField(max_length=500, blank=True)
+    # Set when a push changed the item's text: the lease showed an older text (a submit on it is
+    # refused) and the row is history (``CurrentManager``).
+    superseded_at = models.DateTimeField(null=True, blank=True)
+
+    all_revisions = models.Manager()
+    objects = CurrentManager()
 
     class Meta:
         ordering = ["-leased_at", "-id"]
+        default_manager_name = "objects"
+        base_manager_name = "all_revisions"
         constraints = [
-            models.UniqueConstraint(fields=["item", "user"], name="assignment_unique_item_user"),
+            models.UniqueConstraint(
+                fields=["item", "user"], condition=Q(superseded_at__isnull=True), name="assignment_unique_item_user"
+            ),
             models.CheckConstraint(condition=Q(status__in=AssignmentStatus.values), name="assignment_status_valid"),
         ]
         indexes = [
@@ -471,24 +528,53 @@ class Assignment(models.Model):
         return f"assignment {self.pk}: item {self.item_id} to user {self.user_id} ({self.status})"
 
 
+#: The worker an annotation counts for: its annotator's id, kept after the account is deleted.
+ANNOTATOR_KEY = Coalesce("user_id", "former_user_id", output_field=models.BigIntegerField())
+
+
+def deleted_user_name(user_id: int) -> str:
+    """How the annotations of a deleted account name their annotator."""
+    return f"deleted-user-{user_id}"
+
+
 class Annotation(models.Model):
-    """One annotator's label for one item. One per (item, annotator); changeable until final."""
+    """One annotator's label for one item's current text. One per (item, annotator); changeable
+    until final.
+
+    Annotations outlive their annotator's account: deleting a user sets ``user`` to null and keeps
+    the old id in ``former_user_id`` (``annotator_key``: still one distinct worker for the
+    aggregation; ``annotator_name``: ``deleted-user-<id>``). Annotations given for an older text of
+    the item are kept as history (``superseded_at``, ``item_revision``) and hidden from
+    ``objects``."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotations")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
+    )
+    former_user_id = models.PositiveBigIntegerField(null=True, blank=True)
     assignment = models.OneToOneField(
         Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="annotation"
     )
-    label = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="annotations")
+    # RESTRICT: a label in use cannot be deleted on its own, but deleting the project takes both.
+    label = models.ForeignKey(LabelClass, on_delete=models.RESTRICT, related_name="annotations")
     time_spent_ms = models.PositiveIntegerField(default=0)
+    item_revision = models.PositiveIntegerField(default=1, db_default=1)
+    superseded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    all_revisions = models.Manager()
+    objects = CurrentManager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
+        default_manager_name = "objects"
+        base_manager_name = "all_revisions"
         constraints = [
-            models.UniqueConstraint(fields=["item", "user"], name="annotation_unique_item_user"),
+            models.UniqueConstraint(
+                fields=["item", "user"], condition=Q(superseded_at__isnull=True), name="annotation_unique_item_user"
+            ),
         ]
         indexes = [
             models.Index(fields=["project", "user", "-created_at"], name="annotation_project_user"),
@@ -496,7 +582,17 @@ class Annotation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id} labelled item {self.item_id} as {self.label_id}"
+        return f"{self.annotator_key} labelled item {self.item_id} as {self.label_id}"
+
+    @property
+    def annotator_key(self) -> int | None:
+        return self.user_id if self.user_id is not None else self.former_user_id
+
+    @property
+    def annotator_name(self) -> str:
+        if self.user_id is not None:
+            return self.user.get_username()
+        return deleted_user_name(self.former_user_id)
 
 
 # --- consensus: aggregation snapshots, annotator quality, expert review ------------------------
@@ -511,6 +607,7 @@ ReviewReason = models.TextChoices(
 class ReviewStatus(models.TextChoices):
     OPEN = "open", "Open"
     RESOLVED = "resolved", "Resolved"
+    CANCELLED = "cancelled", "Cancelled (a push changed the item's text)"
 
 
 class ReviewTask(models.Model):
@@ -539,7 +636,7 @@ class ReviewTask(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
-    decision = models.ForeignKey(LabelClass, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    decision = models.ForeignKey(LabelClass, null=True, blank=True, on_delete=models.RESTRICT, related_name="+")
     note = models.TextField(blank=True)
 
     class Meta:
@@ -549,7 +646,8 @@ class ReviewTask(models.Model):
             models.CheckConstraint(condition=Q(status__in=ReviewStatus.values), name="review_status_valid"),
             models.CheckConstraint(condition=Q(reason__in=ReviewReason.values), name="review_reason_valid"),
             models.CheckConstraint(
-                condition=Q(status="open") | (Q(decision__isnull=False) & Q(resolved_at__isnull=False)),
+                condition=Q(status__in=["open", "cancelled"])
+                | (Q(decision__isnull=False) & Q(resolved_at__isnull=False)),
                 name="review_resolved_has_decision",
             ),
         ]

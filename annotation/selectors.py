@@ -15,6 +15,7 @@ from quorum.errors import NotFound, PermissionDenied, ServiceError
 
 from . import ports
 from .models import (
+    ANNOTATOR_KEY,
     AgreementSnapshot,
     Annotation,
     AnnotatorQuality,
@@ -28,6 +29,7 @@ from .models import (
     ReviewStatus,
     ReviewTask,
     Role,
+    deleted_user_name,
 )
 from .routing import review_policy, review_reason_text
 
@@ -111,7 +113,7 @@ def _queue_snapshot_sql() -> str:
       (SELECT COUNT(*) FROM (
          SELECT 1 FROM {entry} e WHERE e.project_id = %(p)s AND e.labels_taken < e.labels_needed
          AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.item_id = e.item_id AND a.user_id = %(u)s
-                     AND a.status <> %(expired)s)
+                     AND a.status <> %(expired)s AND a.superseded_at IS NULL)
          LIMIT %(cap)s) mine),
       (SELECT COALESCE(SUM(o.labels_needed - o.labels_taken), 0) FROM (
          SELECT e.labels_needed, e.labels_taken FROM {entry} e
@@ -168,7 +170,7 @@ def assignment_for_user(user, assignment_id: int) -> Assignment:
 def annotation_for_user(user, annotation_id: int) -> Annotation:
     """One of the user's own annotations; others' ids and unknown ids look the same (404)."""
     annotation = (
-        Annotation.objects.filter(pk=annotation_id, user=user).select_related("project", "item", "label").first()
+        Annotation.all_revisions.filter(pk=annotation_id, user=user).select_related("project", "item", "label").first()
     )
     if annotation is None:
         raise NotFound(f"annotation {annotation_id} does not exist or is not yours", code="not_found")
@@ -212,7 +214,8 @@ def assignment_for_member(user, assignment_id: int) -> tuple[Assignment, str | N
     """One of the user's own assignments (with project and item) and the user's role in its
     project, in one query. Others' ids and unknown ids look the same (404)."""
     assignment = (
-        Assignment.objects.filter(pk=assignment_id, user=user)
+        # every revision: a lease that showed an older text gets the service's 409, not a 404
+        Assignment.all_revisions.filter(pk=assignment_id, user=user)
         .select_related("project", "item")
         .annotate(
             member_role=Subquery(
@@ -285,7 +288,7 @@ def labelling_states(project: Project, item_ids) -> dict[int, LabellingState]:
             handed[item_id].add(user_id)
             if status == AssignmentStatus.LEASED:
                 leased.add(item_id)
-        for item_id, user_id in Annotation.objects.filter(item_id__in=chunk).values_list("item_id", "user_id"):
+        for item_id, user_id in Annotation.objects.filter(item_id__in=chunk).values_list("item_id", ANNOTATOR_KEY):
             labelled[item_id].add(user_id)
     return {
         item_id: LabellingState(
@@ -343,7 +346,7 @@ def review_payloads(tasks) -> list[dict]:
     for item_id, user_id, name, label, created_at in (
         Annotation.objects.filter(item_id__in=item_ids)
         .order_by("created_at", "id")
-        .values_list("item_id", "user_id", f"user__{username}", "label__name", "created_at")
+        .values_list("item_id", ANNOTATOR_KEY, f"user__{username}", "label__name", "created_at")
     ):
         annotations.setdefault(item_id, []).append((user_id, name, label, created_at))
     quality = {
@@ -388,7 +391,7 @@ def review_payloads(tasks) -> list[dict]:
                 "created_at": task.created_at,
                 "annotations": [
                     {
-                        "username": name,
+                        "username": name if name is not None else deleted_user_name(user_id),
                         "label": label,
                         "annotator_quality": quality.get((task.project_id, user_id)),
                         "created_at": created_at,

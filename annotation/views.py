@@ -1,4 +1,5 @@
-"""Browser pages of the annotation app: my projects, the labelling page and the review page.
+"""Browser pages of the annotation app: my projects, the labelling page, the review page and the
+invitation page (an invited account sets its password: ``services.accounts``).
 
 Both working pages are thin shells: they render the project, its instructions and label buttons,
 and a small script drives the REST API so that items follow each other without a page reload
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, F, Q
 from django.middleware.csrf import get_token
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
@@ -22,6 +24,7 @@ from quorum.web import member_project_or_404, reviewer_project_or_403
 
 from . import selectors
 from .models import Annotation, Item, ItemStatus, Project, QueueEntry, ReviewStatus, ReviewTask, Role
+from .services.projects import SHORTCUT_KEYS
 
 # --- page reads ----------------------------------------------------------------------------
 
@@ -97,11 +100,19 @@ def home_rows(user) -> list[dict]:
     return rows
 
 
+# Once the single keys run out, the other labels get two-key chords: a layer key, then a key.
+CHORD_PREFIXES = ".,;"
+
+
 def _label_buttons(project: Project) -> list:
+    """The labels in order, each with ``keys``: its own shortcut, or a chord (``".1"``: ``.`` then
+    ``1``) when it has none, so that every label of a large set can be picked with the keyboard."""
     labels = list(project.labels.order_by("order", "id"))
+    chords = (prefix + key for prefix in CHORD_PREFIXES for key in SHORTCUT_KEYS)
     for label_class in labels:
         # Break points after underscores, so that long snake_case names wrap between words.
         label_class.name_parts = label_class.name.split("_")
+        label_class.keys = label_class.shortcut or next(chords, "")
     return labels
 
 
@@ -112,6 +123,7 @@ def _page_config(request, project: Project, labels: list) -> dict:
         "csrfToken": get_token(request),
         "loginUrl": f"{reverse('login')}?next={request.path}",
         "labels": [{"name": label_class.name, "shortcut": label_class.shortcut} for label_class in labels],
+        "chordPrefixes": CHORD_PREFIXES,
     }
 
 
@@ -136,6 +148,7 @@ def label(request, project_id: int):
             "config": _page_config(request, project, labels),
             "many_labels": len(labels) > 12,
             "has_descriptions": any(label_class.description for label_class in labels),
+            "chords": any(len(label_class.keys) > 1 for label_class in labels),
         },
     )
 
@@ -176,3 +189,14 @@ def review(request, project_id: int):
 
 
 # --- the project dashboard (reviewers read, admins change settings) --------------------------
+
+
+class InvitationAccept(auth_views.PasswordResetConfirmView):
+    """The one-time invitation link: the invitee chooses a password (Django's validators apply),
+    then logs in. The token is Django's password-reset token, so the link stops working once a
+    password is set; an invalid or used link shows a message instead of the form."""
+
+    template_name = "registration/invitation.html"
+    reset_url_token = "set-password"
+    success_url = reverse_lazy("login")
+    title = "Choose your password"

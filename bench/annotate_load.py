@@ -27,6 +27,23 @@ are noisy.
 --think-ms adds a pause per item between next and submit (a person reading and deciding; not part
 of the measured latencies); 0 sends requests back to back, which measures the most the server
 sustains, and with N annotators the latency of a closed loop is then about N / throughput.
+
+As in production, a real Celery worker runs beside the server (Redis broker, --broker, purged
+first), so every submit schedules the debounced aggregation and refills, and their locks meet the
+annotators' (--no-worker: none, the web process alone). Deadlocks are counted from PostgreSQL's
+``pg_stat_database.deadlocks`` of the database, before and after each run (read after the server's
+connections have gone idle long enough to report their counters).
+
+Against a server that is already running (nothing is dropped or migrated):
+
+  python bench/annotate_load.py --base-url https://quorum.example.org --token ADMIN_TOKEN \
+      [--project ID] [--database-url postgres://.../quorum]
+
+creates the annotator accounts through ``POST /api/v1/users`` (names ``load-<run>-<n>``, members of
+the project), gets their tokens from ``POST /api/v1/auth/token``, and, without --project, creates a
+project and pushes --items items through the API; the server's own loop fills the queue. With
+--database-url the duplicate and deadlock checks run against that database; without, they are
+reported as not checked.
 """
 
 from __future__ import annotations
@@ -43,7 +60,7 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import requests
@@ -67,7 +84,7 @@ def recreate_database() -> str:
     return f"{PG_ADMIN_URL}/{DB_NAME}"
 
 
-def server_env(workdir: Path, database_url: str) -> dict:
+def server_env(workdir: Path, database_url: str, broker_url: str | None = None) -> dict:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "quorum.settings",
@@ -77,7 +94,7 @@ def server_env(workdir: Path, database_url: str) -> dict:
         "DATABASE_URL": database_url,
         "CONN_MAX_AGE": "600",
         "QUORUM_DATA_DIR": str(workdir),
-        "CELERY_BROKER_URL": "filesystem://localhost//",
+        "CELERY_BROKER_URL": broker_url or "filesystem://localhost//",
         "QUORUM_INGEST_MAX_BYTES": str(1024**3),
         "LOG_LEVEL": "WARNING",
     }
@@ -115,9 +132,25 @@ print(json.dumps({{"tokens": tokens, "queued": report.written}}))
 
 
 @contextmanager
-def quorum_server(workdir: Path, workers: int, threads: int):
+def celery_worker(env: dict):
+    """A real worker on the server's broker (its queue purged first), as in production."""
+    run([PYTHON, "-m", "celery", "-A", "quorum", "purge", "-f"], env)
+    cmd = [PYTHON, "-m", "celery", "-A", "quorum", "worker", "-l", "warning", "-c", "1", "-Q", "celery,default,gpu"]
+    worker = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
+    try:
+        yield worker
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+
+@contextmanager
+def quorum_server(workdir: Path, workers: int, threads: int, broker_url: str | None = None):
     database_url = recreate_database()
-    env = server_env(workdir, database_url)
+    env = server_env(workdir, database_url, broker_url)
     token = migrate_with_superuser(env, workdir)
     port = free_port()
     cmd = [PYTHON, "-m", "gunicorn", "quorum.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
@@ -330,6 +363,7 @@ def summarise(name: str, n: int, result: dict, duplicates: str, think_ms: float 
         "annotations": result["ok"]["submit"],
         "errors": len(result["errors"]),
         "duplicates": duplicates,
+        "deadlocks": result.get("deadlocks"),
     }
     for op in ("next", "submit"):
         for q in (50, 95, 99):
@@ -345,20 +379,33 @@ def print_table(rows: list[dict]) -> None:
     print()
     print(
         "| system | annotators | annotations/s | next p50 / p95 / p99 (max) ms | submit p50 / p95 / p99 (max) ms"
-        " | errors | duplicates |"
+        " | errors | deadlocks | duplicates |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(
             f"| {r['name']} | {r['annotators']} | {r['annotations_per_s']:,.1f} ({r['annotations']:,} in all) "
             f"| {r['next_p50']:.1f} / {r['next_p95']:.1f} / {r['next_p99']:.1f} ({r['next_max']:.0f}) "
             f"| {r['submit_p50']:.1f} / {r['submit_p95']:.1f} / {r['submit_p99']:.1f} ({r['submit_max']:.0f}) "
-            f"| {r['errors']} | {r['duplicates']} |",
+            f"| {r['errors']} | {'not checked' if r['deadlocks'] is None else r['deadlocks']} | {r['duplicates']} |",
             flush=True,
         )
 
 
 # --- checks afterwards -------------------------------------------------------------------------
+
+#: Seconds an idle PostgreSQL backend may hold its statistics before reporting them (PostgreSQL 15+).
+STATS_IDLE_FLUSH_S = 11
+
+
+def deadlock_count(database_url: str | None) -> int | None:
+    """``pg_stat_database.deadlocks`` of the database (None without one)."""
+    if not database_url:
+        return None
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
 
 
 def quorum_duplicates(database_url: str, project_id: int) -> str:
@@ -444,6 +491,55 @@ def bench_label_studio(n_items: int, counts: list[int], duration: float, procs: 
 # --- main ------------------------------------------------------------------------------------
 
 
+def create_annotators(base: str, token: str, project_id: int, n: int) -> list[str]:
+    """``n`` annotator accounts on a running server (``POST /api/v1/users``), their tokens from
+    ``POST /api/v1/auth/token``."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {token}"
+    stamp = time.strftime("%Y%m%d%H%M%S")
+    password = f"Load-{random.SystemRandom().getrandbits(64):x}-pw"
+    tokens = []
+    for i in range(n):
+        username = f"load-{stamp}-{i}"
+        body = {"username": username, "email": f"{username}@example.invalid", "password": password}
+        response = session.post(f"{base}/api/v1/users", json={**body, "project": project_id, "role": "annotator"})
+        assert response.status_code == 201, response.text[:500]
+        response = requests.post(f"{base}/api/v1/auth/token", json={"username": username, "password": password})
+        assert response.status_code == 200, response.text[:500]
+        tokens.append(response.json()["token"])
+    return tokens
+
+
+def create_project(base: str, token: str, n_items: int) -> int:
+    """A project on a running server with ``n_items`` pushed; its own loop fills the queue."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {token}"
+    response = session.post(
+        f"{base}/api/v1/projects", json={"name": f"load {time.strftime('%H:%M:%S')}", "labels": LABELS}, timeout=60
+    )
+    assert response.status_code == 201, response.text[:500]
+    project_id = response.json()["id"]
+    corpus = texts()
+    records = [{"external_id": f"r-{i}", "text": f"{corpus[i % len(corpus)]} (#{i})"} for i in range(n_items)]
+    response = session.post(f"{base}/api/v1/projects/{project_id}/items", json=records, timeout=600)
+    assert response.status_code in (200, 201), response.text[:500]
+    print(f"# pushed {n_items:,} items to project {project_id}", flush=True)
+    return project_id
+
+
+def measure(base, tokens, project_id, args, database_url, think_ms, n) -> dict:
+    """One run: ``n`` annotators for --duration seconds; errors, deadlocks and duplicates counted."""
+    before = deadlock_count(database_url)
+    result = drive("quorum", base, tokens[:n], project_id, args.duration, args.client_procs, think_ms)
+    if database_url:
+        time.sleep(STATS_IDLE_FLUSH_S)
+        result["deadlocks"] = deadlock_count(database_url) - before
+        dups = quorum_duplicates(database_url, project_id)
+    else:
+        dups = "not checked"
+    return summarise("Quorum", n, result, dups, think_ms)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=100_000)
@@ -452,6 +548,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread when > 1)")
     parser.add_argument("--client-procs", type=int, default=2, help="client processes (annotators are threads)")
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/14", help="broker of the local server and worker")
+    parser.add_argument("--no-worker", action="store_true", help="no Celery worker beside the local server")
+    parser.add_argument("--base-url", help="measure a running server instead of starting one (nothing is dropped)")
+    parser.add_argument("--token", help="with --base-url: a staff (or project admin) API token")
+    parser.add_argument("--project", type=int, help="with --base-url: an existing project (default: create one)")
+    parser.add_argument(
+        "--database-url", help="with --base-url: the server's database, for the deadlock/duplicate checks"
+    )
     parser.add_argument("--label-studio", action="store_true", help="also measure Label Studio")
     parser.add_argument("--label-studio-items", type=int, default=None, help="items for Label Studio (default --items)")
     parser.add_argument(
@@ -463,23 +567,36 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(n) for n in args.annotators.split(",")]
     thinks = [float(t) for t in args.think_ms.split(",")]
+    rows = []
+    if args.base_url:
+        if not args.token:
+            parser.error("--base-url needs --token")
+        base = args.base_url.rstrip("/")
+        print(
+            f"# running server {base}; {args.client_procs} client processes; {args.duration:.0f} s per run", flush=True
+        )
+        project_id = args.project or create_project(base, args.token, args.items)
+        tokens = create_annotators(base, args.token, project_id, max(counts))
+        for think_ms in thinks:
+            for n in counts:
+                rows.append(measure(base, tokens, project_id, args, args.database_url, think_ms, n))
+        print_table(rows)
+        return
+    worker_note = "no Celery worker" if args.no_worker else f"1 Celery worker on {args.broker}"
     print(
         f"# {os.cpu_count()} CPUs; gunicorn {args.workers} workers x {args.threads} threads; PostgreSQL on loopback;"
-        f" {args.client_procs} client processes; {args.duration:.0f} s per run",
+        f" {worker_note}; {args.client_procs} client processes; {args.duration:.0f} s per run",
         flush=True,
     )
-    rows = []
     if not args.skip_quorum:
+        broker = None if args.no_worker else args.broker
         with tempfile.TemporaryDirectory(prefix="quorum-load-") as tmp:
-            with quorum_server(Path(tmp), args.workers, args.threads) as (base, token, env, database_url):
+            with quorum_server(Path(tmp), args.workers, args.threads, broker) as (base, token, env, database_url):
                 project_id, tokens = prepare_quorum(base, token, env, args.items, max(counts))
-                for think_ms in thinks:
-                    for n in counts:
-                        result = drive(
-                            "quorum", base, tokens[:n], project_id, args.duration, args.client_procs, think_ms
-                        )
-                        dups = quorum_duplicates(database_url, project_id)
-                        rows.append(summarise("Quorum", n, result, dups, think_ms))
+                with nullcontext() if args.no_worker else celery_worker(env):
+                    for think_ms in thinks:
+                        for n in counts:
+                            rows.append(measure(base, tokens, project_id, args, database_url, think_ms, n))
                 print_table(rows)
     if args.label_studio:
         rows += bench_label_studio(

@@ -101,21 +101,41 @@ def line_chart(
     return _svg("line", width, height, title, body)
 
 
+# Width of one character of the charts' 11 px text, roughly (for the room names take).
+CHAR_W = 6.6
+
+
+def _text_width(names, low: int, high: int) -> int:
+    longest = max((len(str(name)) for name in names), default=0)
+    return int(min(max(longest * CHAR_W + 12, low), high))
+
+
+def _fit(name: str, width: float) -> str:
+    """``name`` cut with an ellipsis to fit ``width`` pixels (the full name goes in a <title>)."""
+    room = max(int(width / CHAR_W), 4)
+    return name if len(name) <= room else name[: room - 1] + "…"
+
+
 def bar_chart(rows: list[tuple[str, float]], *, title: str, width: int = 640, bar: int = 16) -> str:
-    """Horizontal bars, one per ``(label, value)``, longest scale at the largest value."""
+    """Horizontal bars, one per ``(label, value)`` (every row, however many), longest scale at the
+    largest value. Names get the room the longest one needs (up to half the chart); each bar has a
+    <title> with its full name and value."""
     if not rows:
         return _svg("bar", width, 40, title, ['<text x="8" y="24" class="empty">no data yet</text>'])
-    label_w, value_w, gap = 190, 56, 4
+    value_w, gap = 56, 4
+    label_w = _text_width([label for label, _ in rows], 80, 360)
     height = len(rows) * (bar + gap) + gap
     top = max(value for _, value in rows) or 1
     body = ['<g font-size="11">']
     for i, (label, value) in enumerate(rows):
         y = gap + i * (bar + gap)
         length = (width - label_w - value_w) * value / top
+        name = str(label)
         body.append(
-            f'<text x="{label_w - 6}" y="{y + bar - 4}" text-anchor="end" fill="#1f2933">{escape(str(label))[:40]}</text>'
+            f'<g class="bar" data-label="{escape(name)}"><title>{escape(name)}: {_fmt(value)}</title>'
+            f'<text x="{label_w - 6}" y="{y + bar - 4}" text-anchor="end" fill="#1f2933">{escape(_fit(name, label_w - 8))}</text>'
             f'<rect x="{label_w}" y="{y}" width="{length:.1f}" height="{bar}" fill="{PALETTE[0]}" data-value="{value}"/>'
-            f'<text x="{label_w + length + 4:.1f}" y="{y + bar - 4}" fill="#4a5360">{_fmt(value)}</text>'
+            f'<text x="{label_w + length + 4:.1f}" y="{y + bar - 4}" fill="#4a5360">{_fmt(value)}</text></g>'
         )
     body.append("</g>")
     return _svg("bar", width, height, title, body)
@@ -140,14 +160,19 @@ def heatmap(names: list[str], values: list[list[float | None]], *, title: str, c
         return _svg(
             "heatmap", 320, 40, title, ['<text x="8" y="24" class="empty">no overlapping annotators yet</text>']
         )
-    label_w = 110
+    # Room for the longest name (up to 220 px; a longer one is cut, its full text in a <title>).
+    label_w = _text_width(names, 60, 220)
     size = label_w + n * cell + 8
     body = ['<g font-size="11">']
     for i, name in enumerate(names):
-        short = escape(name[:16])
-        body.append(f'<text x="{label_w - 6}" y="{label_w + i * cell + cell / 2 + 4}" text-anchor="end">{short}</text>')
+        short, full = escape(_fit(name, label_w - 8)), escape(name)
         body.append(
-            f'<text transform="translate({label_w + i * cell + cell / 2 + 4} {label_w - 6}) rotate(-60)">{short}</text>'
+            f'<text x="{label_w - 6}" y="{label_w + i * cell + cell / 2 + 4}" text-anchor="end" data-name="{full}">'
+            f"<title>{full}</title>{short}</text>"
+        )
+        body.append(
+            f'<text transform="translate({label_w + i * cell + cell / 2 + 4} {label_w - 6}) rotate(-60)">'
+            f"<title>{full}</title>{short}</text>"
         )
         for j in range(n):
             value = values[i][j] if i < len(values) and j < len(values[i]) else None
@@ -159,4 +184,5 @@ def heatmap(names: list[str], values: list[list[float | None]], *, title: str, c
                 f'text-anchor="middle" font-size="10">{shown}</text></g>'
             )
     body.append("</g>")
-    return _svg("heatmap", size, size, title, body, fluid=False)
+    # The slanted column names lean right past the last column: room for them too.
+    return _svg("heatmap", size + label_w // 2, size, title, body, fluid=False)

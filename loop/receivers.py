@@ -3,8 +3,15 @@ Django starts (``loop.apps``)."""
 
 from __future__ import annotations
 
+from functools import partial
+
+from django.db import transaction
+from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
+from acquisition.models import ModelVersion
+from acquisition.services.files import project_files_remove, weights_remove
+from annotation.models import Project
 from annotation.signals import batch_stored, labels_changed
 
 from .enqueue import INGEST_BATCH_PROCESS, enqueue_on_commit
@@ -22,3 +29,16 @@ def after_push(sender, *, project, batch, **kwargs) -> None:
 def after_labels(sender, *, project, **kwargs) -> None:
     """Labels changed: aggregate the project soon (debounced, ``services.aggregation``)."""
     aggregation_request(project=project)
+
+
+@receiver(post_delete, sender=ModelVersion, dispatch_uid="loop.after_model_version_delete")
+def after_model_version_delete(sender, *, instance, **kwargs) -> None:
+    """A model version's row went: its weights file goes once that commits (never on a rollback)."""
+    if instance.weights:
+        transaction.on_commit(partial(weights_remove, instance.weights.name, instance.weights.storage))
+
+
+@receiver(post_delete, sender=Project, dispatch_uid="loop.after_project_delete")
+def after_project_delete(sender, *, instance, **kwargs) -> None:
+    """A project went: its embedding cache and weights folders go once that commits."""
+    transaction.on_commit(partial(project_files_remove, instance.pk))

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from acquisition.models import ScoringRun, TrainingJob
 from quorum.errors import ServiceError
 
+from .heartbeat import heartbeat
 from .services import aggregation, push, scoring, training
 
 RETRYING = {"acks_late": True, "autoretry_for": (Exception,), "retry_backoff": True}
@@ -38,20 +40,28 @@ def items_embed(project_id: int, item_ids: list[int] | None = None) -> dict:
     return push.items_embed(project_id, item_ids)
 
 
+def _in_worker(task) -> bool:
+    """Whether the task runs on a worker (its job's heartbeat thread runs there, ``loop.heartbeat``)."""
+    return not task.request.called_directly and not task.request.is_eager
+
+
 # --- scoring ---------------------------------------------------------------------------------
-@shared_task(name="acquisition.tasks.scoring_run_execute", acks_late=True)
-def scoring_run_execute(run_id: int) -> dict:
-    return scoring.scoring_run_execute(run_id)
+@shared_task(name="acquisition.tasks.scoring_run_execute", acks_late=True, bind=True)
+def scoring_run_execute(self, run_id: int) -> dict:
+    with heartbeat(ScoringRun, run_id, enabled=_in_worker(self)):
+        return scoring.scoring_run_execute(run_id)
 
 
-@shared_task(name="acquisition.tasks.scoring_chunk_score", acks_late=True)
-def scoring_chunk_score(run_id: int, index: int, lo: int, hi: int, seed: int) -> dict:
-    return scoring.scoring_chunk_score(run_id, index, lo, hi, seed)
+@shared_task(name="acquisition.tasks.scoring_chunk_score", acks_late=True, bind=True)
+def scoring_chunk_score(self, run_id: int, index: int, lo: int, hi: int, seed: int) -> dict:
+    with heartbeat(ScoringRun, run_id, enabled=_in_worker(self)):
+        return scoring.scoring_chunk_score(run_id, index, lo, hi, seed)
 
 
-@shared_task(name="acquisition.tasks.scoring_run_reduce", acks_late=True)
-def scoring_run_reduce(results: list[dict], run_id: int, seed: int) -> dict:
-    return scoring.scoring_run_reduce(results, run_id, seed)
+@shared_task(name="acquisition.tasks.scoring_run_reduce", acks_late=True, bind=True)
+def scoring_run_reduce(self, results: list[dict], run_id: int, seed: int) -> dict:
+    with heartbeat(ScoringRun, run_id, enabled=_in_worker(self)):
+        return scoring.scoring_run_reduce(results, run_id, seed)
 
 
 # --- labels ----------------------------------------------------------------------------------
@@ -62,10 +72,11 @@ def project_aggregate_task(project_id: int) -> dict:
 
 
 # --- training --------------------------------------------------------------------------------
-@shared_task(name="acquisition.tasks.training_job_run", acks_late=True)
-def training_job_run(job_id: int) -> dict:
+@shared_task(name="acquisition.tasks.training_job_run", acks_late=True, bind=True)
+def training_job_run(self, job_id: int) -> dict:
     """One turn of the loop (``services.training.training_job_execute``): train, gate, re-score."""
-    return training.training_job_execute(job_id)
+    with heartbeat(TrainingJob, job_id, enabled=_in_worker(self)):
+        return training.training_job_execute(job_id)
 
 
 @shared_task(name="acquisition.tasks.retrain_if_due", max_retries=3, **RETRYING)

@@ -34,14 +34,37 @@ from quorum.errors import ServiceError
 from quorum.web import admin_project_or_403, reviewer_project_or_403
 
 from . import charts, dashboard
-from .services.training import model_rollback, training_job_request
+from .services.training import manual_training_check, model_rollback, training_job_request
 
 
-def _version_row(version: ModelVersion) -> dict:
+def _status_texts(versions: list[ModelVersion]) -> dict[int, str]:
+    """What each version's status says. A retired version was replaced by whichever version became
+    current next (promotions in time order): a newer one, or an older one after a roll back."""
+    promoted = sorted((v for v in versions if v.promoted_at is not None), key=lambda v: (v.promoted_at, v.pk))
+    texts = {}
+    for version in versions:
+        text = version.get_status_display()
+        if version.status == ModelVersion.Status.RETIRED and version.promoted_at is not None:
+            later = [v for v in promoted if (v.promoted_at, v.pk) > (version.promoted_at, version.pk)]
+            if later:
+                successor = later[0]
+                text = (
+                    f"Replaced by the newer v{successor.version}"
+                    if successor.version > version.version
+                    else f"Rolled back: replaced by the older v{successor.version}"
+                )
+            else:
+                text = "Retired"
+        texts[version.pk] = text
+    return texts
+
+
+def _version_row(version: ModelVersion, status_text: str | None = None) -> dict:
     metrics = version.metrics or {}
     gate = metrics.get("gate") or {}
     return {
         "version": version,
+        "status_text": status_text or version.get_status_display(),
         "eval": metrics.get("eval") or {},
         "gate": gate if gate.get("n") else None,
         "sources": metrics.get("eval_sources") or {},
@@ -58,7 +81,9 @@ def models_page(request, project_id: int):
     project, role = reviewer_project_or_403(request.user, project_id)
     status = selectors.training_status(project)
     jobs = list(selectors.training_jobs_for_project(project)[:20])
-    versions = [_version_row(v) for v in selectors.model_versions_for_project(project)[:50]]
+    all_versions = list(selectors.model_versions_for_project(project))
+    texts = _status_texts(all_versions)
+    versions = [_version_row(v, texts[v.pk]) for v in all_versions[:50]]
     return render(
         request,
         "loop/models.html",
@@ -80,7 +105,13 @@ def train_now(request, project_id: int):
     project = admin_project_or_403(request.user, project_id)
     if not selectors.final_label_count(project):
         messages.error(request, "Nothing to train on yet: the project has no final labels.")
-    elif training_job_request(project=project, trigger="manual", user=request.user) is None:
+        return redirect("models", project_id=project.pk)
+    try:
+        manual_training_check(project=project)
+    except ServiceError as exc:
+        messages.warning(request, f"Not trained: {exc.detail}.")
+        return redirect("models", project_id=project.pk)
+    if training_job_request(project=project, trigger="manual", user=request.user) is None:
         messages.warning(request, "A training job is already pending or running.")
     else:
         messages.success(request, "Training job requested.")
@@ -121,6 +152,7 @@ SETTINGS_FORM = [
     ("min_honeypot_accuracy", "number", "0.01"),
     ("min_honeypots", "number", "1"),
     ("paused_answers", "select", None),
+    ("hidden_metadata", "text", None),
     ("instructions", "textarea", None),
 ]
 
@@ -129,13 +161,16 @@ def _settings_fields(project: Project, values: dict | None, errors: dict) -> lis
     fields = []
     for name, kind, step in SETTINGS_FORM:
         model_field = Project._meta.get_field(name)
+        value = (values or {}).get(name, getattr(project, name))
+        if isinstance(value, list):  # a list of names is edited as one comma-separated line
+            value = ", ".join(value)
         fields.append(
             {
                 "name": name,
                 "label": name.replace("_", " ").capitalize(),
                 "kind": kind,
                 "step": step,
-                "value": (values or {}).get(name, getattr(project, name)),
+                "value": value,
                 "choices": list(model_field.choices or []),
                 "help": model_field.help_text,
                 "error": " ".join(str(e) for e in errors.get(name, []))
@@ -151,12 +186,14 @@ def _dashboard_context(project: Project, role: str) -> dict:
     curve = dashboard.learning_curve(project)
     kappa = (snapshot.kappa_matrix if snapshot else {}) or {}
     versions = list(selectors.model_versions_for_project(project)[:10])
+    distribution = dashboard.label_distribution(project)
     return {
         "project": project,
         "role": role,
         "is_admin": annotation_selectors.has_role(role, Role.ADMIN),
         "progress": dashboard.progress(project),
-        "labels_chart": charts.bar_chart(dashboard.label_distribution(project), title="Final labels per class"),
+        "labels_chart": charts.bar_chart(distribution, title="Final labels per class"),
+        "label_count": len(distribution),
         "curve_chart": charts.line_chart(
             [
                 {"name": "accuracy", "points": [(p["labels"], p["accuracy"]) for p in curve]},

@@ -1,10 +1,20 @@
 """The Celery application. Workers start with ``celery -A quorum worker``."""
 
+import logging
 import os
+import threading
 import time
 
 from celery import Celery
-from celery.signals import task_failure, task_postrun, task_prerun, task_retry, worker_process_init
+from celery.signals import (
+    task_failure,
+    task_postrun,
+    task_prerun,
+    task_retry,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quorum.settings")
 
@@ -25,6 +35,44 @@ def limit_torch_threads(**_kwargs):
         import torch
 
         torch.set_num_threads(threads)
+
+
+# --- the sweep: every worker takes up what lost workers and broker outages left behind -------------
+_SWEEP_STOP = threading.Event()
+
+
+@worker_ready.connect
+def _start_sweeping(**_kwargs):
+    """A thread of the worker's main process runs ``loop.services.sweep`` every
+    ``QUORUM_SWEEP_SECONDS`` (0: off). In the main process, not a pool process, so a task that
+    occupies every pool process (or a pool process that died) never holds it up; it sends what it
+    re-sends through the broker like any request."""
+    from django.conf import settings  # the worker imports this module before Django is set up
+
+    interval = float(settings.QUORUM_SWEEP_SECONDS)
+    if interval > 0:
+        _SWEEP_STOP.clear()
+        threading.Thread(target=_sweep_loop, args=(interval,), name="quorum-sweep", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_sweeping(**_kwargs):
+    _SWEEP_STOP.set()
+
+
+def _sweep_loop(interval: float) -> None:
+    from django.db import close_old_connections, connection  # see _start_sweeping
+
+    from loop.services.sweep import sweep  # see _start_sweeping
+
+    while not _SWEEP_STOP.wait(interval):
+        try:
+            close_old_connections()
+            sweep()
+        except Exception:  # the database or broker is away: the next sweep tries again
+            logging.getLogger(__name__).warning("sweep failed", exc_info=True)
+        finally:
+            connection.close()  # no connection held between sweeps (nor inherited by a forked pool process)
 
 
 # --- task counters for /metrics (acquisition.models.TaskStat) ---------------------------------

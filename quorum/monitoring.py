@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import hmac
 import os
+import threading
 from datetime import timedelta
 
 import prometheus_client
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, Sum
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -52,11 +53,33 @@ def _check_broker() -> None:
         conn.ensure_connection(max_retries=1, timeout=settings.QUORUM_READY_TIMEOUT)
 
 
+def _check_broker_in_time() -> None:
+    """The broker check in a thread of its own, given ``QUORUM_READY_TIMEOUT`` seconds: a broker that
+    accepts connections but never answers (frozen, half-open) cannot hold the probe beyond that. The
+    thread ends by itself with the socket timeouts of the settings (``QUORUM_BROKER_TIMEOUT``)."""
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            _check_broker()
+            result["ok"] = True
+        except Exception as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, name="readyz-broker", daemon=True)
+    thread.start()
+    thread.join(settings.QUORUM_READY_TIMEOUT)
+    if "error" in result:
+        raise result["error"]
+    if not result.get("ok"):
+        raise TimeoutError(f"no answer within {settings.QUORUM_READY_TIMEOUT} s")
+
+
 @never_cache
 @require_safe
 def readyz(request):
     checks, ok = {}, True
-    for name, check in (("database", _check_database), ("broker", _check_broker)):
+    for name, check in (("database", _check_database), ("broker", _check_broker_in_time)):
         try:
             check()
             checks[name] = "ok"
@@ -72,12 +95,15 @@ class LoopCollector:
 
     def collect(self):
         depth = GaugeMetricFamily(
-            "quorum_queue_open_slots", "Open annotation slots in the queue per project", labels=["project"]
+            "quorum_queue_open_slots",
+            "Open annotation slots in the queue per project: labels still needed minus labels taken "
+            "(live leases and annotations), summed over the entries with room left",
+            labels=["project"],
         )
         for row in (
             QueueEntry.objects.filter(labels_taken__lt=F("labels_needed"))
             .values("project_id")
-            .annotate(slots=Count("id"))
+            .annotate(slots=Sum(F("labels_needed") - F("labels_taken")))
             .order_by()
         ):
             depth.add_metric([str(row["project_id"])], row["slots"])

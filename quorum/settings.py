@@ -45,6 +45,37 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if env_bool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Served over HTTPS (QUORUM_TLS=1): plain HTTP is redirected to HTTPS, browsers are told to use HTTPS
+# only (HSTS, QUORUM_HSTS_SECONDS, default a year) and cookies travel over HTTPS only. Health and
+# metrics probes (healthz, readyz, metrics) stay reachable over plain HTTP inside the cluster.
+QUORUM_TLS = env_bool("QUORUM_TLS", False)
+if QUORUM_TLS:
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = env_int("QUORUM_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("QUORUM_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = False
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Content-Security-Policy (django-csp): the pages load scripts, styles and images from this origin
+# only; no inline script runs. The API docs pages (Swagger UI, ReDoc: vendor bundles that start from
+# an inline script and style) are left out of the policy.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/v1/docs/", "/api/v1/redoc/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- applications ---------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -61,6 +92,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_prometheus",
+    "axes",
+    "csp",
     "annotation",
     "acquisition",
     "loop",
@@ -69,6 +102,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "quorum.middleware.RejectUnsafeInput",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -76,6 +111,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -126,9 +162,41 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses sign-ins (login page, admin) of a username + address locked out after too many
+    # failures (django-axes), then the usual model backend.
+    "quorum.security.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (django-axes, failures counted in its database table, so every web process sees
+# them): QUORUM_LOGIN_FAILURE_LIMIT failed sign-ins of one username from one address lock that pair
+# out for QUORUM_LOGIN_LOCKOUT_MINUTES.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_DISABLE_ACCESS_LOG = True
+AXES_FAILURE_LIMIT = env_int("QUORUM_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_int("QUORUM_LOGIN_LOCKOUT_MINUTES", 15, minimum=1) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "quorum.security.lockout_response"
+AXES_VERBOSE = False
+if env_bool("BEHIND_TLS_PROXY", False):
+    AXES_IPWARE_PROXY_COUNT = 1
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- cache -----------------------------------------------------------------------------
+# Failed token authentications are counted here (quorum.security): per process by default;
+# CACHE_URL (redis://host:6379/2) shares the counts between every web process of a deployment.
+CACHE_URL = env_str("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "quorum"}
+    )
+}
 
 # --- i18n -----------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -156,7 +224,7 @@ MEDIA_URL = "media/"
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "quorum.security.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -171,6 +239,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "EXCEPTION_HANDLER": "quorum.web.exception_handler",
+    # Failed token authentications per client address (quorum.security.ThrottledTokenAuthentication).
+    "DEFAULT_THROTTLE_RATES": {"auth_failure": env_str("QUORUM_AUTH_FAILURE_RATE", "20/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Quorum API",
@@ -181,6 +251,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation documents its error answers (400/401/403/404/409/429) with their body.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "quorum.schema.document_errors",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "acquisition.models.TrainingJob.Status",
         "ModelVersionStatusEnum": "acquisition.models.ModelVersion.Status",
@@ -223,6 +298,29 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A broker outage never blocks a request for long, and workers outlive it:
+# - publishing waits at most QUORUM_BROKER_TIMEOUT seconds per try (socket connect and read, the
+#   connection's own timeout), with one quick retry (a pooled connection the broker dropped); what
+#   could not be sent stays in the database (a pending job, the aggregation's request flag) and is
+#   sent again by the next request or the workers' sweep (loop.services.sweep);
+# - workers retry the connection for ever (Celery's default gives up after 100 tries) and keep
+#   running tasks across a reconnect; their unacknowledged messages go back to the broker.
+QUORUM_BROKER_TIMEOUT = env_float("QUORUM_BROKER_TIMEOUT", 2.0, minimum=0.1)
+CELERY_BROKER_CONNECTION_TIMEOUT = QUORUM_BROKER_TIMEOUT
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    _redis_timeouts = {
+        "socket_timeout": QUORUM_BROKER_TIMEOUT,
+        "socket_connect_timeout": QUORUM_BROKER_TIMEOUT,
+        "retry_on_timeout": False,
+    }
+    CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, **_redis_timeouts}
+    CELERY_REDIS_SOCKET_TIMEOUT = QUORUM_BROKER_TIMEOUT
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = QUORUM_BROKER_TIMEOUT
+    CELERY_REDIS_RETRY_ON_TIMEOUT = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Quorum ---------------------------------------------------------------------------
@@ -235,6 +333,20 @@ QUORUM_MAX_TEXT_CHARS = env_int("QUORUM_MAX_TEXT_CHARS", 100_000, minimum=1)
 # Sentence encoder used for new projects, and the length of its vectors.
 QUORUM_ENCODER = env_str("QUORUM_ENCODER", "sentence-transformers/all-MiniLM-L6-v2")
 QUORUM_EMBEDDING_DIM = env_int("QUORUM_EMBEDDING_DIM", 384, minimum=1)
+# The deployment's own encoders a project may name besides the packaged ones and "hashing:<dim>":
+# "name=dim" pairs, comma-separated (e.g. "/models/e5-base=768"). QUORUM_ENCODER is always allowed.
+QUORUM_EXTRA_ENCODERS = {
+    name.strip(): int(dim)
+    for name, _, dim in (pair.rpartition("=") for pair in env_list("QUORUM_EXTRA_ENCODERS", []))
+    if name.strip() and dim.strip().isdigit() and int(dim) >= 1
+}
+if len(QUORUM_EXTRA_ENCODERS) != len(env_list("QUORUM_EXTRA_ENCODERS", [])):
+    raise ImproperlyConfigured("QUORUM_EXTRA_ENCODERS: each entry is name=dim with a positive dim")
+QUORUM_EXTRA_ENCODERS.setdefault(QUORUM_ENCODER, QUORUM_EMBEDDING_DIM)
+# Requests through the API (and the "train now" button) per project and hour, besides the one run
+# or job that may be active: more get a 429 with Retry-After. The loop's own runs do not count.
+QUORUM_SCORING_REQUESTS_PER_HOUR = env_int("QUORUM_SCORING_REQUESTS_PER_HOUR", 30, minimum=0)
+QUORUM_TRAINING_REQUESTS_PER_HOUR = env_int("QUORUM_TRAINING_REQUESTS_PER_HOUR", 10, minimum=0)
 # "auto" picks CUDA when present, else CPU; or "cpu", "cuda", "cuda:1"…
 QUORUM_DEVICE = env_str("QUORUM_DEVICE", "auto")
 # Items encoded per batch by the embedding task (one transaction per batch).
@@ -252,6 +364,18 @@ QUORUM_SCORING_CHUNK = env_int("QUORUM_SCORING_CHUNK", 200_000, minimum=1)
 QUORUM_SCORING_STALE_SECONDS = env_int("QUORUM_SCORING_STALE_SECONDS", 1800, minimum=1)
 # A training job pending or running longer than this is treated as lost and superseded.
 QUORUM_TRAINING_STALE_SECONDS = env_int("QUORUM_TRAINING_STALE_SECONDS", 3600, minimum=1)
+# Heartbeats: a worker running a scoring run or training job marks it alive every
+# QUORUM_JOB_HEARTBEAT_SECONDS; one silent for QUORUM_JOB_HEARTBEAT_TIMEOUT (its worker died) is
+# superseded, and so is one still pending QUORUM_JOB_PENDING_TIMEOUT after its message was sent (sent
+# again by the sweep first). The same pending timeout applies to the aggregation's message.
+QUORUM_JOB_HEARTBEAT_SECONDS = env_float("QUORUM_JOB_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
+QUORUM_JOB_HEARTBEAT_TIMEOUT = env_float("QUORUM_JOB_HEARTBEAT_TIMEOUT", 60.0, minimum=1.0)
+QUORUM_JOB_PENDING_TIMEOUT = env_float("QUORUM_JOB_PENDING_TIMEOUT", 60.0, minimum=1.0)
+if QUORUM_JOB_HEARTBEAT_TIMEOUT <= 2 * QUORUM_JOB_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("QUORUM_JOB_HEARTBEAT_TIMEOUT must exceed twice QUORUM_JOB_HEARTBEAT_SECONDS")
+# Seconds between two sweeps of each Celery worker (loop.services.sweep: lost jobs superseded,
+# unsent messages sent again); 0 turns it off.
+QUORUM_SWEEP_SECONDS = env_float("QUORUM_SWEEP_SECONDS", 15.0, minimum=0.0)
 # Open queue slots under which the queue asks for a refill (a scoring run). Unset: half a batch
 # of slots (batch_size x labels_per_item / 2) per project; 0: never.
 QUORUM_REFILL_THRESHOLD = (
@@ -289,6 +413,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # A refused page (403) or a bad request (400) is the client's mistake: one line, no traceback.
+    "filters": {"client_errors_quiet": {"()": "quorum.middleware.QuietClientErrors"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["client_errors_quiet"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

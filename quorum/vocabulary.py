@@ -20,3 +20,34 @@ STRATEGY_CHOICES: tuple[tuple[str, str], ...] = (
 )
 
 STRATEGIES: tuple[str, ...] = tuple(value for value, _ in STRATEGY_CHOICES)
+
+# --- encoders ------------------------------------------------------------------------------------
+# The sentence encoders a project can name, and the length of their vectors. ``acquisition.encoders``
+# builds exactly these (tests/test_encoders.py checks the two agree); a deployment adds its own local
+# model directories with ``QUORUM_EXTRA_ENCODERS`` (settings), never an arbitrary path in a request.
+
+#: Packaged encoders by name (both spellings of all-MiniLM-L6-v2).
+KNOWN_ENCODERS: dict[str, int] = {
+    "sentence-transformers/all-MiniLM-L6-v2": 384,
+    "all-MiniLM-L6-v2": 384,
+}
+#: ``hashing:<dim>``: the model-free hashing encoder, any dimension from 1 to this.
+HASHING_PREFIX = "hashing:"
+MAX_HASHING_DIM = 65_536
+#: The longest vector a project may store (the hashing encoder's largest; no packaged model is longer).
+MAX_EMBEDDING_DIM = MAX_HASHING_DIM
+
+
+def encoder_dimension(name: str, extra: dict[str, int] | None = None) -> int | None:
+    """The length of the vectors encoder ``name`` makes, or None when it is not an installed encoder.
+
+    ``extra``: the deployment's own encoders (name or local directory -> dimension)."""
+    if name in KNOWN_ENCODERS:
+        return KNOWN_ENCODERS[name]
+    if extra and name in extra:
+        return extra[name]
+    if name.startswith(HASHING_PREFIX):
+        digits = name[len(HASHING_PREFIX) :]
+        if digits.isascii() and digits.isdigit() and not digits.startswith("0") and int(digits) <= MAX_HASHING_DIM:
+            return int(digits)
+    return None

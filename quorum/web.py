@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as PagePermissionDenied
 from django.http import Http404
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import MethodNotAllowed, PermissionDenied
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -22,6 +23,39 @@ from annotation import selectors
 from annotation.models import Project, Role
 
 from .errors import NotFound, ServiceError
+
+MAX_ID = 2**63 - 1
+
+
+def query_int(request, name: str, *, minimum: int = 1, maximum: int = MAX_ID) -> int | None:
+    """Query parameter ``name`` as an integer (ASCII digits only, within bounds), None when absent;
+    a 400 naming the parameter otherwise. (``"²".isdigit()`` is true and ``int("٣")`` is 3: neither
+    is an id.)"""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not minimum <= int(raw) <= maximum:
+        reason = f"must be an integer from {minimum} to {maximum} written in the digits 0-9"
+        raise ServiceError({"detail": f"invalid request: {name}: {reason}", "errors": {name: reason}})
+    return int(raw)
+
+
+class StrictCursorPagination(CursorPagination):
+    """DRF's cursor pagination, except that a ``page_size`` that is not an integer from 1 to
+    ``max_page_size`` is a 400 naming it (DRF falls back to the default size silently)."""
+
+    page_size_query_param = "page_size"
+
+    def get_page_size(self, request):
+        size = query_int(request, self.page_size_query_param, maximum=self.max_page_size or MAX_ID)
+        return self.page_size if size is None else size
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size or MAX_ID}
+        return parameters
 
 
 def exception_handler(exc, context):
@@ -39,6 +73,8 @@ class ProjectScopedMixin:
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
+        if request.method.lower() not in self.http_method_names or not hasattr(self, request.method.lower()):
+            raise MethodNotAllowed(request.method)  # before the project is looked up: a 405, not a 404
         self.project, self.role = selectors.project_for_user(request.user, kwargs["project_id"])
         needed = self.read_role if request.method in ("GET", "HEAD", "OPTIONS") else self.write_role
         if not selectors.has_role(self.role, needed):

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from annotation.models import AggregationState, AgreementSnapshot, Annotation, LabelClass, Role
-from annotation.services.aggregation import STALE_REQUEST_SECONDS
+from annotation.services.aggregation import STALE_REQUEST_SECONDS, aggregation_requests_overdue
 from loop import tasks
 from loop.services import aggregation
 from tests.invariants import make_items
@@ -68,14 +68,22 @@ def test_a_stale_flag_does_not_block_for_ever(project, sent, django_capture_on_c
 
 
 @pytest.mark.django_db
-def test_a_broker_failure_clears_the_flag(project, monkeypatch, django_capture_on_commit_callbacks):
+def test_a_broker_failure_leaves_the_request_overdue(project, monkeypatch, django_capture_on_commit_callbacks):
     def broken(*args, **kwargs):
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(tasks.project_aggregate_task, "apply_async", broken)
+    with monkeypatch.context() as patch:
+        patch.setattr(tasks.project_aggregate_task, "apply_async", broken)
+        with django_capture_on_commit_callbacks(execute=True):
+            aggregation.aggregation_request(project=project)
+    # the flag stays set (the labels are not forgotten) and is overdue at once: the sweep sends it
+    assert AggregationState.objects.get(project=project).requested_at is not None
+    assert aggregation_requests_overdue(older_than=aggregation.aggregation_overdue()) == [project.pk]
+    sent = []
+    monkeypatch.setattr(tasks.project_aggregate_task, "apply_async", lambda *a, **k: sent.append(a))
     with django_capture_on_commit_callbacks(execute=True):
-        aggregation.aggregation_request(project=project)
-    assert AggregationState.objects.get(project=project).requested_at is None
+        assert aggregation.aggregation_request(project=project) is True  # the next label sends it again
+    assert len(sent) == 1
 
 
 @pytest.mark.django_db

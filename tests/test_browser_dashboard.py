@@ -35,7 +35,7 @@ def test_admin_sees_the_charts_and_live_jobs(open_page, busy_project, admin_with
 
     # the run finishes: the next poll redraws the list and reloads the page with fresh figures
     ScoringRun.objects.filter(project=busy_project).update(status="succeeded")
-    page.wait_for_function("!document.getElementById('jobs').innerText.includes('scoring run')", timeout=10_000)
+    page.wait_for_function("() => !document.getElementById('jobs').innerText.includes('scoring run')", timeout=10_000)
     assert "embedding" in page.locator("#jobs").inner_text()  # the planted items still wait for vectors
     assert page.errors == []
 

@@ -60,36 +60,60 @@ def push(project, rows, offset=0):
     return services.items_ingest(project=project, records=records, rejected=[], fmt="json")
 
 
+SCALES = np.array([3.0, 2.0, 1.5, 1.0, 1.0, 1.0, 1.0, 1.0])  # distinct principal directions
+
+
+def pool_rows(rng, n, shift=0.0):
+    rows = rng.normal(size=(n, DIM)) * SCALES
+    rows[:, 0] += shift
+    return rows
+
+
+def checked(report):
+    ingest_batch_process(report.batch_id)
+    return IngestBatch.objects.get(pk=report.batch_id).drift
+
+
 @pytest.mark.django_db
-def test_pushed_pools_are_checked_against_the_training_items(make_project, settings, tmp_path):
+def test_pushed_pools_are_checked_against_the_pool_before_them(make_project, settings, tmp_path):
     settings.QUORUM_CACHE_DIR = tmp_path
     project = make_project("Drifting", embedding_dim=DIM)
     rng = np.random.default_rng(2)
-    first = push(project, rng.normal(size=(1500, DIM)))
-    ingest_batch_process(first.batch_id)
-    batch = IngestBatch.objects.get(pk=first.batch_id)
-    assert batch.drift["status"] == "no_reference"  # no model yet
+    assert checked(push(project, pool_rows(rng, 1500)))["status"] == "no_reference"  # nothing before it
 
-    # a current model trained on the first 200 items
-    ids = list(Item.objects.filter(project=project).order_by("pk").values_list("pk", flat=True))
-    label = project.labels.first()
-    Item.objects.filter(pk__in=ids[:1200]).update(
-        final_label=label, final_source=LabelSource.CONSENSUS, status=ItemStatus.FINALIZED
+    similar = checked(push(project, pool_rows(rng, 1000), offset=10_000))
+    assert similar["status"] == "done" and similar["level"] == "ok" and similar["reference"] == "pool"
+    assert similar["n_reference"] == 1500 and similar["n_new"] == 1000
+    shifted = checked(push(project, pool_rows(rng, 1000, shift=6.0), offset=20_000))
+    assert shifted["level"] == "critical" and shifted["n_reference"] == 2500
+
+    settings.QUORUM_DRIFT_SAMPLE = 400  # a fixed-size random sample of the pool, the push's own items left out
+    again = checked(push(project, pool_rows(rng, 300), offset=30_000))
+    assert again["n_reference"] == 400 and again["n_new"] == 300
+
+
+@pytest.mark.django_db
+def test_more_rows_of_the_same_data_are_no_drift_whatever_the_model_trained_on(make_project, settings, tmp_path):
+    """The model's training items are the strategy's picks (here: the items nearest its boundary,
+    x0 ≈ 0), unlike the pool; 200 more rows of the same data used to read critical against them."""
+    settings.QUORUM_CACHE_DIR = tmp_path
+    project = make_project("Chosen", embedding_dim=DIM)
+    rng = np.random.default_rng(7)
+    rows = pool_rows(rng, 2000)
+    checked(push(project, rows))
+    ids = np.array(Item.objects.filter(project=project).order_by("pk").values_list("pk", flat=True))
+    chosen = ids[np.argsort(np.abs(rows[:, 0]))[:300]]  # uncertainty sampling's picks
+    Item.objects.filter(pk__in=chosen.tolist()).update(
+        final_label=project.labels.first(), final_source=LabelSource.CONSENSUS, status=ItemStatus.FINALIZED
     )
     from django.utils import timezone
 
     ModelVersion.objects.create(project=project, version=1, status="current", labels_as_of=timezone.now())
 
-    similar = push(project, rng.normal(size=(1000, DIM)), offset=10_000)
-    moved = rng.normal(size=(1000, DIM))
-    moved[:, 0] += 3.0
-    shifted = push(project, moved, offset=20_000)
-    for report in (similar, shifted):
-        ingest_batch_process(report.batch_id)
-    similar, shifted = IngestBatch.objects.get(pk=similar.batch_id), IngestBatch.objects.get(pk=shifted.batch_id)
-    assert similar.drift["status"] == "done" and similar.drift["level"] == "ok"
-    assert similar.drift["n_reference"] == 1200 and similar.drift["n_new"] == 1000
-    assert shifted.drift["level"] == "critical" and shifted.drift["model_version"] == 1
+    same = checked(push(project, pool_rows(rng, 200), offset=10_000))
+    assert same["status"] == "done" and same["level"] == "ok", same["psi_max"]
+    moved = checked(push(project, pool_rows(rng, 200, shift=4.5), offset=20_000))
+    assert moved["level"] in ("warning", "critical") and moved["psi_max"] > 0.25
 
 
 @pytest.mark.django_db

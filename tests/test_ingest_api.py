@@ -268,11 +268,19 @@ def test_empty_metadata_object_clears_it(admin_api, project, seeded):
     assert Item.objects.get(pk=seeded.pk).metadata == {}
 
 
-def test_item_status_is_not_touched_by_an_update(admin_api, project, seeded):
+def test_a_changed_text_sends_a_final_item_back_to_the_pool(admin_api, project, seeded):
+    # a new text is a new question (tests/test_data_safety.py has the whole story)
     Item.objects.filter(pk=seeded.pk).update(status=ItemStatus.FINALIZED)
     push(admin_api, project, [{"external_id": "s-1", "text": "new text"}])
     item = Item.objects.get(pk=seeded.pk)
-    assert item.status == ItemStatus.FINALIZED and item.text == "new text"
+    assert item.status == ItemStatus.UNLABELED and item.text == "new text" and item.text_revision == 2
+
+
+def test_changed_metadata_alone_keeps_the_item_status(admin_api, project, seeded):
+    Item.objects.filter(pk=seeded.pk).update(status=ItemStatus.FINALIZED)
+    push(admin_api, project, [{"external_id": "s-1", "text": seeded.text, "metadata": {"k": 1}}])
+    item = Item.objects.get(pk=seeded.pk)
+    assert item.status == ItemStatus.FINALIZED and item.metadata == {"k": 1} and item.text_revision == 1
 
 
 def test_mixed_request_counts(admin_api, project, seeded):

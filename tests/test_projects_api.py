@@ -76,7 +76,7 @@ def test_settings_given_at_creation(admin_api):
         "labels_per_item": 3,
         "max_labels_per_item": 5,
         "embedding_dim": 8,
-        "encoder": "my/encoder",
+        "encoder": "hashing:8",
     }
     response = admin_api.post(PROJECTS, payload, format="json")
     assert response.status_code == 201, response.json()
@@ -148,8 +148,8 @@ def test_labels_as_objects_with_shortcut_and_description(admin_api):
         ({"name": "P", "labels": "refund"}, "labels", None),
         (
             {"name": "P", "labels": ["a"], "labels_per_item": 4},
-            "max_labels_per_item",
-            "must be at least labels_per_item",
+            "labels_per_item",
+            "must be at most max_labels_per_item (3)",
         ),
         (
             {"name": "P", "labels": ["a"], "labels_per_item": 3, "max_labels_per_item": 2},
@@ -175,7 +175,7 @@ def test_labels_as_objects_with_shortcut_and_description(admin_api):
         (
             {"name": "P", "labels": ["a"], "review_all_below_kappa": 0.9},
             "review_all_below_kappa",
-            "must not exceed review_disagreements_below_kappa",
+            "must be at most review_disagreements_below_kappa",
         ),
         (
             {"name": "P", "labels": ["a"], "review_disagreements_below_kappa": 1.5},
@@ -407,10 +407,10 @@ def test_a_new_label_may_take_a_key_freed_in_the_same_request(admin_api, project
     [
         ({"embedding_dim": 8}, "embedding_dim"),
         ({"encoder": "other/model"}, "encoder"),
-        ({"labels_per_item": 4}, "max_labels_per_item"),
+        ({"labels_per_item": 4}, "labels_per_item"),
         ({"max_labels_per_item": 1}, "max_labels_per_item"),
         ({"exploration_fraction": 2}, "exploration_fraction"),
-        ({"review_disagreements_below_kappa": 0.5}, "review_all_below_kappa"),
+        ({"review_disagreements_below_kappa": 0.5}, "review_disagreements_below_kappa"),
         ({"lease_seconds": 1}, "lease_seconds"),
         ({"labels": []}, "labels"),
     ],

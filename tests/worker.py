@@ -32,12 +32,20 @@ def database_url_for_current_connection() -> str:
 
 
 @contextmanager
-def celery_worker(log_dir: Path, *, queues: str = "default,gpu", ready_timeout: float = 90.0, env: dict | None = None):
+def celery_worker(
+    log_dir: Path,
+    *,
+    queues: str = "default,gpu",
+    ready_timeout: float = 90.0,
+    env: dict | None = None,
+    extra_args: tuple[str, ...] = (),
+):
     """Start ``celery -A quorum worker`` as a separate process and stop it afterwards.
 
     Messages left on the broker by earlier runs are purged first so the worker only sees this
     test's tasks (a second worker started inside the first one's block does not purge again).
-    ``env`` replaces the default environment (the test settings on the test database)."""
+    ``env`` replaces the default environment (the test settings on the test database); ``extra_args``
+    go to ``celery worker`` as they are (``--include tests.worker_tasks``)."""
     global _workers_running
     if not _workers_running:
         app.control.purge()
@@ -70,6 +78,7 @@ def celery_worker(log_dir: Path, *, queues: str = "default,gpu", ready_timeout: 
                 "--without-heartbeat",
                 "--hostname",
                 f"test-{uuid.uuid4().hex[:8]}@%h",
+                *extra_args,
             ],
             cwd=ROOT,
             env=env,

@@ -7,6 +7,7 @@
 - ``gate``: candidate against current, promote or reject.
 - ``registry``: load, cache and promote model versions.
 - ``drift``: the drift check of pushed pools.
+- ``files``: removing a deleted project's or model version's files on disk.
 - ``jobs``: what scoring runs and training jobs share (one active per project, stale ones expire).
 
 None of them decides what happens next: ``loop`` calls them and starts the next stage.

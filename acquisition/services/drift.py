@@ -2,9 +2,12 @@
 
 Each ingest batch keeps a sample of the items it created or changed. Once they all have an
 embedding (at once when the push brought its vectors, else after the embedding task), the sample is
-compared with a sample of the items the current model was trained on (final labels up to its label
-snapshot, without its held-out set): PSI and KS per principal component, and a level (ok, warning,
-critical). Without a current model there is no reference yet and the batch says so.
+compared with the pool as it was before the push: a fixed-size random sample (``QUORUM_DRIFT_SAMPLE``,
+seeded by the batch) of the project's items with a vector that the push did not bring. PSI and KS
+per principal component, and a level (ok, warning, critical). The pool, not the model's training
+items: those were chosen by the acquisition strategy (uncertain, diverse, near the boundary), so
+more rows of the same data would read as drift against them. The first push has nothing before it
+and says so (``no_reference``).
 """
 
 from __future__ import annotations
@@ -13,11 +16,10 @@ import logging
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Q
 
 from annotation.models import IngestBatch, Item, Project
 
-from .. import drift, selectors
+from .. import drift
 from ..embeddings import embeddings_load
 
 logger = logging.getLogger(__name__)
@@ -26,20 +28,21 @@ MIN_REFERENCE = 20
 RECENT_BATCHES = 20
 
 
-def training_sample(project: Project, version, limit: int) -> np.ndarray:
-    """Ids of (a spread sample of) the items ``version`` was trained on."""
-    ids = np.fromiter(
-        Item.objects.filter(project=project, final_label__isnull=False)
-        .filter(Q(finalized_at__lte=version.labels_as_of) | Q(finalized_at__isnull=True))
-        .order_by("pk")
-        .values_list("pk", flat=True),
-        dtype=np.int64,
-    )
-    held_out = np.frombuffer(bytes(version.eval_items or b""), dtype="<i8")
-    ids = ids[~np.isin(ids, held_out)]
-    if ids.size > limit:
-        ids = ids[np.linspace(0, ids.size - 1, limit).astype(np.int64)]
-    return ids
+def pool_sample(batch: IngestBatch, sample: np.ndarray, pool_ids: np.ndarray, limit: int) -> np.ndarray:
+    """Ids of (a random sample of at most ``limit`` of) the items in ``pool_ids`` that were in the
+    project before ``batch``: its new items (and every later one) have larger ids than the items
+    already there, and the items it changed are left out with the rest of ``sample``."""
+    if batch.created:  # the batch's new items all share the push's timestamp, the newest of the sample
+        stamps = dict(Item.objects.filter(pk__in=sample.tolist()).values_list("pk", "created_at"))
+        newest = max(stamps.values(), default=None)
+        firsts = [pk for pk, stamp in stamps.items() if stamp == newest]
+        if firsts:
+            pool_ids = pool_ids[pool_ids < min(firsts)]
+    pool_ids = pool_ids[~np.isin(pool_ids, sample)]
+    if pool_ids.size > limit:
+        rng = np.random.default_rng(batch.pk)
+        pool_ids = np.sort(rng.choice(pool_ids, size=limit, replace=False))
+    return pool_ids
 
 
 def batch_drift_check(*, batch: IngestBatch) -> dict | None:
@@ -55,20 +58,18 @@ def batch_drift_check(*, batch: IngestBatch) -> dict | None:
         if missing:  # still being embedded (items deleted since do not count)
             return None
         sample = sample[present]
-    current = selectors.model_version_current(project)
-    if current is None or current.labels_as_of is None:
-        report = {"status": "no_reference", "detail": "no model yet: drift is measured against its training items"}
+    reference = pool_sample(batch, sample, matrix.ids, settings.QUORUM_DRIFT_SAMPLE)
+    if reference.size < MIN_REFERENCE or not sample.size:
+        report = {
+            "status": "no_reference",
+            "detail": f"only {reference.size} items with a vector in the pool before this push",
+        }
     else:
-        reference = training_sample(project, current, settings.QUORUM_DRIFT_SAMPLE)
-        reference = reference[matrix.present(reference)]
-        if reference.size < MIN_REFERENCE or not sample.size:
-            report = {"status": "no_reference", "detail": f"only {reference.size} training items with a vector"}
-        else:
-            report = drift.drift_report(
-                np.asarray(matrix.vectors[matrix.positions(reference)]),
-                np.asarray(matrix.vectors[matrix.positions(sample)]),
-            )
-            report |= {"status": "done", "model_version": current.version}
+        report = drift.drift_report(
+            np.asarray(matrix.vectors[matrix.positions(reference)]),
+            np.asarray(matrix.vectors[matrix.positions(sample)]),
+        )
+        report |= {"status": "done", "reference": "pool"}
     IngestBatch.objects.filter(pk=batch.pk).update(drift=report)
     batch.drift = report
     if report.get("level") in ("warning", "critical"):

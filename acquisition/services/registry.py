@@ -79,10 +79,17 @@ def model_promote(*, version: ModelVersion, reason: str, user=None) -> ModelVers
         ModelVersion.objects.filter(project_id=version.project_id, status=ModelVersion.Status.CURRENT).update(
             status=ModelVersion.Status.RETIRED
         )
+        was_candidate = version.status == ModelVersion.Status.CANDIDATE
         version.status = ModelVersion.Status.CURRENT
         version.promoted_at = timezone.now()
         who = f" by {user.get_username()}" if user is not None else ""
-        version.decision = (reason + who)[:5000]
+        if was_candidate:
+            version.decision = (reason + who)[:5000]
+        else:
+            # A roll back: the version's own decision (why the gate promoted or rejected it) stays;
+            # the new decision is added below it, dated.
+            stamp = timezone.localtime(version.promoted_at).strftime("%Y-%m-%d %H:%M")
+            version.decision = f"{version.decision}\n{stamp}: {reason}{who}".strip()[-5000:]
         version.save(update_fields=["status", "promoted_at", "decision"])
     logger.info("%s promoted: %s", version, version.decision)
     return version

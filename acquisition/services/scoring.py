@@ -59,7 +59,7 @@ from .. import selectors
 from ..embeddings import EmbeddingMatrix, embeddings_load, min_distances_to_labelled
 from ..models import ScoringRun
 from ..sampling import exploration_priorities, n_exploration, rank_scale, ranked, shortlist_size, uniform_keys
-from .jobs import active_job_create, job_fail
+from .jobs import active_job_create, job_claimable, job_fail
 from .registry import committee_device, model_load
 from .snapshot import item_texts
 
@@ -126,18 +126,19 @@ class Plan:
 
 
 def scoring_run_claim(run_id: int) -> ScoringRun | None:
-    """Mark a pending run running. Idempotent: a run that is not active is left alone (``None``); a
+    """Mark a pending run running. Idempotent: a run that is not active (superseded, done) is left
+    alone (``None``), and so is a running one whose worker is alive (a duplicate message); a
     ``running`` one whose message was redelivered after its worker died starts over."""
     with transaction.atomic():
         run = ScoringRun.objects.select_for_update(of=("self",)).select_related("project").filter(pk=run_id).first()
-        if run is None or run.status not in ScoringRun.ACTIVE:
+        if run is None or not job_claimable(run):
             return None
         run.status = ScoringRun.Status.RUNNING
-        run.started_at = timezone.now()
+        run.started_at = run.heartbeat_at = timezone.now()
         run.chunks_done = 0
         run.n_chunks = 1
         run.error = ""
-        run.save(update_fields=["status", "started_at", "chunks_done", "n_chunks", "error"])
+        run.save(update_fields=["status", "started_at", "heartbeat_at", "chunks_done", "n_chunks", "error"])
     return run
 
 
@@ -249,7 +250,7 @@ def chunk_score(run_id: int, index: int, lo: int, hi: int, seed: int) -> dict:
     top = order[:size]
     bound = float(scores[order[size]]) if len(ids) > size else None
     low = np.lexsort((ids, explore_keys))[: k + n_exploration(project.exploration_fraction, k)]
-    ScoringRun.objects.filter(pk=run_id).update(chunks_done=F("chunks_done") + 1)
+    ScoringRun.objects.filter(pk=run_id).update(chunks_done=F("chunks_done") + 1, heartbeat_at=timezone.now())
     return {
         "index": index,
         "n": int(len(ids)),

@@ -10,6 +10,9 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser, JSONParser
 
+from quorum.errors import ServiceError
+from quorum.security import find_unsafe_text
+
 from ..ingest_records import PARSERS, PayloadError, RawRecord
 
 
@@ -69,10 +72,17 @@ INGEST_PARSERS = [IngestJSONParser, IngestJSONLinesParser, IngestJSONLinesAltPar
 
 class SafeJSONParser(JSONParser):
     """DRF's JSON parser, except that JSON nested too deeply for Python's decoder is a 400 like any
-    other malformed JSON: DRF only catches ``ValueError``, so ``RecursionError`` became a 500."""
+    other malformed JSON (DRF only catches ``ValueError``, so ``RecursionError`` became a 500), and a
+    string holding a NUL character or a lone surrogate anywhere is a 400 naming where (PostgreSQL
+    cannot store it)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply") from None
+        unsafe = find_unsafe_text(data)
+        if unsafe is not None:
+            field, reason = unsafe
+            raise ServiceError({"detail": f"invalid request: {field}: {reason}", "errors": {field: reason}})
+        return data

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from quorum.security import nul_free
+from quorum.vocabulary import KNOWN_ENCODERS, MAX_EMBEDDING_DIM, encoder_dimension
 
 from ..ingest_records import RejectedRecord
 from ..models import (
@@ -43,6 +47,7 @@ PROJECT_SETTINGS = [
     "min_honeypot_accuracy",
     "min_honeypots",
     "paused_answers",
+    "hidden_metadata",
 ]
 
 
@@ -55,11 +60,11 @@ class LabelClassSerializer(serializers.ModelSerializer):
 @extend_schema_field(
     {
         "oneOf": [
-            {"type": "string", "description": "label name"},
+            {"type": "string", "description": "label name", "minLength": 1, "maxLength": 100, "pattern": r"\S"},
             {
                 "type": "object",
                 "properties": {
-                    "name": {"type": "string", "maxLength": 100},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"\S"},
                     "shortcut": {"type": "string", "maxLength": 1},
                     "description": {"type": "string", "maxLength": 500},
                 },
@@ -81,6 +86,14 @@ class LabelSpecField(serializers.Field):
         unknown = set(data) - {"name", "shortcut", "description"}
         if unknown:
             raise serializers.ValidationError(f"unknown label field(s): {', '.join(sorted(unknown))}")
+        for key in ("name", "shortcut", "description"):
+            if isinstance(data.get(key), str):
+                try:
+                    nul_free(data[key])
+                except serializers.ValidationError:
+                    raise serializers.ValidationError(
+                        f"label {key} must not contain a NUL character or a lone surrogate"
+                    ) from None
         name = data.get("name")
         if not isinstance(name, str) or not name.strip():
             raise serializers.ValidationError("a label name must be a non-empty string")
@@ -102,9 +115,85 @@ class LabelSpecField(serializers.Field):
         return LabelClassSerializer(value).data
 
 
+def installed_encoders() -> dict[str, int]:
+    """The deployment's own encoders (``QUORUM_EXTRA_ENCODERS``, which holds ``QUORUM_ENCODER``)."""
+    return settings.QUORUM_EXTRA_ENCODERS
+
+
+# Bounds of the numeric settings, checked field by field (so that every bad field is reported in
+# one answer) with one wording: "must be at least N" or "must be between LOW and HIGH".
+SETTING_BOUNDS = {
+    "batch_size": (1, None),
+    "labels_per_item": (1, None),
+    "max_labels_per_item": (1, None),
+    "retrain_after": (1, None),
+    "lease_seconds": (10, None),
+    "min_honeypots": (1, None),
+    "onboarding_honeypots": (0, None),
+    "exploration_fraction": (0, 1),
+    "min_consensus_confidence": (0, 1),
+    "review_all_below_kappa": (-1, 1),
+    "review_disagreements_below_kappa": (-1, 1),
+    "eval_fraction": (0, 0.5),
+    "promotion_tolerance": (0, 1),
+    "honeypot_rate": (0, 1),
+    "min_honeypot_accuracy": (0, 1),
+}
+
+
+def _bound_kwargs(low, high) -> dict:
+    if high is None:
+        message = f"must be at least {low}"
+        return {"min_value": low, "error_messages": {"min_value": message}}
+    message = f"must be between {low} and {high}"
+    return {"min_value": low, "max_value": high, "error_messages": {"min_value": message, "max_value": message}}
+
+
+HASHING_PATTERN = r"^hashing:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-6])$"
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "anyOf": [{"enum": sorted(KNOWN_ENCODERS)}, {"pattern": HASHING_PATTERN}],
+        "description": "An installed sentence encoder: 'sentence-transformers/all-MiniLM-L6-v2' (384-d), "
+        "'hashing:<dim>' (1 <= dim <= 65536) or one of the deployment's QUORUM_EXTRA_ENCODERS. "
+        "Fixed once the project exists.",
+    }
+)
+class EncoderField(serializers.CharField):
+    pass
+
+
+@extend_schema_field(
+    {
+        "type": "integer",
+        "readOnly": True,
+        "description": "Length of the encoder's vectors, set from the encoder. A request may repeat it; "
+        "it must then equal the encoder's.",
+    }
+)
+class EmbeddingDimField(serializers.IntegerField):
+    pass
+
+
+class FieldNamesField(serializers.ListField):
+    """A list of metadata field names; a form may send them comma-separated in one string."""
+
+    child = serializers.CharField(max_length=200, validators=[nul_free])
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = [name.strip() for name in data.split(",") if name.strip()]
+        return sorted(set(super().to_internal_value(data)))
+
+
 class ProjectSerializer(serializers.ModelSerializer):
+    hidden_metadata = FieldNamesField(max_length=200, required=False)
     labels = serializers.ListField(child=LabelSpecField(), min_length=1, max_length=1000, write_only=True)
     my_role = serializers.SerializerMethodField()
+    encoder = EncoderField(max_length=200, required=False)
+    embedding_dim = EmbeddingDimField(min_value=1, max_value=MAX_EMBEDDING_DIM, required=False)
 
     class Meta:
         model = Project
@@ -120,6 +209,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at", "my_role"]
+        extra_kwargs = {name: _bound_kwargs(low, high) for name, (low, high) in SETTING_BOUNDS.items()}
 
     def get_my_role(self, project) -> str | None:
         roles = self.context.get("roles", {})
@@ -130,48 +220,88 @@ class ProjectSerializer(serializers.ModelSerializer):
         data["labels"] = LabelClassSerializer(instance.labels.all(), many=True).data
         return data
 
-    def validate(self, attrs):
-        # Cross-field checks, against the stored values on a partial update.
+    def to_internal_value(self, data):
+        """Every error in one answer: when some fields are invalid, the cross-field checks still run
+        on the fields that are valid (DRF would skip ``validate`` until every field passes)."""
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not isinstance(exc.detail, dict) or not isinstance(data, dict):
+                raise
+            errors = dict(exc.detail)
+        valid = {}
+        for field in self._writable_fields:
+            if field.field_name in errors or field.field_name not in PROJECT_SETTINGS:
+                continue
+            primitive = field.get_value(data)
+            if primitive is serializers.empty:
+                continue
+            try:
+                valid[field.source] = field.run_validation(primitive)
+            except serializers.ValidationError:
+                continue
+        for name, message in self._cross_field_errors(valid).items():
+            errors.setdefault(name, [message])
+        raise serializers.ValidationError(errors)
+
+    def _cross_field_errors(self, attrs) -> dict:
+        """Pairs of settings that must agree. The message goes under the field that was changed
+        (both when both were, the first when none was: a new project)."""
+
         def current(name):
             return attrs.get(
                 name,
                 getattr(self.instance, name, None) if self.instance else Project._meta.get_field(name).get_default(),
             )
 
+        def changed(name):
+            return name in attrs and (self.instance is None or attrs[name] != getattr(self.instance, name))
+
         errors = {}
-        if current("max_labels_per_item") < current("labels_per_item"):
-            errors["max_labels_per_item"] = "must be at least labels_per_item"
-        if current("review_all_below_kappa") > current("review_disagreements_below_kappa"):
-            errors["review_all_below_kappa"] = "must not exceed review_disagreements_below_kappa"
-        for name, low, high in [
-            ("exploration_fraction", 0, 1),
-            ("min_consensus_confidence", 0, 1),
-            ("review_all_below_kappa", -1, 1),
-            ("review_disagreements_below_kappa", -1, 1),
-            ("eval_fraction", 0, 0.5),
-            ("promotion_tolerance", 0, 1),
-            ("honeypot_rate", 0, 1),
-            ("min_honeypot_accuracy", 0, 1),
-        ]:
-            if name in attrs and not low <= attrs[name] <= high:
-                errors[name] = f"must be between {low} and {high}"
-        for name, low in [
-            ("batch_size", 1),
-            ("labels_per_item", 1),
-            ("retrain_after", 1),
-            ("lease_seconds", 10),
-            ("embedding_dim", 1),
-            ("min_honeypots", 1),
-        ]:
-            if name in attrs and attrs[name] < low:
-                errors[name] = f"must be at least {low}"
+        pairs = [
+            ("labels_per_item", "max_labels_per_item", "at most", "at least"),
+            ("review_all_below_kappa", "review_disagreements_below_kappa", "at most", "at least"),
+        ]
+        for low_name, high_name, low_says, high_says in pairs:
+            low, high = current(low_name), current(high_name)
+            if low is None or high is None or low <= high:
+                continue
+            blamed = [name for name in (low_name, high_name) if changed(name)] or [low_name]
+            if low_name in blamed:
+                errors[low_name] = f"must be {low_says} {high_name} ({high})"
+            if high_name in blamed:
+                errors[high_name] = f"must be {high_says} {low_name} ({low})"
+        return errors
+
+    def validate(self, attrs):
+        # Cross-field checks, against the stored values on a partial update.
+        errors = self._cross_field_errors(attrs)
         if self.instance is not None:
             for frozen in ("embedding_dim", "encoder"):
                 if frozen in attrs and attrs[frozen] != getattr(self.instance, frozen):
                     errors[frozen] = "cannot be changed after the project is created (stored embeddings depend on it)"
+        else:
+            self._check_encoder(attrs, errors)
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
+
+    def _check_encoder(self, attrs, errors) -> None:
+        """A new project names an installed encoder, and stores vectors of that encoder's length."""
+        if "encoder" not in attrs and "embedding_dim" not in attrs:
+            return  # the deployment's defaults (QUORUM_ENCODER, QUORUM_EMBEDDING_DIM)
+        encoder = attrs.get("encoder", settings.QUORUM_ENCODER)
+        dim = encoder_dimension(encoder, installed_encoders())
+        if dim is None:
+            extra = sorted(set(installed_encoders()) - {settings.QUORUM_ENCODER})
+            errors["encoder"] = (
+                f"{encoder[:80]!r} is not an installed encoder; use 'sentence-transformers/all-MiniLM-L6-v2', "
+                f"'hashing:<dim>' (1 <= dim <= 65536){' or one of ' + ', '.join(extra) if extra else ''}"
+            )
+        elif "embedding_dim" not in attrs:
+            attrs["embedding_dim"] = dim
+        elif attrs["embedding_dim"] != dim:
+            errors["embedding_dim"] = f"the encoder {encoder!r} makes {dim}-d vectors, not {attrs['embedding_dim']}"
 
 
 class ProjectDetailSerializer(ProjectSerializer):
@@ -245,7 +375,8 @@ class IngestBatchSerializer(serializers.ModelSerializer):
     drift = serializers.DictField(
         read_only=True,
         help_text="{} while pending; status done: psi_max, ks_max, level (ok < 0.1 <= warning <= 0.25 < critical), "
-        "components (psi, ks, ks_pvalue per principal component), n_reference, n_new; or status no_reference.",
+        "components (psi, ks, ks_pvalue per principal component), n_reference (items of the pool before the push), "
+        "n_new; or status no_reference.",
     )
 
     class Meta:
@@ -291,6 +422,29 @@ class RoleSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
+class UserCreateSerializer(serializers.Serializer):
+    """A new account: an initial ``password``, or none for a one-time invitation link."""
+
+    username = serializers.CharField(max_length=150)
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(
+        required=False, write_only=True, trim_whitespace=False, help_text="Omit it for an invitation link."
+    )
+    project = serializers.IntegerField(required=False, help_text="Add the account to this project …")
+    role = serializers.ChoiceField(choices=Role.choices, required=False, help_text="… with this role (annotator).")
+
+
+class UserCreatedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.EmailField()
+    project = serializers.IntegerField(allow_null=True)
+    role = serializers.CharField(allow_null=True)
+    invitation_url = serializers.CharField(
+        allow_null=True, help_text="One-time link on which the invitee sets a password (null when one was given)."
+    )
+
+
 # --- the annotator's queue -------------------------------------------------------------------
 # Responses are built by the ``*_payload`` functions (plain dicts: the next-item path is hot);
 # the serializers below document the same shapes in the OpenAPI schema and validate input.
@@ -298,7 +452,7 @@ class RoleSerializer(serializers.Serializer):
 
 class NextRequestSerializer(serializers.Serializer):
     held = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
         required=False,
         default=list,
         max_length=50,
@@ -388,10 +542,12 @@ class AssignmentResponseSerializer(serializers.Serializer):
 
 def assignment_payload(assignment, entry=None) -> dict:
     item = assignment.item
+    hidden = set(assignment.project.hidden_metadata or ())
+    shown = {key: value for key, value in (item.metadata or {}).items() if key not in hidden}
     return {
         "id": assignment.pk,
         "project": assignment.project_id,
-        "item": {"id": item.pk, "external_id": item.external_id, "text": item.text, "metadata": item.metadata},
+        "item": {"id": item.pk, "external_id": item.external_id, "text": item.text, "metadata": shown},
         "status": assignment.status,
         "leased_at": assignment.leased_at,
         "expires_at": assignment.expires_at,
@@ -420,7 +576,7 @@ def annotation_payload(annotation, *, username: str | None = None) -> dict:
 
 
 class AnnotationListSerializer(serializers.ModelSerializer):
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    user = serializers.CharField(source="annotator_name", read_only=True, help_text="deleted-user-<id> once deleted")
     label = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:

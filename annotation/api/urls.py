@@ -1,9 +1,11 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from .views import export, items, members, projects, queue, reviews
+from .views import export, items, members, projects, queue, reviews, users
 
 urlpatterns = [
+    path("users", users.UserCreate.as_view(), name="api-users"),
+    path("auth/token", users.TokenObtain.as_view(), name="api-token"),
     path("projects", projects.ProjectListCreate.as_view(), name="api-projects"),
     path("projects/<int:project_id>", projects.ProjectDetail.as_view(), name="api-project"),
     path("projects/<int:project_id>/items", items.ItemListIngest.as_view(), name="api-items"),

@@ -63,6 +63,7 @@ from quorum.chunks import iter_chunks
 from .. import agreement, routing
 from ..dawid_skene import HierarchicalDawidSkene
 from ..models import (
+    ANNOTATOR_KEY,
     AggregationState,
     AgreementSnapshot,
     Annotation,
@@ -78,6 +79,7 @@ from ..models import (
     QueueReason,
     ReviewStatus,
     ReviewTask,
+    deleted_user_name,
 )
 from ..selectors import labelling_states
 from .consensus import entry_route_if_complete, entry_route_if_stuck
@@ -99,12 +101,13 @@ def ds_model() -> HierarchicalDawidSkene:
 # --- debounce --------------------------------------------------------------------------------
 
 
-def aggregation_claim(*, project: Project) -> bool:
+def aggregation_claim(*, project: Project, stale_seconds: float = STALE_REQUEST_SECONDS) -> bool:
     """Set the project's request flag. Returns whether this call set it, i.e. whether the caller
     schedules the aggregation (the loop does, when the transaction commits); ``False`` while one is
-    already asked for. Safe inside any transaction."""
+    already asked for. A flag older than ``stale_seconds`` whose task never started (its message was
+    lost) counts as clear. Safe inside any transaction."""
     now = timezone.now()
-    stale = now - timedelta(seconds=STALE_REQUEST_SECONDS)
+    stale = now - timedelta(seconds=stale_seconds)
     claimed = AggregationState.objects.filter(
         Q(requested_at__isnull=True) | Q(requested_at__lt=stale), project_id=project.pk
     ).update(requested_at=now)
@@ -123,6 +126,33 @@ def aggregation_claim(*, project: Project) -> bool:
 def aggregation_release(*, project_id: int) -> None:
     """Clear the request flag without running (the task could not be sent): the next request tries again."""
     AggregationState.objects.filter(project_id=project_id).update(requested_at=None)
+
+
+def aggregation_unsent(*, project_id: int, older_than: float) -> None:
+    """The task could not be sent: the flag stays set, back-dated by ``older_than`` seconds so that it
+    is overdue at once. The next request (``aggregation_claim`` with that ``stale_seconds``) or the
+    loop's sweep (``aggregation_requests_overdue``) sends it again; the labels are never forgotten."""
+    AggregationState.objects.filter(project_id=project_id, requested_at__isnull=False).update(
+        requested_at=timezone.now() - timedelta(seconds=older_than + 1)
+    )
+
+
+def aggregation_requests_overdue(*, older_than: float) -> list[int]:
+    """Projects whose request flag was set more than ``older_than`` seconds ago and whose task has
+    not started since: its message was lost or never sent (the loop's sweep sends it again)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    return list(AggregationState.objects.filter(requested_at__lt=cutoff).values_list("project_id", flat=True))
+
+
+def aggregation_rearm(*, project_id: int, older_than: float) -> bool:
+    """The overdue request of the project is being sent again: its flag starts over (conditional, so
+    two sweeps do not both send). Returns whether this call re-armed it."""
+    now = timezone.now()
+    return bool(
+        AggregationState.objects.filter(
+            project_id=project_id, requested_at__lt=now - timedelta(seconds=older_than)
+        ).update(requested_at=now)
+    )
 
 
 def aggregation_started(*, project_id: int) -> None:
@@ -155,7 +185,7 @@ def _load(project: Project) -> _Data:
         paused = Membership.objects.filter(project=project, paused_at__isnull=False).values("user_id")
         answers = answers.exclude(user_id__in=paused)
     rows = np.array(
-        list(answers.order_by().values_list("item_id", "user_id", "label_id")),
+        list(answers.order_by().values_list("item_id", ANNOTATOR_KEY, "label_id")),
         dtype=np.int64,
     ).reshape(-1, 3)
     gold_rows = np.array(
@@ -374,7 +404,9 @@ def _write_quality(project: Project, data: _Data, model: HierarchicalDawidSkene,
             "gold_n": int(quality["gold_n"][r]),
             "agreement_rate": _finite(quality["agreement_rate"][r]),
         }
-        out.append({"username": names.get(user_id, str(user_id)), **figures})
+        out.append({"username": names.get(user_id, deleted_user_name(user_id)), **figures})
+        if user_id not in names:
+            continue  # a deleted account: still one worker of the fit, no quality row to keep
         rows.append(
             AnnotatorQuality(
                 project=project,

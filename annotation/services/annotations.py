@@ -25,7 +25,15 @@ from ..models import Annotation, Assignment, AssignmentStatus, Item, LabelClass,
 from ..selectors import label_by_name
 from .consensus import entry_route_after_label
 from .quality import is_paused, quality_check
-from .slots import lease_end, lock_user, locked_entry, own_assignment, require_open_item, slot_take
+from .slots import (
+    lease_end,
+    lock_user,
+    locked_entry,
+    own_assignment,
+    require_open_item,
+    slot_take,
+    text_changed_conflict,
+)
 
 MAX_TIME_SPENT_MS = 2**31 - 1
 
@@ -48,9 +56,11 @@ def _check_time_spent(time_spent_ms) -> int:
 
 
 def _own_annotation(annotation_id: int, user) -> Annotation:
-    annotation = Annotation.objects.filter(pk=annotation_id, user=user).select_related("project").first()
+    annotation = Annotation.all_revisions.filter(pk=annotation_id, user=user).select_related("project").first()
     if annotation is None:
         raise NotFound(f"annotation {annotation_id} does not exist or is not yours", code="not_found")
+    if annotation.superseded_at is not None:
+        raise text_changed_conflict("annotation", annotation_id)
     return annotation
 
 
@@ -82,7 +92,7 @@ def annotation_submit(*, assignment_id: int, user, label: str, time_spent_ms: in
     now = timezone.now()
     with transaction.atomic():
         lock_user(user)
-        assignment = own_assignment(assignment_id, user, lock=True)
+        assignment = own_assignment(assignment_id, user, lock=True, with_item=True)
         label_obj = label_by_name(assignment.project_id, label)
         project = assignment.project
         if assignment.status == AssignmentStatus.SUBMITTED:
@@ -103,6 +113,7 @@ def annotation_submit(*, assignment_id: int, user, label: str, time_spent_ms: in
                 user=user,
                 assignment=assignment,
                 label=label_obj,
+                item_revision=assignment.item.text_revision,
                 time_spent_ms=time_spent_ms,
             )
             quality_check(project=project, user=user)
@@ -127,6 +138,7 @@ def annotation_submit(*, assignment_id: int, user, label: str, time_spent_ms: in
             user=user,
             assignment=assignment,
             label=label_obj,
+            item_revision=assignment.item.text_revision,
             time_spent_ms=time_spent_ms,
         )
         _finalise_if_complete(project, entry)

@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from .. import routing
 from ..models import (
+    ANNOTATOR_KEY,
     AgreementSnapshot,
     Annotation,
     AnnotatorQuality,
@@ -233,7 +234,7 @@ def item_consensus_apply(
 
 
 def _item_annotations(item_id: int) -> list[tuple[int, int]]:
-    return list(Annotation.objects.filter(item_id=item_id).order_by("id").values_list("user_id", "label_id"))
+    return list(Annotation.objects.filter(item_id=item_id).order_by("id").values_list(ANNOTATOR_KEY, "label_id"))
 
 
 def entry_route_if_complete(

@@ -15,6 +15,13 @@ changes nothing; a record without a label keeps the item's. The gold items are t
 known truth (``aggregation._load``), training and evaluation data; honeypots are also served to
 annotators (``leases``) and scored (``quality``).
 
+A changed text makes the item a new question (``_text_reset``): its ``text_revision`` goes up, and
+when it had annotations, leases, a final label or a review, the old text is kept
+(``ItemRevision``), its annotations and assignments become history (``superseded_at``: no longer
+counted anywhere, shown by the export on request), live leases on it end (a submit on one is
+refused), its queue entry goes, an open review task on it is cancelled and the item is unlabelled
+again (final label cleared). A record that brings a label with the new text makes it gold again.
+
 A push that stored new or changed items announces it (``signals.batch_stored``); one that set or
 changed gold labels also announces ``signals.labels_changed``; what follows (embedding, scoring,
 re-aggregation, the drift check) is the loop's business. ``ingest_batch_mark_processed`` is the
@@ -31,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from quorum.chunks import iter_chunks
@@ -38,11 +46,13 @@ from quorum.chunks import iter_chunks
 from .. import ports, signals
 from ..ingest_records import CleanRecord, RejectedRecord
 from ..models import (
+    Annotation,
     Assignment,
     AssignmentStatus,
     EmbeddingState,
     IngestBatch,
     Item,
+    ItemRevision,
     ItemStatus,
     LabelSource,
     Project,
@@ -102,6 +112,7 @@ def items_ingest(
         vectors: dict[int, bytes] = {}  # item id -> pushed vector to store (existing items)
         stale_embedding_ids: list[int] = []
         gold_changes: dict[int, tuple[int, bool]] = {}  # existing item id -> (gold label id, honeypot)
+        text_changed_ids: list[int] = []  # existing items whose text changed
         unchanged = 0
         now = timezone.now()
         for record in records:
@@ -109,9 +120,12 @@ def items_ingest(
             if current is None:
                 new_records.append(record)
                 continue
-            if record.label_id is not None and current.gold != (record.label_id, record.honeypot):
-                gold_changes[current.id] = (record.label_id, record.honeypot)
             text_changed = current.text_hash != record.text_hash
+            if record.label_id is not None and (text_changed or current.gold != (record.label_id, record.honeypot)):
+                # (a changed text clears the old gold label first: the pushed one is set again)
+                gold_changes[current.id] = (record.label_id, record.honeypot)
+            if text_changed:
+                text_changed_ids.append(current.id)
             metadata_changed = (
                 record.metadata is not None
                 and record.metadata != current.metadata
@@ -147,6 +161,7 @@ def items_ingest(
 
         new_ids = _insert_items(project, new_records, now)
         vectors.update((new_ids[r.external_id], r.embedding) for r in new_records if r.embedding is not None)
+        reset = _text_reset(text_changed_ids, now)
         _update_items(changed_items)
         _gold_apply(project, gold_changes, now)
         labels_set = len(gold_changes) + sum(1 for r in new_records if r.label_id is not None)
@@ -169,7 +184,7 @@ def items_ingest(
             duration_ms=int((time.perf_counter() - started) * 1000),
             drift_items=_drift_sample(project, new_records, new_ids, existing, changed_items),
         )
-        if labels_set:
+        if labels_set or reset:
             signals.labels_changed.send(sender=Project, project=project)
         if new_records or changed_items:
             signals.batch_stored.send(sender=Project, project=project, batch=batch)
@@ -299,6 +314,59 @@ def _gold_only(gold_changes: dict, changed_items: list, existing: dict[str, _Exi
         return 0
     changed_ids = {existing[item.external_id].id for item, _ in changed_items}
     return sum(1 for item_id in gold_changes if item_id not in changed_ids)
+
+
+def _text_reset(item_ids: list[int], now) -> int:
+    """Make items whose text changed new questions (module docstring). Called before the new texts
+    are written, so the old ones can be kept. Returns how many items had labelling history."""
+    reset = 0
+    for chunk in iter_chunks(sorted(item_ids), CHUNK):
+        Item.objects.filter(pk__in=chunk).update(text_revision=F("text_revision") + 1)
+        touched = (
+            Item.objects.filter(pk__in=chunk)
+            .filter(
+                Q(final_label__isnull=False)
+                | ~Q(status=ItemStatus.UNLABELED)
+                | Exists(Annotation.objects.filter(item_id=OuterRef("pk")))
+                | Exists(Assignment.objects.filter(item_id=OuterRef("pk")))
+            )
+            .order_by()
+        )
+        old = list(touched.values_list("pk", "text", "text_hash", "text_revision"))
+        if not old:
+            continue
+        ids = [row[0] for row in old]
+        reset += len(ids)
+        ItemRevision.objects.bulk_create(
+            [
+                ItemRevision(item_id=pk, revision=revision - 1, text=text, text_hash=text_hash, replaced_at=now)
+                for pk, text, text_hash, revision in old
+            ],
+            ignore_conflicts=True,
+        )
+        Assignment.objects.filter(item_id__in=ids, status=AssignmentStatus.LEASED).update(
+            status=AssignmentStatus.EXPIRED, finished_at=now
+        )
+        Assignment.objects.filter(item_id__in=ids).update(superseded_at=now)
+        Annotation.objects.filter(item_id__in=ids).update(superseded_at=now)
+        QueueEntry.objects.filter(item_id__in=ids).delete()
+        ReviewTask.objects.filter(item_id__in=ids, status=ReviewStatus.OPEN).update(
+            status=ReviewStatus.CANCELLED,
+            resolved_at=now,
+            claimed_until=None,
+            note="Cancelled: a push changed the item's text.",
+        )
+        Item.objects.filter(pk__in=ids).update(
+            status=ItemStatus.UNLABELED,
+            final_label=None,
+            final_confidence=None,
+            final_source="",
+            finalized_at=None,
+            honeypot=False,
+            selected_as="",
+            updated_at=now,
+        )
+    return reset
 
 
 def _gold_apply(project: Project, changes: dict[int, tuple[int, bool]], now) -> None:

@@ -89,6 +89,31 @@ def leases_expire(*, project: Project, now=None) -> int:
     return expired
 
 
+def leases_release(*, user, project: Project | None = None, route: bool = True) -> int:
+    """End ``user``'s live leases (in ``project``, or everywhere) at once and give their slots back
+    to the queue: the member was removed, lost the annotator role or their account is going.
+    ``route``: route the items that nobody is left to label (``consensus.entry_route_if_stuck``).
+    Returns how many leases ended. Lock order as everywhere: assignment, then entry."""
+    now = timezone.now()
+    live = Assignment.objects.filter(user=user, status=AssignmentStatus.LEASED)
+    if project is not None:
+        live = live.filter(project=project)
+    released = 0
+    with transaction.atomic():
+        for assignment_id, project_id, item_id in live.order_by("id").values_list("id", "project_id", "item_id"):
+            changed = Assignment.objects.filter(pk=assignment_id, status=AssignmentStatus.LEASED).update(
+                status=AssignmentStatus.EXPIRED, finished_at=now
+            )
+            if not changed:
+                continue
+            slot_release(item_id)
+            released += 1
+            if route:
+                owner = project if project is not None else Project.objects.get(pk=project_id)
+                entry_route_if_stuck(project=owner, item_id=item_id)
+    return released
+
+
 def _open_entries_for(project: Project, user):
     """Entries with an open slot that ``user`` may take: never handed to them, or only as a
     lease that expired."""

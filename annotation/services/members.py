@@ -9,6 +9,7 @@ from django.utils import timezone
 from quorum.errors import NotFound, ServiceError
 
 from ..models import Membership, Project, Role
+from .leases import leases_release
 
 
 def _user_by_username(username: str):
@@ -40,8 +41,12 @@ def membership_set(*, project: Project, username: str, role: str) -> tuple[Membe
     if membership.role != role:
         if role != Role.ADMIN:
             _ensure_an_admin_remains(project, membership)
+        was_annotator = membership.role == Role.ANNOTATOR
         membership.role = role
         membership.save(update_fields=["role"])
+        if was_annotator:
+            # no longer an annotator: the items they hold go back to the queue now
+            leases_release(user=user, project=project)
     return membership, False
 
 
@@ -53,6 +58,7 @@ def membership_remove(*, project: Project, username: str) -> None:
         raise NotFound({"username": f"{username!r} is not a member of this project"}, code="not_member")
     _ensure_an_admin_remains(project, membership)
     membership.delete()
+    leases_release(user=membership.user, project=project)
 
 
 @transaction.atomic

@@ -201,3 +201,13 @@ def _check_shortcuts_unique(labels: list[LabelClass]) -> None:
                 {"labels": f"shortcut {label.shortcut!r} is given to both {seen[label.shortcut]!r} and {label.name!r}"}
             )
         seen[label.shortcut] = label.name
+
+
+@transaction.atomic
+def project_delete(*, project: Project) -> None:
+    """Delete the project and everything under it (items, annotations and their history, reviews,
+    queue, snapshots, the model side's rows) in one transaction. Labels in use are ``RESTRICT``ed,
+    which lets them go only together with their project. Files on disk (embedding caches, model
+    weights) are the model side's: its receivers remove them once the deletion commits."""
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    project.delete()

@@ -42,6 +42,7 @@ from quorum.errors import Conflict, NotFound, PermissionDenied, ServiceError
 
 from .. import routing, signals
 from ..models import (
+    ANNOTATOR_KEY,
     Annotation,
     Assignment,
     AssignmentStatus,
@@ -117,6 +118,11 @@ def review_resolve(*, review_id: int, user, label: str, note: str = "") -> Revie
     now = timezone.now()
     with transaction.atomic():
         task = ReviewTask.objects.select_for_update(of=("self",)).select_related("project").get(pk=review_id)
+        if task.status == ReviewStatus.CANCELLED:
+            raise Conflict(
+                f"review {review_id} was cancelled: a push changed the item's text, which is a new question now",
+                code="review_cancelled",
+            )
         if task.status == ReviewStatus.RESOLVED:
             if task.resolved_by_id == user.pk and task.decision_id == decision.pk:
                 return task
@@ -210,7 +216,7 @@ def label_error_reviews_open(
         for item_id, user_id, label_id in (
             Annotation.objects.filter(item_id__in=[s.item_id for s in chosen])
             .order_by("id")
-            .values_list("item_id", "user_id", "label_id")
+            .values_list("item_id", ANNOTATOR_KEY, "label_id")
         ):
             annotations.setdefault(item_id, []).append((user_id, label_id))
         for suspect in chosen:

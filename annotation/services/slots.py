@@ -61,13 +61,25 @@ def lease_end(project: Project, now) -> timezone.datetime:
     return now + timedelta(seconds=project.lease_seconds)
 
 
-def own_assignment(assignment_id: int, user, *, lock: bool = False) -> Assignment:
-    queryset = Assignment.objects.filter(pk=assignment_id, user=user)
+def text_changed_conflict(kind: str, pk: int) -> Conflict:
+    return Conflict(
+        f"the item's text changed after {kind} {pk} was handed out; it is a new question now: "
+        "fetch the next item and label the current text",
+        code="text_changed",
+    )
+
+
+def own_assignment(assignment_id: int, user, *, lock: bool = False, with_item: bool = False) -> Assignment:
+    """One of ``user``'s assignments; ``Conflict(text_changed)`` for a lease that showed an older
+    text of its item (``ingest._text_reset``)."""
+    queryset = Assignment.all_revisions.filter(pk=assignment_id, user=user)
     if lock:
         queryset = queryset.select_for_update(of=("self",))
-    assignment = queryset.select_related("project").first()
+    assignment = queryset.select_related(*(("project", "item") if with_item else ("project",))).first()
     if assignment is None:
         raise NotFound(f"assignment {assignment_id} does not exist or is not yours", code="not_found")
+    if assignment.superseded_at is not None:
+        raise text_changed_conflict("assignment", assignment_id)
     return assignment
 
 

@@ -39,8 +39,24 @@ class ScoringRunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+#: Triggers of the runs the loop starts itself: reserved (a request cannot claim one), and never
+#: counted against the hourly limit of requested runs.
+LOOP_TRIGGERS = ("ingest", "low_queue", "retrain", "rollback", "followup")
+
+
 class ScoringRunRequestSerializer(serializers.Serializer):
-    trigger = serializers.CharField(max_length=32, required=False, default="manual")
+    trigger = serializers.CharField(
+        max_length=32,
+        required=False,
+        default="manual",
+        help_text="A word recorded with the run (default manual); the loop's own triggers "
+        "(ingest, low_queue, retrain, rollback, followup) are reserved.",
+    )
+
+    def validate_trigger(self, value: str) -> str:
+        if value in LOOP_TRIGGERS:
+            raise serializers.ValidationError(f"{value!r} is reserved for the runs the loop starts itself")
+        return value
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):

@@ -5,24 +5,31 @@ Reviewers and admins read; admins request runs; non-members get 404 (as everywhe
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.http import FileResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import Throttled
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from acquisition import selectors
 from acquisition.models import ModelVersion, ScoringRun, TrainingJob
+from acquisition.services.jobs import lost_jobs
 from annotation.models import Role
 from quorum.errors import Conflict, NotFound, ServiceError
 from quorum.web import DownloadNegotiation, ProjectScopedMixin
 
 from ..dashboard import active_jobs
 from ..services.scoring import scoring_request
-from ..services.training import model_rollback, training_job_request
+from ..services.training import manual_training_check, model_rollback, training_job_request
 from .serializers import (
+    LOOP_TRIGGERS,
     ActiveJobsSerializer,
     ModelVersionSerializer,
     ScoringRunRequestSerializer,
@@ -39,6 +46,25 @@ def _already_active(jobs, what: str, key: str) -> Conflict:
     return Conflict(
         {"detail": f"a {what} of this project is already pending or running", key: active.pk if active else None},
         code=f"{what.replace(' ', '_')}_active",
+    )
+
+
+HOUR = timedelta(hours=1)
+
+
+def hourly_limit(requested, limit: int, what: str, setting: str) -> None:
+    """429 with ``Retry-After`` when ``requested`` (this project's requested runs or jobs) already holds
+    ``limit`` created in the last hour; the wait is until the oldest of them is an hour old."""
+    since = timezone.now() - HOUR
+    recent = list(
+        requested.filter(created_at__gt=since).order_by("-created_at").values_list("created_at", flat=True)[:limit]
+    )
+    if len(recent) < limit:
+        return
+    wait = max(1, int((recent[-1] + HOUR - timezone.now()).total_seconds()) + 1) if recent else 3600
+    raise Throttled(
+        wait=wait,
+        detail=f"this project already had {limit} {what} requested in the last hour ({setting})",
     )
 
 
@@ -59,11 +85,22 @@ class ScoringRunListCreate(ProjectScopedMixin, generics.ListAPIView):
         responses={
             202: ScoringRunSerializer,
             409: OpenApiResponse(description="a scoring run of this project is already pending or running"),
+            429: OpenApiResponse(description="QUORUM_SCORING_REQUESTS_PER_HOUR reached; see Retry-After"),
         },
     )
     def post(self, request, project_id):
         serializer = ScoringRunRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        runs = selectors.scoring_runs_for_project(self.project)
+        lost = lost_jobs(ScoringRun, stale_seconds=settings.QUORUM_SCORING_STALE_SECONDS, project=self.project)
+        if runs.filter(status__in=ScoringRun.ACTIVE).exclude(pk__in=lost.values("pk")).exists():
+            raise _already_active(runs, "scoring run", "active_run")
+        hourly_limit(
+            runs.exclude(trigger__in=LOOP_TRIGGERS),
+            settings.QUORUM_SCORING_REQUESTS_PER_HOUR,
+            "scoring runs",
+            "QUORUM_SCORING_REQUESTS_PER_HOUR",
+        )
         run = scoring_request(project=self.project, trigger=serializer.validated_data["trigger"])
         if run is None:
             raise _already_active(selectors.scoring_runs_for_project(self.project), "scoring run", "active_run")
@@ -125,7 +162,8 @@ class ModelVersionPromote(ProjectScopedMixin, generics.GenericAPIView):
 
 class TrainingJobListCreate(ProjectScopedMixin, generics.ListAPIView):
     """The project's training jobs (train → evaluate → gate → re-score), newest first; admins ask for one
-    now ("train now": 202, or 409 while one is pending or running)."""
+    now ("train now": 202, or 409 while one is pending or running, or when no final label landed since
+    the newest model version)."""
 
     read_role = Role.REVIEWER
     write_role = Role.ADMIN
@@ -137,11 +175,29 @@ class TrainingJobListCreate(ProjectScopedMixin, generics.ListAPIView):
 
     @extend_schema(
         request=None,
-        responses={202: TrainingJobSerializer, 409: OpenApiResponse(description="a job is already pending or running")},
+        responses={
+            202: TrainingJobSerializer,
+            409: OpenApiResponse(
+                description="a job is already pending or running (code training_job_active), or no final label "
+                "landed since the newest model version (code no_new_labels: it would train an identical one)"
+            ),
+            429: OpenApiResponse(description="QUORUM_TRAINING_REQUESTS_PER_HOUR reached; see Retry-After"),
+        },
     )
     def post(self, request, project_id):
         if not selectors.final_label_count(self.project):
             raise ServiceError("the project has no final labels yet: nothing to train on", code="no_labels")
+        jobs = selectors.training_jobs_for_project(self.project)
+        lost = lost_jobs(TrainingJob, stale_seconds=settings.QUORUM_TRAINING_STALE_SECONDS, project=self.project)
+        if jobs.filter(status__in=TrainingJob.ACTIVE).exclude(pk__in=lost.values("pk")).exists():
+            raise _already_active(jobs, "training job", "active_job")
+        manual_training_check(project=self.project)
+        hourly_limit(
+            jobs.filter(trigger="manual"),
+            settings.QUORUM_TRAINING_REQUESTS_PER_HOUR,
+            "training jobs",
+            "QUORUM_TRAINING_REQUESTS_PER_HOUR",
+        )
         job = training_job_request(project=self.project, trigger="manual", user=request.user)
         if job is None:
             raise _already_active(selectors.training_jobs_for_project(self.project), "training job", "active_job")

@@ -4,8 +4,10 @@ Every annotation, change, undo and review decision announces ``annotation.signal
 ``aggregation_request`` sets the project's request flag (``annotation.services.aggregation
 .aggregation_claim``: one request per burst, across processes) and the request that set it sends
 ``project_aggregate_task`` with a countdown of ``QUORUM_AGGREGATION_DELAY_SECONDS`` (10 s by
-default) once the transaction commits. When the broker refuses the message the flag is cleared, so
-the next label tries again.
+default) once the transaction commits. When the broker refuses the message the flag stays set,
+back-dated so that it is overdue at once (``aggregation_unsent``); a flag left set longer than the countdown plus
+``QUORUM_JOB_PENDING_TIMEOUT`` without the task starting (the message was lost, or the request died
+while sending) is sent again by the next label or by the sweep (``services.sweep``).
 
 ``project_aggregate_run`` (the task): clear the flag, recompute the consensus, agreement figures and
 annotator quality, then request a training job when ``retrain_after`` new final labels have landed
@@ -19,8 +21,8 @@ from django.conf import settings
 from annotation.models import Project
 from annotation.services.aggregation import (
     aggregation_claim,
-    aggregation_release,
     aggregation_started,
+    aggregation_unsent,
     project_aggregate,
 )
 
@@ -32,16 +34,23 @@ def aggregation_delay() -> float:
     return float(getattr(settings, "QUORUM_AGGREGATION_DELAY_SECONDS", 10))
 
 
+def aggregation_overdue() -> float:
+    """Seconds after which a request flag whose task has not started is taken for a lost message:
+    the countdown plus ``QUORUM_JOB_PENDING_TIMEOUT``."""
+    return aggregation_delay() + float(settings.QUORUM_JOB_PENDING_TIMEOUT)
+
+
 def aggregation_request(*, project: Project) -> bool:
-    """Ask for an aggregation of ``project`` soon. Returns whether this call scheduled it."""
-    if not aggregation_claim(project=project):
+    """Ask for an aggregation of ``project`` soon. Returns whether this call scheduled it (also when
+    the flag was set by a request whose message never arrived: the next label sends it again)."""
+    if not aggregation_claim(project=project, stale_seconds=aggregation_overdue()):
         return False
     project_id = project.pk
     enqueue_on_commit(
         PROJECT_AGGREGATE,
         project_id,
         countdown=aggregation_delay(),
-        on_error=lambda: aggregation_release(project_id=project_id),
+        on_error=lambda: aggregation_unsent(project_id=project_id, older_than=aggregation_overdue()),
     )
     return True
 

@@ -29,7 +29,7 @@ from acquisition import selectors
 from acquisition.models import ItemEmbedding, ScoringRun, TrainingJob
 from acquisition.services import scoring as compute
 from annotation.models import Project, QueueEntry, QueueReason
-from annotation.services.queue import QueueCandidate, queue_replace
+from annotation.services.queue import QueueCandidate, QueueReplaceReport, queue_replace
 
 from ..enqueue import SCORING_CHUNK_SCORE, SCORING_RUN_EXECUTE, SCORING_RUN_REDUCE, enqueue_on_commit, fan_out
 
@@ -113,7 +113,10 @@ def _finish(run: ScoringRun, batch: compute.Batch) -> dict:
         if locked is None or locked.status != ScoringRun.Status.RUNNING:
             return {"run": run.pk, "status": "superseded"}
         candidates = [QueueCandidate(**asdict(pick)) for pick in batch.picks]
-        report = queue_replace(project=project, candidates=candidates, strategy=locked.strategy, run=locked)
+        if candidates:
+            report = queue_replace(project=project, candidates=candidates, strategy=locked.strategy, run=locked)
+        else:  # nothing scorable (no vectors yet): the queue there is (item order) stays, not emptied
+            report = QueueReplaceReport(written=0, kept=0, removed=0, skipped=0)
         timings = dict(batch.timings)
         timings["write"] = time.perf_counter() - started
         compute.scoring_run_succeed(

@@ -5,7 +5,8 @@ annotation, change, undo and review decision asks for) and after every embedding
 labels were finalised since the newest model version's label snapshot, it requests a
 ``TrainingJob``. A partial unique constraint keeps one pending or running job per project, so a
 burst of labels asks once (the debounce); a job left active longer than
-``QUORUM_TRAINING_STALE_SECONDS`` is treated as lost and superseded. Admins can also ask for one
+``QUORUM_TRAINING_STALE_SECONDS``, or silent (no heartbeat) for ``QUORUM_JOB_HEARTBEAT_TIMEOUT``, is
+treated as lost and superseded (``acquisition.services.jobs``). Admins can also ask for one
 ("train now", page and API).
 
 ``training_job_execute`` (a Celery task: heads jobs on the ``default`` queue, fine-tune jobs on
@@ -39,16 +40,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from acquisition.models import ModelVersion, ScoringRun, TrainingJob
-from acquisition.selectors import new_labels_since_model
+from acquisition.selectors import model_version_latest_trained, new_labels_since_model
 from acquisition.services.fitting import model_fit
 from acquisition.services.gate import model_gate
-from acquisition.services.jobs import active_job_create, job_fail
+from acquisition.services.jobs import active_job_create, job_claimable, job_fail
 from acquisition.services.label_errors import label_errors_find
 from acquisition.services.registry import model_promote
 from acquisition.services.scoring import scoring_run_create
 from annotation.models import Project, TrainingMode
 from annotation.services.review import SuspectedLabelError, label_error_reviews_open
-from quorum.errors import NotFound, ServiceError
+from quorum.errors import Conflict, NotFound, ServiceError
 
 from ..enqueue import TRAINING_JOB_RUN, enqueue_on_commit
 from . import scoring
@@ -64,6 +65,19 @@ def retrain_if_due(*, project: Project) -> TrainingJob | None:
     if new < project.retrain_after:
         return None
     return training_job_request(project=project, trigger="labels", n_new_labels=new)
+
+
+def manual_training_check(*, project: Project) -> None:
+    """Refuse "train now" when no final label landed since the newest model version's label snapshot:
+    the job would train the same labels again into an identical version (``Conflict``
+    ``no_new_labels``)."""
+    latest = model_version_latest_trained(project)
+    if latest is not None and not new_labels_since_model(project):
+        raise Conflict(
+            f"no new final labels since model version v{latest.version} was trained: a new job would train "
+            "the same labels into an identical version; label more items first",
+            code="no_new_labels",
+        )
 
 
 def training_job_request(
@@ -94,14 +108,14 @@ def training_job_request(
 def _claim(job_id: int) -> TrainingJob | None:
     with transaction.atomic():
         job = TrainingJob.objects.select_for_update(of=("self",)).select_related("project").filter(pk=job_id).first()
-        if job is None or job.status not in TrainingJob.ACTIVE:
+        if job is None or not job_claimable(job):  # done, superseded, or running on a live worker
             return None
         job.status = TrainingJob.Status.RUNNING
         job.stage = TrainingJob.Stage.TRAIN
-        job.started_at = timezone.now()
+        job.started_at = job.heartbeat_at = timezone.now()
         job.timings = {}
         job.error = ""
-        job.save(update_fields=["status", "stage", "started_at", "timings", "error"])
+        job.save(update_fields=["status", "stage", "started_at", "heartbeat_at", "timings", "error"])
     return job
 
 
@@ -109,7 +123,9 @@ def _stage(job: TrainingJob, stage: str, **fields) -> None:
     job.stage = stage
     for name, value in fields.items():
         setattr(job, name, value)
-    TrainingJob.objects.filter(pk=job.pk).update(stage=stage, timings=job.timings, **fields)
+    TrainingJob.objects.filter(pk=job.pk).update(
+        stage=stage, timings=job.timings, heartbeat_at=timezone.now(), **fields
+    )
 
 
 def training_job_execute(job_id: int) -> dict:

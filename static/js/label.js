@@ -17,7 +17,11 @@
   var Q = window.Quorum;
 
   var SUGGEST_KEY = "quorum.suggest";
-  var SETTLE_MS = 200; // key presses right after a new item appears are ignored (double presses)
+  var SETTLE_MS = 200; // input right after a new item appears waits (key presses are queued, not lost)
+  var MAX_PENDING = 5; // key presses kept while the page cannot take them yet
+  var HISTORY = 20; // labels the page can undo or change (the "Recently labelled" list shows 10)
+  var RECENT_SHOWN = 10;
+  var CHORD_PREFIXES = config.chordPrefixes || ""; // the first key of a two-key label shortcut
   var POLL_REFILL_MS = 5000; // empty queue while a refill runs
   var POLL_IDLE_MS = 30000; // empty queue, nothing being prepared
   var EXPIRY_MARGIN_MS = 5000; // a prefetched lease this close to expiry is not shown
@@ -41,6 +45,8 @@
     skip: $('[data-action="skip"]'),
     undo: $('[data-action="undo"]'),
     toggle: $("#suggest-toggle"),
+    recent: $("#recent"),
+    recentList: $("#recent-list"),
     progress: {
       done_today: $('[data-progress="done_today"]'),
       remaining: $('[data-progress="remaining"]'),
@@ -58,7 +64,10 @@
     saving: null, // the entry whose label is being saved (it may already be off screen)
     loading: false, // a request for the next item (not a prefetch) is in flight
     prefetching: null, // promise of the prefetch in flight
-    lastAnnotation: null, // {id, label, entry, timeMs}: what undo brings back
+    history: [], // newest last: {id, label, entry, timeMs, final}: what undo brings back, what can be changed
+    pending: [], // key actions pressed while the page could not take them: applied in order
+    chord: null, // the first key of a two-key shortcut, waiting for the second
+    lastPress: null, // {key, at}: the same label key twice within SETTLE_MS is one press
     unsaved: null, // a chosen label that failed to save
     acceptAfter: 0,
     clockOffset: 0, // server clock minus ours, from the Date header
@@ -182,8 +191,10 @@
       button.setAttribute("aria-disabled", labelsOff ? "true" : "false");
     });
     el.skip.setAttribute("aria-disabled", labelsOff ? "true" : "false");
-    el.undo.setAttribute("aria-disabled", !state.lastAnnotation || state.busy ? "true" : "false");
+    el.undo.setAttribute("aria-disabled", !undoable() || state.busy ? "true" : "false");
     root.dataset.accepting = canAct() ? "true" : "false";
+    root.dataset.queued = String(state.pending.length);
+    if (state.pending.length && canAct()) window.setTimeout(drain, 0);
     root.dataset.assignment = state.current ? String(state.current.assignment.id) : "";
     root.dataset.externalId = state.current ? String(state.current.assignment.item.external_id) : "";
     root.dataset.prefetched = String(state.upcoming.length);
@@ -205,6 +216,9 @@
     markChosen(null, "is-chosen");
     markChosen(null, "is-previous");
     startClock(entry);
+    // On a phone the buttons sit below the text: after a tap near the bottom, bring the new text
+    // back on screen.
+    if (el.panel.getBoundingClientRect().top < 0) el.panel.scrollIntoView({ block: "start" });
     state.acceptAfter = performance.now() + SETTLE_MS;
     window.setTimeout(updateControls, SETTLE_MS + 5);
     updateControls();
@@ -228,6 +242,7 @@
     var wasEmpty = root.dataset.state === "empty";
     var paused = data.code === "paused";
     state.current = null;
+    dropPending();
     if (paused) state.upcoming = []; // quality control ended those leases too
     setView("empty");
     showPaused(paused ? data.message || "" : null);
@@ -372,7 +387,7 @@
         state.busy = false;
         state.saving = null;
         state.unsaved = null;
-        state.lastAnnotation = { id: data.annotation.id, label: labelName, entry: entry, timeMs: timeMs };
+        remember({ id: data.annotation.id, label: labelName, entry: entry, timeMs: timeMs, final: false });
         updateProgress(data.progress);
         if (data.paused) {
           // This answer paused the annotator: the items in hand are no longer theirs (even one a
@@ -395,6 +410,9 @@
   }
 
   function submitFailed(entry, labelName, timeMs, error, early) {
+    if (error.code !== "lease_expired" && error.code !== "item_final" && error.code !== "skipped" && error.status !== 404) {
+      dropPending(); // the page shows the failure: keys pressed meanwhile are not applied blindly
+    }
     if (error.code === "paused") {
       state.unsaved = null;
       state.upcoming = [];
@@ -466,12 +484,13 @@
         if (error.code === "lease_expired" || error.code === "item_final" || error.status === 404) {
           return advance("Skipped.");
         }
+        dropPending();
         reportError(error, "skip this item", skip, { focusRetry: true });
       });
   }
 
   function undo() {
-    var last = state.lastAnnotation;
+    var last = undoable();
     if (!last || state.busy) return;
     state.busy = true;
     setStatus(null);
@@ -479,7 +498,7 @@
     call("POST", "annotations/" + last.id + "/undo")
       .then(function (data) {
         state.busy = false;
-        state.lastAnnotation = null;
+        forget(last);
         if (state.current) {
           pauseClock(state.current);
           state.upcoming.unshift(state.current);
@@ -504,7 +523,8 @@
         state.busy = false;
         updateControls();
         if (error.code === "item_final" || error.status === 404 || error.status === 409) {
-          state.lastAnnotation = null;
+          last.final = true;
+          renderRecent();
           updateControls();
           setStatus("Can't undo: " + (error.detail || "that annotation can no longer be changed") + ".", {
             kind: "notice",
@@ -516,16 +536,165 @@
       });
   }
 
+  // --- history: multi-level undo and the "Recently labelled" list ---------------------------
+
+  function undoable() {
+    for (var i = state.history.length - 1; i >= 0; i -= 1) {
+      if (!state.history[i].final) return state.history[i];
+    }
+    return null;
+  }
+
+  function remember(record) {
+    state.history.push(record);
+    if (state.history.length > HISTORY) state.history.shift();
+    renderRecent();
+  }
+
+  function forget(record) {
+    state.history = state.history.filter(function (other) {
+      return other !== record;
+    });
+    renderRecent();
+  }
+
+  function renderRecent() {
+    var shown = state.history.slice(-RECENT_SHOWN).reverse();
+    el.recentList.textContent = "";
+    el.recent.hidden = shown.length === 0;
+    shown.forEach(function (record) {
+      var item = record.entry.assignment.item;
+      var row = Q.node("li", "recent-row" + (record.final ? " is-final" : ""));
+      row.dataset.annotation = String(record.id);
+      row.dataset.externalId = String(item.external_id);
+      var text = Q.node("span", "recent-text", excerpt(item.text, 80));
+      text.title = excerpt(item.text, 400);
+      row.appendChild(Q.node("span", "recent-id", "#" + item.external_id));
+      row.appendChild(text);
+      var select = Q.node("select", "recent-label");
+      select.setAttribute("aria-label", "Label of #" + item.external_id);
+      config.labels.forEach(function (labelInfo) {
+        var option = Q.node("option", null, labelInfo.name);
+        option.value = labelInfo.name;
+        option.selected = labelInfo.name === record.label;
+        select.appendChild(option);
+      });
+      select.disabled = record.final || record.changing === true;
+      select.addEventListener("change", function () {
+        changeLabel(record, select.value);
+      });
+      row.appendChild(select);
+      if (record.final) row.appendChild(Q.node("span", "recent-state muted small", "final"));
+      el.recentList.appendChild(row);
+    });
+  }
+
+  function changeLabel(record, labelName) {
+    if (labelName === record.label) return;
+    var before = record.label;
+    record.changing = true;
+    renderRecent();
+    call("PATCH", "annotations/" + record.id, { label: labelName })
+      .then(function () {
+        record.changing = false;
+        record.label = labelName;
+        renderRecent();
+        setStatus("Changed #" + record.entry.assignment.item.external_id + " from “" + before + "” to “" + labelName + "”.", {
+          kind: "notice",
+          dismissible: true,
+        });
+      })
+      .catch(function (error) {
+        record.changing = false;
+        if (error.code === "item_final" || error.status === 404 || error.status === 409) {
+          record.final = true;
+          renderRecent();
+          setStatus(
+            "Can't change #" + record.entry.assignment.item.external_id + ": " +
+              (error.detail || "the item got its final label") + ".",
+            { kind: "notice", dismissible: true }
+          );
+          return;
+        }
+        renderRecent();
+        reportError(error, "change the label of #" + record.entry.assignment.item.external_id, function () {
+          changeLabel(record, labelName);
+        });
+      });
+  }
+
+  // --- key actions: queued while the page cannot take them, chords, the suggestion ----------
+
+  // action: {kind: "label", label, key} | {kind: "skip"} | {kind: "accept"}
+  function perform(action) {
+    if (action.kind === "skip") skip();
+    else if (action.kind === "accept") acceptSuggestion();
+    else choose(action.label);
+  }
+
+  function act(action) {
+    var now = performance.now();
+    var last = state.lastPress;
+    state.lastPress = action.key ? { key: action.key, at: now } : null;
+    if (canAct() && !state.pending.length) return perform(action);
+    if (root.dataset.state === "empty") return; // no item on its way to apply it to
+    if (action.key && last && last.key === action.key && now - last.at < SETTLE_MS) {
+      // The same label key twice in a row, at once: one press (a bounce), not two items.
+      announce("Pressed twice: counted once.");
+      return;
+    }
+    if (state.pending.length >= MAX_PENDING) {
+      setStatus("Too many keys ahead of the page: the last one was not used.", { kind: "notice", dismissible: true });
+      return;
+    }
+    state.pending.push(action);
+    updateControls();
+  }
+
+  function drain() {
+    if (!state.pending.length || !canAct()) return;
+    var action = state.pending.shift();
+    root.dataset.queued = String(state.pending.length);
+    perform(action);
+  }
+
+  function dropPending() {
+    if (!state.pending.length) return;
+    var count = state.pending.length;
+    state.pending = [];
+    root.dataset.queued = "0";
+    announce(count === 1 ? "One key press was not used." : count + " key presses were not used.");
+  }
+
+  function acceptSuggestion() {
+    var entry = state.current;
+    if (!entry || !canAct()) return;
+    var suggestion = entry.suggestion;
+    if (state.suggest && suggestion && suggestion.label) return choose(suggestion.label);
+    setStatus(
+      state.suggest
+        ? "The model has no suggestion for this item: pick a label."
+        : "Turn on “Show model suggestion” to accept the model's label with Enter.",
+      { kind: "notice", dismissible: true }
+    );
+  }
+
+  function setChord(prefix) {
+    state.chord = prefix;
+    root.dataset.chord = prefix || "";
+  }
+
   // --- label filter -----------------------------------------------------------------------
 
   var filter = Q.labelFilter(el.filter, buttons, el.noMatch, function (event) {
     if (event.key === "Enter") {
       event.preventDefault();
       var first = filter.first();
-      if (first && canAct()) {
-        choose(first.dataset.label);
-        filter.clear();
-      }
+      if (!first) return;
+      act({ kind: "label", label: first.dataset.label, key: null });
+      // Back to the page: the next label key picks a label instead of typing into the filter.
+      filter.clear();
+      el.text.focus({ preventScroll: true });
     } else if (event.key === "Escape") {
       event.preventDefault();
       filter.clear();
@@ -601,15 +770,18 @@
 
   buttons.forEach(function (button) {
     button.addEventListener("click", function () {
+      var picked = canAct();
       choose(button.dataset.label);
+      // A tapped button keeps no focus (nor its highlight) for the next item.
+      if (picked) el.text.focus({ preventScroll: true });
     });
   });
 
   el.skipForm.addEventListener("submit", function (event) {
     event.preventDefault();
     var fromReason = document.activeElement === el.skipReason;
-    skip();
-    if (fromReason) el.text.focus();
+    act({ kind: "skip" });
+    if (fromReason) el.text.focus({ preventScroll: true });
   });
   el.undo.addEventListener("click", undo);
   el.check.addEventListener("click", function () {
@@ -626,6 +798,31 @@
       }
       return;
     }
+    if (state.chord) {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        setChord(null);
+        return;
+      }
+      if (event.key.length !== 1) return; // Shift and the like: still waiting for the second key
+      event.preventDefault();
+      var combo = state.chord + event.key.toLowerCase();
+      setChord(null);
+      var chordButton = byKey[combo];
+      if (!chordButton) {
+        setStatus("No label has the keys " + combo.split("").join(" then ") + ".", { kind: "notice", dismissible: true });
+        return;
+      }
+      if (!event.repeat) act({ kind: "label", label: chordButton.dataset.label, key: combo });
+      return;
+    }
+    if (event.key === "Enter") {
+      // Enter on a button or a link keeps its own meaning.
+      if (event.target.closest && event.target.closest("button, a, summary, select")) return;
+      event.preventDefault();
+      if (!event.repeat) act({ kind: "accept" });
+      return;
+    }
     if (filter.slashKey(event)) return;
     if (event.key.length !== 1) return;
     if (event.key === "S" && event.shiftKey) {
@@ -633,14 +830,21 @@
       el.skipReason.focus();
       return;
     }
+    if (CHORD_PREFIXES.indexOf(event.key) !== -1) {
+      event.preventDefault();
+      setChord(event.key);
+      return;
+    }
     var key = event.key.toLowerCase();
     var button = byKey[key];
     if (key !== "s" && key !== "u" && !button) return;
     event.preventDefault();
     if (event.repeat) return; // a held key never labels a run of items
-    if (key === "s") skip();
-    else if (key === "u") undo();
-    else choose(button.dataset.label);
+    if (key === "s") act({ kind: "skip" });
+    else if (key === "u") {
+      state.pending = [];
+      undo();
+    } else act({ kind: "label", label: button.dataset.label, key: key });
   });
 
   document.addEventListener("visibilitychange", function () {

@@ -3,7 +3,7 @@ then call a selector or a service (``annotation.services``). Project-scoped view
 ``quorum.web.ProjectScopedMixin``; errors of the services become 4xx through
 ``quorum.web.exception_handler``.
 
-- ``projects``: projects. ``items``: the pool and its pushes. ``members``: roles.
+- ``projects``: projects. ``items``: the pool and its pushes. ``members``: roles. ``users``: accounts.
 - ``queue``: next item, submit, skip; the labels given (list, change, undo).
 - ``reviews``: expert review and agreement. ``export``: the labels out.
 """

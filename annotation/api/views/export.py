@@ -14,13 +14,16 @@ from quorum.web import DownloadNegotiation, ProjectScopedMixin
 from ... import export
 from ...models import Role
 
+HISTORY_VALUES = {"0": False, "1": True, "false": False, "true": True}
+
 
 class ProjectExport(ProjectScopedMixin, APIView):
     """Every item of the project with its final label and its annotations, streamed (reviewers and
     admins): ``?format=jsonl`` (default, one JSON object per line) or ``?format=csv`` (``metadata``
     and ``annotations`` as compact JSON strings); ``?status=final`` for the items with a final label
     only. Records come in item id order: ``external_id, text, label, confidence, source, status,
-    metadata, annotations`` (``[{annotator, label, created_at}]``)."""
+    metadata, annotations`` (``[{annotator, label, created_at}]``: the labels given to the current
+    text). ``?history=1`` adds ``history``: the item's earlier texts with the labels given to them."""
 
     read_role = Role.REVIEWER
     renderer_classes = [JSONRenderer]
@@ -35,6 +38,13 @@ class ProjectExport(ProjectScopedMixin, APIView):
                 enum=list(export.STATUS_FILTERS),
                 default="all",
                 description="all (default): every item; final: only the items with a final label",
+            ),
+            OpenApiParameter(
+                "history",
+                str,
+                enum=list(HISTORY_VALUES),
+                default="0",
+                description="1: add each item's earlier texts with the labels given to them",
             ),
         ],
         responses={
@@ -51,18 +61,26 @@ class ProjectExport(ProjectScopedMixin, APIView):
             errors["format"] = f"unknown format {fmt!r}; allowed: {', '.join(export.FORMATS)}"
         if which not in export.STATUS_FILTERS:
             errors["status"] = f"unknown status filter {which!r}; allowed: {', '.join(export.STATUS_FILTERS)}"
+        history = request.query_params.get("history") or "0"
+        if history not in HISTORY_VALUES:
+            errors["history"] = f"history must be one of {', '.join(HISTORY_VALUES)}, got {history!r}"
         if errors:
             summary = "; ".join(f"{field}: {message}" for field, message in errors.items())
             raise ServiceError(
                 {
                     "detail": f"invalid request: {summary}",
                     "errors": errors,
-                    "allowed": {"format": list(export.FORMATS), "status": list(export.STATUS_FILTERS)},
+                    "allowed": {
+                        "format": list(export.FORMATS),
+                        "status": list(export.STATUS_FILTERS),
+                        "history": list(HISTORY_VALUES),
+                    },
                 },
                 code="invalid",
             )
         response = StreamingHttpResponse(
-            export.stream(self.project, fmt, final_only=which == "final"), content_type=export.CONTENT_TYPES[fmt]
+            export.stream(self.project, fmt, final_only=which == "final", history=HISTORY_VALUES[history]),
+            content_type=export.CONTENT_TYPES[fmt],
         )
         response["Content-Disposition"] = f'attachment; filename="project-{self.project.pk}-labels.{fmt}"'
         return response

@@ -9,11 +9,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ParseError, ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from quorum.web import ProjectScopedMixin
+from quorum.web import ProjectScopedMixin, StrictCursorPagination
 
 from ... import services
 from ...ingest_records import POSITION_KIND, validate_records
@@ -34,7 +33,7 @@ class ItemFilter(filters.FilterSet):
         fields = ["status", "embedding_state", "external_id"]
 
 
-class ItemCursorPagination(CursorPagination):
+class ItemCursorPagination(StrictCursorPagination):
     ordering = "id"
     page_size = 100
     page_size_query_param = "page_size"

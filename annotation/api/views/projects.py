@@ -69,5 +69,6 @@ class ProjectDetail(ProjectScopedMixin, APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, project_id):
-        self.project.delete()
+        """Delete the project with everything under it (admins); its files go once that commits."""
+        services.project_delete(project=self.project)
         return Response(status=status.HTTP_204_NO_CONTENT)

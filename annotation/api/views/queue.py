@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from quorum.errors import ServiceError
-from quorum.web import ProjectScopedMixin
+from quorum.web import ProjectScopedMixin, StrictCursorPagination, query_int
 
 from ... import selectors, services
 from ...models import Annotation
@@ -101,7 +99,7 @@ class AssignmentSkip(APIView):
         return Response(body)
 
 
-class AnnotationCursorPagination(CursorPagination):
+class AnnotationCursorPagination(StrictCursorPagination):
     ordering = ("-created_at", "-id")
     page_size = 100
     page_size_query_param = "page_size"
@@ -120,7 +118,7 @@ class ProjectAnnotationList(ProjectScopedMixin, generics.ListAPIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("user", str, description="username (reviewers and admins; annotators: only their own)"),
-            OpenApiParameter("item", int, description="item id"),
+            OpenApiParameter("item", {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}, description="item id"),
         ]
     )
     def get(self, request, *args, **kwargs):
@@ -130,11 +128,9 @@ class ProjectAnnotationList(ProjectScopedMixin, generics.ListAPIView):
         queryset = selectors.annotations_visible(
             self.project, self.request.user, self.role, username=self.request.query_params.get("user")
         )
-        item = self.request.query_params.get("item")
+        item = query_int(self.request, "item")
         if item is not None:
-            if not item.isdigit():
-                raise ServiceError({"detail": "item must be an item id", "errors": {"item": "not an integer"}})
-            queryset = queryset.filter(item_id=int(item))
+            queryset = queryset.filter(item_id=item)
         return queryset
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from quorum.web import ProjectScopedMixin
+from quorum.web import ProjectScopedMixin, StrictCursorPagination
 
 from ... import selectors, services
 from ...models import ReviewTask, Role
@@ -22,7 +21,7 @@ from ..serializers import (
 from .common import validated
 
 
-class ReviewCursorPagination(CursorPagination):
+class ReviewCursorPagination(StrictCursorPagination):
     ordering = ("-created_at", "-id")
     page_size = 50
     page_size_query_param = "page_size"
