@@ -6,6 +6,7 @@ import threading
 import time
 
 from celery import Celery
+from celery.contrib.django.task import DjangoTask
 from celery.signals import (
     task_failure,
     task_postrun,
@@ -15,10 +16,62 @@ from celery.signals import (
     worker_ready,
     worker_shutdown,
 )
+from celery.worker.request import Request
+from kombu.asynchronous import get_event_loop
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quorum.settings")
 
-app = Celery("quorum")
+logger = logging.getLogger(__name__)
+
+# Seconds between two tries of an acknowledgement the broker did not take (AckRetryingRequest).
+ACK_RETRY_SECONDS = 2.0
+
+
+class AckRetryingRequest(Request):
+    """A task request whose acknowledgement is tried again until the broker takes it.
+
+    Celery logs a failed acknowledgement ("Couldn't ack") and drops it. On Redis the message then
+    stays counted as delivered by the consumer's channel for ever: with a prefetch of one per pool
+    process (``CELERY_WORKER_PREFETCH_MULTIPLIER``), a worker whose ack timed out while the broker
+    was frozen never takes another message, though it is connected and the sweep keeps re-sending.
+    Tried again from the worker's event loop every ``ACK_RETRY_SECONDS`` while the channel is open,
+    the acknowledgement goes through once the broker answers and the slot is free again; a channel
+    closed meanwhile (the consumer reconnected) has given its messages back to the broker, and the
+    redelivered duplicate finds its job done (tasks are idempotent)."""
+
+    def acknowledge(self):
+        if self.acknowledged:
+            return
+        self.acknowledged = True
+        self._try_ack()
+
+    def _try_ack(self) -> None:
+        message = self.message
+        if message.acknowledged or getattr(message.channel, "closed", False):
+            return
+        try:
+            message.ack()
+        except self._connection_errors as exc:
+            hub = get_event_loop()  # the worker's event loop, in its main process
+            logger.warning(
+                "could not acknowledge %s[%s] (%s): trying again in %s s",
+                self.task_name,
+                self.id,
+                exc,
+                ACK_RETRY_SECONDS,
+            )
+            if hub is not None:
+                hub.call_later(ACK_RETRY_SECONDS, self._try_ack)
+
+
+class QuorumTask(DjangoTask):
+    """Celery's task class for Django projects (the one the Django fix-up would choose), with
+    :class:`AckRetryingRequest`."""
+
+    Request = AckRetryingRequest
+
+
+app = Celery("quorum", task_cls=QuorumTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

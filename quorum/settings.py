@@ -309,6 +309,11 @@ QUORUM_BROKER_TIMEOUT = env_float("QUORUM_BROKER_TIMEOUT", 2.0, minimum=0.1)
 CELERY_BROKER_CONNECTION_TIMEOUT = QUORUM_BROKER_TIMEOUT
 CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Left off (and set, so Celery 6's change of default does not flip it): on a lost broker connection
+# Celery would cancel running late-acknowledged tasks, since their messages go back to the queue and
+# run again. Here a duplicate finds its job taken or done and does nothing (heartbeats, conditional
+# writes), while cancelling would throw away a fit or scoring run in progress for a broker restart.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):

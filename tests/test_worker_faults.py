@@ -95,7 +95,12 @@ def redis_server(directory: Path):
 
 # Celery reads these variables before its own configuration (``celery.app.utils.Settings``): an
 # outer ``CELERY_BROKER_URL`` (CI's shared Redis) would win over the test's own broker everywhere.
-_CELERY_URL_VARIABLES = ("CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL", "CELERY_RESULT_BACKEND")
+_CELERY_URL_VARIABLES = (
+    "CELERY_BROKER_URL",
+    "CELERY_BROKER_READ_URL",
+    "CELERY_BROKER_WRITE_URL",
+    "CELERY_RESULT_BACKEND",
+)
 
 
 def on_broker(env: dict, broker_url: str) -> dict:
