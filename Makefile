@@ -9,6 +9,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
+# Where torch comes from: empty = PyPI (on Linux its CUDA build, with the NVIDIA libraries: a few GB);
+# https://download.pytorch.org/whl/cpu for the CPU-only wheel (about 190 MB).
+TORCH_INDEX ?=
 
 .PHONY: demo test install browser bench clean
 
@@ -19,7 +22,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
@@ -27,9 +30,12 @@ demo: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py rundemo
 
 # Browser tests drive Debian's Chromium through Playwright (no browser download). Installed here
-# when we can (root with apt-get); without it those tests skip and say why.
+# when we can (root with apt-get: a system package, said before it is done); without it those
+# tests skip and say why.
 browser:
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "make browser: installing the system packages chromium and chromium-driver with apt-get (as root)"; \
+	  echo "  for the browser tests (tests/test_browser_*.py); without them those tests are skipped"; \
 	  (apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
 	   || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)) \
 	   || echo "could not install chromium: browser tests will be skipped"; \

@@ -1,7 +1,11 @@
 """Labelled text datasets for the simulator and benchmarks (no Django).
 
-A dataset is either a folder with ``train.csv`` and ``test.csv`` or one CSV file with a ``split``
-column (``train`` / ``test``). Texts are in a ``text`` column, classes in ``category`` or ``label``.
+A dataset is either a folder with ``train.csv`` and ``test.csv`` or one CSV file, with a ``split``
+column (``train`` / ``test``) or without one: then the rows are all the pool, and a seeded,
+stratified ``HELD_OUT`` share of each class (at least one row of a class with two or more) is set
+aside as the test split (``held_out_split``; the shipped demo slice,
+``annotation/demo/banking77_sample.csv``, is such a file). Texts are in a ``text`` column, classes in
+``category`` or ``label``.
 A ``categories.json`` beside the CSV files fixes the class order; otherwise classes are sorted.
 Files are read with the csv module (texts may hold quoted newlines).
 """
@@ -22,6 +26,7 @@ import numpy as np
 from .encoders import get_encoder
 
 LABEL_COLUMNS = ("category", "label")
+HELD_OUT = 0.2  # test share of a single CSV without a split column
 
 
 class DatasetError(ValueError):
@@ -66,6 +71,19 @@ def _rows(path: Path) -> tuple[list[dict[str, str]], str]:
     return rows, label_column
 
 
+def held_out_split(labels: list[str], fraction: float = HELD_OUT, seed: int = 0) -> np.ndarray:
+    """Boolean mask of the rows held out as the test split: per class, ``round(n · fraction)`` rows
+    (at least one when the class has two or more, never all of them), drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    classes = np.asarray(labels, dtype=object)
+    test = np.zeros(len(labels), dtype=bool)
+    for name in sorted(set(labels)):
+        rows = np.flatnonzero(classes == name)
+        k = min(max(int(round(rows.size * fraction)), 1 if rows.size >= 2 else 0), rows.size - 1)
+        test[rng.permutation(rows)[:k]] = True
+    return test
+
+
 def load_dataset(path: str | Path) -> LabelledDataset:
     """Read a dataset folder or a single CSV with a ``split`` column (module docstring)."""
     path = Path(path)
@@ -79,13 +97,15 @@ def load_dataset(path: str | Path) -> LabelledDataset:
         categories_file = path / "categories.json"
     elif path.is_file():
         rows, column = _rows(path)
-        if rows and "split" not in rows[0]:
-            raise DatasetError(f"{path}: a single-file dataset needs a 'split' column with train / test")
-        splits = {(row.get("split") or "").strip().lower() for row in rows}
-        unknown = splits - {"train", "test"}
-        if unknown:
-            raise DatasetError(f"{path}: unknown split values {sorted(unknown)} (use train / test)")
-        parts = [([r for r in rows if r["split"].strip().lower() == name], column) for name in ("train", "test")]
+        if rows and "split" not in rows[0]:  # all of it is the pool; a stratified share tests
+            test = held_out_split([row[column].strip() for row in rows])
+            parts = [([r for r, t in zip(rows, test, strict=True) if t == side], column) for side in (False, True)]
+        else:
+            splits = {(row.get("split") or "").strip().lower() for row in rows}
+            unknown = splits - {"train", "test"}
+            if unknown:
+                raise DatasetError(f"{path}: unknown split values {sorted(unknown)} (use train / test)")
+            parts = [([r for r in rows if r["split"].strip().lower() == name], column) for name in ("train", "test")]
         categories_file = path.with_name("categories.json")
     else:
         raise DatasetError(f"{path}: no such file or folder")

@@ -7,7 +7,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from annotation.models import Annotation, EmbeddingState, Item, ItemStatus, Project, QueueEntry
 
-from .models import ModelVersion, ScoringRun, TrainingJob
+from .models import ItemEmbedding, ModelVersion, ScoringRun, TrainingJob
 
 
 def scoring_candidate_ids(project: Project, *, lo: int | None = None, hi: int | None = None) -> np.ndarray:
@@ -78,10 +78,13 @@ def model_version_latest_trained(project: Project) -> ModelVersion | None:
     )
 
 
-def new_labels_since_model(project: Project) -> int:
-    """Final labels finalised after the newest (non-failed) model version's label snapshot."""
+def new_labels_since_model(project: Project, *, embedded_only: bool = False) -> int:
+    """Final labels finalised after the newest (non-failed) model version's label snapshot;
+    ``embedded_only``: only those whose item has a vector (what a job could train on now)."""
     latest = model_version_latest_trained(project)
     finals = Item.objects.filter(project=project, final_label__isnull=False)
+    if embedded_only:
+        finals = finals.filter(Exists(ItemEmbedding.objects.filter(item=OuterRef("pk"))))
     if latest is not None:
         finals = finals.filter(finalized_at__gt=latest.labels_as_of)
     return finals.count()

@@ -9,7 +9,10 @@ import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 
-from annotation.models import Annotation, Item, LabelClass, Membership, Project
+from acquisition.models import ModelVersion, TrainingJob
+from annotation.models import Annotation, IngestBatch, Item, LabelClass, Membership, Project
+from loop.services import push, training
+from loop.services.aggregation import project_aggregate_run
 
 DEMO = Path(__file__).resolve().parent.parent / "annotation" / "demo"
 
@@ -67,3 +70,31 @@ def test_demo_history_labels_items_through_the_queue_once():
     before = Annotation.objects.filter(project=project).count()
     call_command("load_demo", stdout=StringIO(), history=30)
     assert Annotation.objects.filter(project=project).count() == before
+
+
+@pytest.mark.django_db
+def test_the_seeded_demo_starts_without_a_failed_training_job(settings, tmp_path):
+    """The demo's history finalises labels while its 2,002 items still wait for their vectors; a
+    worker runs the aggregation (and so the retrain trigger) before the embedding pass ends. The
+    trigger used to request a job then, which failed at once (no final label with an embedding) and
+    greeted every demo with a red job. Here the loop's steps run in that order."""
+    settings.QUORUM_CACHE_DIR = tmp_path / "cache"
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.QUORUM_ENCODER = "hashing:384"  # the demo's flow with a fast encoder (the race is the same)
+
+    def run_requested_jobs():
+        for job in TrainingJob.objects.filter(status__in=TrainingJob.ACTIVE):
+            training.training_job_execute(job.pk)
+
+    call_command("load_demo", stdout=StringIO())
+    project = Project.objects.get(name__contains="demo")
+    push.ingest_batch_process(IngestBatch.objects.get(project=project).pk)
+    project_aggregate_run(project.pk)  # the aggregation's task, while the embedding task still runs
+    run_requested_jobs()
+    assert push.items_embed(project.pk)["embedded"] == 2002
+    run_requested_jobs()
+
+    jobs = TrainingJob.objects.filter(project=project)
+    assert not jobs.filter(status=TrainingJob.Status.FAILED).exists(), list(jobs.values_list("error", flat=True))
+    assert jobs.filter(status=TrainingJob.Status.SUCCEEDED).count() == 1
+    assert ModelVersion.objects.get(project=project).status == ModelVersion.Status.CURRENT

@@ -51,7 +51,7 @@ def test_dataset_folder_and_single_file(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("text,category\nhello,a\n", "split"),
+        ("text,category\nhello,a\nbye,b\n", "the train and test splits must both have rows"),
         ("words,category,split\nhello,a,train\n", "no 'text' column"),
         ("text,kind,split\nhello,a,train\n", "no 'category' or 'label' column"),
         ("text,category,split\nhello,a,dev\n", r"unknown split values \['dev'\]"),
@@ -64,6 +64,19 @@ def test_bad_datasets_say_what_is_wrong(tmp_path, content, message):
     path.write_text(content, encoding="utf-8")
     with pytest.raises(DatasetError, match=message):
         load_dataset(path)
+
+
+def test_a_csv_without_a_split_column_holds_out_a_stratified_share():
+    """The shipped demo slice (no split column: it is all one pool) loads as a dataset: a seeded 20%
+    of each class is the test split, the rest the pool."""
+    path = ROOT / "annotation" / "demo" / "banking77_sample.csv"
+    data = load_dataset(path)
+    assert data.name == "banking77_sample" and len(data.categories) == 77
+    assert len(data.train) + len(data.test) == 2002 and len(data.test) == 77 * 5  # 26 per class: 5 test
+    assert np.bincount(data.test.labels, minlength=77).tolist() == [5] * 77
+    assert not set(data.train.texts) & set(data.test.texts)
+    again = load_dataset(path)
+    assert again.test.texts == data.test.texts  # the same split every time
 
 
 def test_missing_test_split_is_named(tmp_path):

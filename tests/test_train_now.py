@@ -1,4 +1,4 @@
-""""Train now" without a new final label since the newest model version is refused (409
+"""A "train now" without a new final label since the newest model version is refused (409
 ``no_new_labels``, a message on the models page): it would train the same labels into an identical
 version."""
 

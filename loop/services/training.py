@@ -2,7 +2,8 @@
 
 ``retrain_if_due`` runs after every aggregation (``loop.services.aggregation``, which every
 annotation, change, undo and review decision asks for) and after every embedding pass: when at least ``retrain_after`` final
-labels were finalised since the newest model version's label snapshot, it requests a
+labels of items with a vector were finalised since the newest model version's label snapshot (labels
+waiting for their vectors count from the embedding pass that brings them), it requests a
 ``TrainingJob``. A partial unique constraint keeps one pending or running job per project, so a
 burst of labels asks once (the debounce); a job left active longer than
 ``QUORUM_TRAINING_STALE_SECONDS``, or silent (no heartbeat) for ``QUORUM_JOB_HEARTBEAT_TIMEOUT``, is
@@ -61,7 +62,9 @@ def retrain_if_due(*, project: Project) -> TrainingJob | None:
     """Request a training job when ``retrain_after`` new final labels have landed (module docstring)."""
     if TrainingJob.objects.filter(project=project, status__in=TrainingJob.ACTIVE).exists():
         return None
-    new = new_labels_since_model(project)
+    # Labels whose items still wait for a vector do not count (a job could not train on them): the
+    # embedding pass checks again when they have one (``push.items_embed``).
+    new = new_labels_since_model(project, embedded_only=True)
     if new < project.retrain_after:
         return None
     return training_job_request(project=project, trigger="labels", n_new_labels=new)
