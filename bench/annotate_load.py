@@ -132,10 +132,12 @@ print(json.dumps({{"tokens": tokens, "queued": report.written}}))
 
 
 @contextmanager
-def celery_worker(env: dict):
+def celery_worker(env: dict, nice: int = 0):
     """A real worker on the server's broker (its queue purged first), as in production."""
     run([PYTHON, "-m", "celery", "-A", "quorum", "purge", "-f"], env)
     cmd = [PYTHON, "-m", "celery", "-A", "quorum", "worker", "-l", "warning", "-c", "1", "-Q", "celery,default,gpu"]
+    if nice:
+        cmd = ["nice", "-n", str(nice), *cmd]
     worker = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
     try:
         yield worker
@@ -550,6 +552,12 @@ def main() -> None:
     parser.add_argument("--client-procs", type=int, default=2, help="client processes (annotators are threads)")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/14", help="broker of the local server and worker")
     parser.add_argument("--no-worker", action="store_true", help="no Celery worker beside the local server")
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="run the local worker at this nice level (web requests first when they share the cores)",
+    )
     parser.add_argument("--base-url", help="measure a running server instead of starting one (nothing is dropped)")
     parser.add_argument("--token", help="with --base-url: a staff (or project admin) API token")
     parser.add_argument("--project", type=int, help="with --base-url: an existing project (default: create one)")
@@ -593,7 +601,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="quorum-load-") as tmp:
             with quorum_server(Path(tmp), args.workers, args.threads, broker) as (base, token, env, database_url):
                 project_id, tokens = prepare_quorum(base, token, env, args.items, max(counts))
-                with nullcontext() if args.no_worker else celery_worker(env):
+                with nullcontext() if args.no_worker else celery_worker(env, args.worker_nice):
                     for think_ms in thinks:
                         for n in counts:
                             rows.append(measure(base, tokens, project_id, args, database_url, think_ms, n))
