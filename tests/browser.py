@@ -150,3 +150,24 @@ def queue_texts(project, texts, suggestion) -> list:
         )
     services.queue_replace(project=project, candidates=candidates, strategy="margin")
     return items
+
+
+def shown(page) -> str:
+    """External id of the item on the labelling page once it accepts input."""
+    page.wait_for_selector('#labeller[data-state="ready"][data-accepting="true"]')
+    return page.get_attribute("#labeller", "data-external-id")
+
+
+def wait_for_item_other_than(page, external_id: str, *, keys_drained: bool = False) -> str:
+    """External id of the next item once the labelling page shows one other than ``external_id``
+    and accepts input; ``keys_drained``: also once no typed-ahead key is left to apply."""
+    page.wait_for_function(
+        """([previous, drained]) => {
+            const root = document.getElementById("labeller");
+            return root.dataset.state === "ready" && root.dataset.accepting === "true"
+                && (!drained || root.dataset.queued === "0")
+                && root.dataset.externalId && root.dataset.externalId !== previous;
+        }""",
+        arg=[external_id, keys_drained],
+    )
+    return page.get_attribute("#labeller", "data-external-id")

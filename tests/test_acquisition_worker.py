@@ -21,6 +21,19 @@ def records(n, prefix="w"):
     ]
 
 
+def train_on_gold(project, n: int = 9) -> None:
+    """The first ``n`` items become gold (labels in turn), then a model is trained on them."""
+    labels = list(project.labels.order_by("order"))
+    for i, item in enumerate(Item.objects.filter(project=project).order_by("pk")[:n]):
+        Item.objects.filter(pk=item.pk).update(
+            final_label=labels[i % len(labels)],
+            final_confidence=1.0,
+            final_source=LabelSource.GOLD,
+            status=ItemStatus.FINALIZED,
+        )
+    model_train(project=project)
+
+
 def succeeded_run(project, log_path, *, after=0):
     def done():
         run = ScoringRun.objects.filter(project=project, pk__gt=after).order_by("pk").first()
@@ -67,15 +80,7 @@ def test_a_large_pool_is_scored_by_a_chord_of_chunks_on_the_worker(admin_api, pr
         admin_api.post(f"/api/v1/projects/{project.pk}/items", records(60), format="json")
         first = succeeded_run(project, log_path)  # cold start (no model yet)
 
-        labels = list(project.labels.order_by("order"))
-        for i, item in enumerate(Item.objects.filter(project=project).order_by("pk")[:9]):
-            Item.objects.filter(pk=item.pk).update(
-                final_label=labels[i % 3],
-                final_confidence=1.0,
-                final_source=LabelSource.GOLD,
-                status=ItemStatus.FINALIZED,
-            )
-        model_train(project=project)
+        train_on_gold(project)
         response = admin_api.post(f"/api/v1/projects/{project.pk}/scoring-runs", {}, format="json")
         assert response.status_code == 202, response.content
         run = succeeded_run(project, log_path, after=first.pk)

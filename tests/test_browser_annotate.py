@@ -25,7 +25,7 @@ from annotation.models import (
 from annotation.services.projects import LabelSpec
 
 pytest.register_assert_rewrite("tests.browser")
-from tests.browser import DESKTOP, LABELS, PASSWORD, PHONE, log_in, queue_texts  # noqa: E402
+from tests.browser import DESKTOP, LABELS, PASSWORD, PHONE, log_in, queue_texts, shown, wait_for_item_other_than  # noqa: E402
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,24 +77,6 @@ def labelling_project(admin, annotator, texts=TEXTS, name="Support inbox"):
     services.membership_set(project=project, username="colleague", role=Role.ANNOTATOR)
     queue_texts(project, texts, lambda position: ("delivery", 0.72) if position == 0 else ("refund", 0.55))
     return project
-
-
-def shown(page) -> str:
-    """External id of the item on screen once the page accepts input."""
-    page.wait_for_selector('#labeller[data-state="ready"][data-accepting="true"]')
-    return page.get_attribute("#labeller", "data-external-id")
-
-
-def wait_for_item_other_than(page, external_id: str) -> str:
-    page.wait_for_function(
-        """(previous) => {
-            const root = document.getElementById("labeller");
-            return root.dataset.state === "ready" && root.dataset.accepting === "true"
-                && root.dataset.externalId && root.dataset.externalId !== previous;
-        }""",
-        arg=external_id,
-    )
-    return page.get_attribute("#labeller", "data-external-id")
 
 
 def test_label_ten_skip_one_undo_one_with_the_keyboard(

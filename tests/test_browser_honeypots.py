@@ -13,7 +13,7 @@ from annotation.ingest_records import text_digest
 from annotation.models import Annotation, Item, ItemStatus, LabelClass, LabelSource, Membership, Role
 
 pytest.register_assert_rewrite("tests.browser")
-from tests.browser import DESKTOP, LABELS, PASSWORD, log_in, queue_texts  # noqa: E402
+from tests.browser import DESKTOP, LABELS, PASSWORD, log_in, queue_texts, shown, wait_for_item_other_than  # noqa: E402
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -68,23 +68,6 @@ def quality_project(admin):
     services.membership_set(project=project, username="colleague", role=Role.ANNOTATOR)
     queue_texts(project, TEXTS, lambda position: ("other", 0.5))
     return project
-
-
-def shown(page) -> str:
-    page.wait_for_selector('#labeller[data-state="ready"][data-accepting="true"]')
-    return page.get_attribute("#labeller", "data-external-id")
-
-
-def wait_for_item_other_than(page, external_id: str) -> str:
-    page.wait_for_function(
-        """(previous) => {
-            const root = document.getElementById("labeller");
-            return root.dataset.state === "ready" && root.dataset.accepting === "true"
-                && root.dataset.externalId && root.dataset.externalId !== previous;
-        }""",
-        arg=external_id,
-    )
-    return page.get_attribute("#labeller", "data-external-id")
 
 
 def test_onboarding_pause_and_reinstatement(open_page, live_server, admin_user, make_user, refill_off, artifacts_dir):

@@ -16,7 +16,7 @@ from annotation.models import Annotation, Item, ItemStatus, Role
 from annotation.services.projects import LabelSpec
 
 pytest.register_assert_rewrite("tests.browser")
-from tests.browser import DESKTOP, PASSWORD, PHONE, log_in, queue_texts  # noqa: E402
+from tests.browser import DESKTOP, PASSWORD, PHONE, log_in, queue_texts, shown, wait_for_item_other_than  # noqa: E402
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,23 +54,6 @@ def banking(admin, annotator, **options):
     return make_project(admin, annotator, [LabelSpec(name) for name in CATEGORIES], **options)
 
 
-def shown(page) -> str:
-    page.wait_for_selector('#labeller[data-state="ready"][data-accepting="true"]')
-    return page.get_attribute("#labeller", "data-external-id")
-
-
-def wait_for_item_other_than(page, external_id: str) -> str:
-    page.wait_for_function(
-        """(previous) => {
-            const root = document.getElementById("labeller");
-            return root.dataset.state === "ready" && root.dataset.accepting === "true"
-                && root.dataset.queued === "0" && root.dataset.externalId && root.dataset.externalId !== previous;
-        }""",
-        arg=external_id,
-    )
-    return page.get_attribute("#labeller", "data-external-id")
-
-
 def labels_of(annotator) -> dict[str, str]:
     return {
         a.item.external_id: a.label.name
@@ -90,21 +73,21 @@ def test_focus_returns_to_the_page_after_a_filter_pick_and_a_skip_with_reason(
     page.keyboard.press("/")
     page.keyboard.type("card arr")
     page.keyboard.press("Enter")
-    assert wait_for_item_other_than(page, "msg-001") == "msg-002"
+    assert wait_for_item_other_than(page, keys_drained=True, external_id="msg-001") == "msg-002"
     assert page.evaluate("document.activeElement.id") == "item-text"
     # The next label key labels the next item: it does not type into the filter.
     page.keyboard.press("1")
-    assert wait_for_item_other_than(page, "msg-002") == "msg-003"
+    assert wait_for_item_other_than(page, keys_drained=True, external_id="msg-002") == "msg-003"
     assert page.input_value("#label-filter") == ""
     assert page.locator(".label-btn:visible").count() == 77
 
     page.keyboard.press("Shift+S")
     page.keyboard.type("not sure")
     page.keyboard.press("Enter")
-    assert wait_for_item_other_than(page, "msg-003") == "msg-004"
+    assert wait_for_item_other_than(page, keys_drained=True, external_id="msg-003") == "msg-004"
     assert page.evaluate("document.activeElement.id") == "item-text"
     page.keyboard.press("2")
-    assert wait_for_item_other_than(page, "msg-004") == "msg-005"
+    assert wait_for_item_other_than(page, keys_drained=True, external_id="msg-004") == "msg-005"
     assert page.input_value("#skip-reason") == ""
     assert labels_of(annotator) == {"msg-001": "card_arrival", "msg-002": CATEGORIES[0], "msg-004": CATEGORIES[1]}
     assert not page.errors, page.errors
@@ -123,16 +106,16 @@ def test_every_label_has_keys_and_chords_pick_the_rest(open_page, admin_user, an
     page.keyboard.press(".")
     assert page.get_attribute("#labeller", "data-chord") == "."
     page.keyboard.press("1")
-    assert wait_for_item_other_than(page, "msg-001") == "msg-002"
+    assert wait_for_item_other_than(page, keys_drained=True, external_id="msg-001") == "msg-002"
     # Escape cancels a started chord: the next single key is a plain shortcut again.
     page.keyboard.press(",")
     page.keyboard.press("Escape")
     assert page.get_attribute("#labeller", "data-chord") == ""
     page.keyboard.press("3")
-    assert wait_for_item_other_than(page, "msg-002") == "msg-003"
+    assert wait_for_item_other_than(page, keys_drained=True, external_id="msg-002") == "msg-003"
     page.keyboard.press(",")
     page.keyboard.press("9")
-    assert wait_for_item_other_than(page, "msg-003") == "msg-004"
+    assert wait_for_item_other_than(page, keys_drained=True, external_id="msg-003") == "msg-004"
     assert labels_of(annotator) == {"msg-001": CATEGORIES[34], "msg-002": CATEGORIES[2], "msg-003": CATEGORIES[76]}
     assert not page.errors, page.errors
 
@@ -147,14 +130,14 @@ def test_enter_accepts_the_suggestion_and_fast_keys_are_queued(open_page, admin_
     page.wait_for_function("() => document.querySelector('[data-suggestion=\"label\"]').textContent === 'refund'")
     page.locator("#item-text").focus()
     page.keyboard.press("Enter")  # msg-001: the model suggests "refund"
-    current = wait_for_item_other_than(page, "msg-001")
+    current = wait_for_item_other_than(page, keys_drained=True, external_id="msg-001")
 
     # Three different keys pressed at once: each labels one item, in order.
     page.keyboard.press("2")
     page.keyboard.press("3")
     page.keyboard.press("1")
     page.wait_for_function("() => document.querySelectorAll('#recent-list li').length === 4")
-    assert wait_for_item_other_than(page, current) == "msg-005"
+    assert wait_for_item_other_than(page, keys_drained=True, external_id=current) == "msg-005"
     assert labels_of(annotator) == {
         "msg-001": "refund",
         "msg-002": "card_lost",
@@ -172,7 +155,7 @@ def test_undo_several_steps_and_change_a_recent_label(open_page, admin_user, ann
     current = shown(page)
     for key in ["1", "2", "3", "1"]:
         page.keyboard.press(key)
-        current = wait_for_item_other_than(page, current)
+        current = wait_for_item_other_than(page, keys_drained=True, external_id=current)
     assert current == "msg-005"
     rows = page.locator("#recent-list li")
     assert [rows.nth(i).get_attribute("data-external-id") for i in range(4)] == [
@@ -184,10 +167,10 @@ def test_undo_several_steps_and_change_a_recent_label(open_page, admin_user, ann
 
     # Two undos: msg-004, then msg-003 come back; their labels are gone.
     page.keyboard.press("u")
-    current = wait_for_item_other_than(page, current)
+    current = wait_for_item_other_than(page, keys_drained=True, external_id=current)
     assert current == "msg-004"
     page.keyboard.press("u")
-    current = wait_for_item_other_than(page, current)
+    current = wait_for_item_other_than(page, keys_drained=True, external_id=current)
     assert current == "msg-003"
     assert labels_of(annotator) == {"msg-001": "refund", "msg-002": "card_lost"}
     assert rows.count() == 2
@@ -216,7 +199,7 @@ def test_phone_tap_near_the_bottom_brings_the_next_text_into_view(open_page, adm
     last.scroll_into_view_if_needed()
     assert page.evaluate("document.getElementById('item-panel').getBoundingClientRect().top") < 0
     last.tap()
-    assert wait_for_item_other_than(page, "msg-001") == "msg-002"
+    assert wait_for_item_other_than(page, keys_drained=True, external_id="msg-001") == "msg-002"
     top = page.evaluate("document.getElementById('item-panel').getBoundingClientRect().top")
     assert 0 <= top < PHONE["height"]
     assert page.evaluate("document.activeElement.classList.contains('label-btn')") is False

@@ -22,10 +22,9 @@ from celery import Celery
 from django.db import connection
 
 from acquisition.models import ScoringRun
-from annotation.models import AgreementSnapshot, Annotation, Item, ItemStatus, LabelSource, Role
-from loop.services.training import model_train
+from annotation.models import AgreementSnapshot, Annotation, Role
 
-from .test_acquisition_worker import records, succeeded_run
+from .test_acquisition_worker import records, succeeded_run, train_on_gold
 from .test_production import free_port, gunicorn, production_env
 from .worker import celery_worker, database_url_for_current_connection, wait_for
 
@@ -164,15 +163,7 @@ def test_a_killed_worker_costs_seconds_not_the_stale_limit(admin_api, project, t
     with celery_worker(tmp_path) as (process, log_path):
         admin_api.post(f"/api/v1/projects/{project.pk}/items", records(160), format="json")
         first = succeeded_run(project, log_path)  # cold start
-        labels = list(project.labels.order_by("order"))
-        for i, item in enumerate(Item.objects.filter(project=project).order_by("pk")[:9]):
-            Item.objects.filter(pk=item.pk).update(
-                final_label=labels[i % 3],
-                final_confidence=1.0,
-                final_source=LabelSource.GOLD,
-                status=ItemStatus.FINALIZED,
-            )
-        model_train(project=project)
+        train_on_gold(project)
         response = admin_api.post(f"/api/v1/projects/{project.pk}/scoring-runs", {}, format="json")
         assert response.status_code == 202, response.content
         doomed = response.json()["id"]
