@@ -422,18 +422,8 @@ class DawidSkene(_Aggregator):
         """Posteriors and the marginal log-likelihood."""
         joint = np.asarray(counts @ log_confusion)
         joint += log_priors
-        # Row-wise max and sum as loops over the (few) classes: numpy reduces a short last axis
-        # several times slower than it combines whole columns.
-        top = joint[:, 0].copy()
-        for column in joint.T[1:]:
-            np.maximum(top, column, out=top)
-        joint -= top[:, None]
-        np.exp(joint, out=joint)
-        total = joint[:, 0].copy()
-        for column in joint.T[1:]:
-            total += column
-        joint /= total[:, None]
-        return joint, float((np.log(total) + top).sum())
+        posteriors, norms = _softmax_rows(joint, inplace=True)
+        return posteriors, float(norms.sum())
 
     # -- public API -----------------------------------------------------------------------------
 

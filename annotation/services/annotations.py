@@ -106,16 +106,7 @@ def annotation_submit(*, assignment_id: int, user, label: str, time_spent_ms: in
         _refuse_if_paused(project, user)
 
         if _is_honeypot(assignment.item_id):
-            Assignment.objects.filter(pk=assignment.pk).update(status=AssignmentStatus.SUBMITTED, finished_at=now)
-            annotation = Annotation.objects.create(
-                project=project,
-                item_id=assignment.item_id,
-                user=user,
-                assignment=assignment,
-                label=label_obj,
-                item_revision=assignment.item.text_revision,
-                time_spent_ms=time_spent_ms,
-            )
+            annotation = _record(project, user, assignment, label_obj, time_spent_ms, now)
             quality_check(project=project, user=user)
             signals.labels_changed.send(sender=Project, project=project)
             return SubmitResult(annotation, created=True)
@@ -131,16 +122,7 @@ def annotation_submit(*, assignment_id: int, user, label: str, time_spent_ms: in
         elif entry is None:
             require_open_item(assignment.item_id, entry)
 
-        Assignment.objects.filter(pk=assignment.pk).update(status=AssignmentStatus.SUBMITTED, finished_at=now)
-        annotation = Annotation.objects.create(
-            project=project,
-            item_id=assignment.item_id,
-            user=user,
-            assignment=assignment,
-            label=label_obj,
-            item_revision=assignment.item.text_revision,
-            time_spent_ms=time_spent_ms,
-        )
+        annotation = _record(project, user, assignment, label_obj, time_spent_ms, now)
         _finalise_if_complete(project, entry)
         signals.labels_changed.send(sender=Project, project=project)
     return SubmitResult(annotation, created=True)
@@ -197,3 +179,17 @@ def annotation_undo(*, annotation_id: int, user) -> Assignment:
         assignment.item = entry.item if entry is not None else Item.objects.get(pk=annotation.item_id)
         signals.labels_changed.send(sender=Project, project=project)
     return assignment
+
+
+def _record(project, user, assignment, label, time_spent_ms: int, now) -> Annotation:
+    """Close the lease as submitted and store the label, for the item's current text."""
+    Assignment.objects.filter(pk=assignment.pk).update(status=AssignmentStatus.SUBMITTED, finished_at=now)
+    return Annotation.objects.create(
+        project=project,
+        item_id=assignment.item_id,
+        user=user,
+        assignment=assignment,
+        label=label,
+        item_revision=assignment.item.text_revision,
+        time_spent_ms=time_spent_ms,
+    )
