@@ -206,7 +206,19 @@ def test_production_profile_end_to_end_over_http(make_user, tmp_path):
             in metrics
         )
         assert f'quorum_items{{project="{project_id}"' in metrics
-        assert 'quorum_celery_tasks_total{outcome="succeeded",task="acquisition.tasks.training_job_run"}' in metrics
+        # A task's outcome is counted when it returns, a moment after its job row says succeeded.
+        trained_metric = 'quorum_celery_tasks_total{outcome="succeeded",task="acquisition.tasks.training_job_run"}'
+
+        def metrics_with_training():
+            text = requests.get(f"{base}/metrics", timeout=10).text
+            return text if trained_metric in text else None
+
+        metrics = wait_for(
+            metrics_with_training,
+            timeout=60,
+            what=f"the training task's metric\n{logs()}",
+        )
+        assert trained_metric in metrics
         assert 'task="acquisition.tasks.items_embed"' in metrics
         embed_log = gpu_log.read_text()
         assert "acquisition.tasks.items_embed[" in embed_log  # embedding went to the gpu worker
