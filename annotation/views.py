@@ -1,5 +1,6 @@
-"""Browser pages of the annotation app: my projects, the labelling page, the review page and the
-invitation page (an invited account sets its password: ``services.accounts``).
+"""Browser pages of the annotation app: my projects, the labelling page, the review page, the
+members page (admins add and invite people, change roles) and the invitation page (an invited
+account sets its password: ``services.accounts``).
 
 Both working pages are thin shells: they render the project, its instructions and label buttons,
 and a small script drives the REST API so that items follow each other without a page reload
@@ -11,20 +12,28 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.db.models import Count, F, Q
+from django.http import HttpResponseNotAllowed
 from django.middleware.csrf import get_token
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
-from quorum.web import member_project_or_404, reviewer_project_or_403
+from quorum.errors import ServiceError
+from quorum.web import PagePermissionDenied, member_project_or_404, reviewer_project_or_403
 
-from . import selectors
-from .models import Annotation, Item, ItemStatus, Project, QueueEntry, ReviewStatus, ReviewTask, Role
+from . import selectors, services
+from .models import Annotation, Item, ItemStatus, Membership, Project, QueueEntry, ReviewStatus, ReviewTask, Role
 from .services.projects import SHORTCUT_KEYS
+
+PROJECT_ADMIN_ROLES = (Role.ANNOTATOR, Role.REVIEWER)  # what a project admin (not staff) gives new accounts
 
 # --- page reads ----------------------------------------------------------------------------
 
@@ -200,3 +209,126 @@ class InvitationAccept(auth_views.PasswordResetConfirmView):
     reset_url_token = "set-password"
     success_url = reverse_lazy("login")
     title = "Choose your password"
+
+
+# --- members ---------------------------------------------------------------------------------
+
+
+class MemberAddForm(forms.Form):
+    """Add someone to the project: an existing account by its username, or a new account (e-mail
+    needed) with an initial password or, when the password is left empty, a one-time invitation link."""
+
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)
+    email = forms.EmailField(required=False, help_text="For a new account.")
+    password = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="For a new account; leave empty to get an invitation link to send instead.",
+    )
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+def _member_rows(project: Project) -> list[dict]:
+    return [
+        {"username": m.user.get_username(), "email": m.user.email, "role": m.role, "paused": m.paused_at is not None}
+        for m in Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+    ]
+
+
+def _member_add(request, project: Project, form: MemberAddForm, roles: tuple[str, ...]) -> bool:
+    """Apply a valid add form; errors go onto the form. True when something changed."""
+    data = form.cleaned_data
+    User = get_user_model()
+    try:
+        with transaction.atomic():
+            if User.objects.filter(username=data["username"]).exists():
+                if data["email"] or data["password"]:
+                    form.add_error("username", "this account exists already: leave e-mail and password empty to add it")
+                    return False
+                membership, created = services.membership_set(
+                    project=project, username=data["username"], role=data["role"]
+                )
+                verb = "added as" if created else "is now"
+                messages.success(request, f"{membership.user.username} {verb} {membership.role}.")
+                return True
+            if not data["email"]:
+                form.add_error("email", "a new account needs an e-mail address")
+                return False
+            created_user = services.user_create(
+                username=data["username"],
+                email=data["email"],
+                password=data["password"] or None,
+                project=project,
+                role=data["role"],
+                allowed_roles=roles,
+            )
+    except ServiceError as exc:
+        detail = exc.detail if isinstance(exc.detail, dict) else {"__all__": str(exc.detail)}
+        errors = detail.get("errors", detail)
+        for field, message in errors.items():
+            form.add_error(field if field in form.fields else None, str(message))
+        return False
+    name = created_user.user.get_username()
+    if created_user.invitation_path:
+        link = request.build_absolute_uri(created_user.invitation_path)
+        messages.success(request, f"{name} was created as {data['role']}. Send them this one-time link: {link}")
+    else:
+        messages.success(request, f"{name} was created as {data['role']} and can sign in now.")
+    return True
+
+
+@login_required
+def members(request, project_id: int):
+    """The project's members: reviewers and admins see them; admins add people (an existing account
+    or a new one, with a password or an invitation link), change roles and remove members, with the
+    services behind ``POST /api/v1/users`` and ``/api/v1/projects/{id}/members``. Project admins give
+    the annotator and reviewer roles to new accounts; staff give any role."""
+    project, role = reviewer_project_or_403(request.user, project_id)
+    is_admin = selectors.has_role(role, Role.ADMIN)
+    roles = tuple(Role.values) if request.user.is_staff else PROJECT_ADMIN_ROLES  # for new accounts
+    form = MemberAddForm()
+    status = 200
+    if request.method == "POST":
+        if not is_admin:
+            raise PagePermissionDenied("Managing members needs the admin role in this project.")
+        action = request.POST.get("action", "add")
+        if action == "add":
+            form = MemberAddForm(request.POST)
+            if form.is_valid() and _member_add(request, project, form, roles):
+                return redirect("members", project_id=project.pk)
+            status = 400
+        elif action in ("role", "remove"):
+            username = request.POST.get("username", "")
+            try:
+                with transaction.atomic():
+                    if action == "remove":
+                        services.membership_remove(project=project, username=username)
+                        messages.success(request, f"{username} is no longer a member.")
+                    else:
+                        role_form = MemberRoleForm(request.POST)
+                        if not role_form.is_valid():
+                            raise ServiceError({"role": " ".join(role_form.errors["role"])})
+                        services.membership_set(project=project, username=username, role=role_form.cleaned_data["role"])
+                        messages.success(request, f"{username} is now {role_form.cleaned_data['role']}.")
+            except ServiceError as exc:
+                detail = exc.detail if isinstance(exc.detail, dict) else {"": str(exc.detail)}
+                messages.error(request, " ".join(str(v) for v in detail.values()))
+            return redirect("members", project_id=project.pk)
+        else:
+            messages.error(request, f"unknown action {action!r}")
+            return redirect("members", project_id=project.pk)
+    elif request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
+    context = {
+        "project": project,
+        "is_admin": is_admin,
+        "rows": _member_rows(project),
+        "form": form,
+        "role_choices": Role.choices,
+    }
+    return render(request, "annotation/members.html", context, status=status)

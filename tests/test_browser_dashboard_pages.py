@@ -101,7 +101,7 @@ def test_roll_back_statuses_and_decisions(open_page, busy_project, admin_with_pa
     assert page.errors == []
 
 
-@pytest.mark.parametrize("path", ["dashboard", "models"])
+@pytest.mark.parametrize("path", ["dashboard", "models", "members"])
 def test_no_horizontal_overflow_on_a_phone(open_page, busy_project, admin_with_password, path, artifacts_dir):  # noqa: F811
     page = open_page(PHONE)
     log_in(page, admin_with_password.username, PASSWORD, f"/projects/{busy_project.pk}/{path}")
@@ -112,3 +112,7 @@ def test_no_horizontal_overflow_on_a_phone(open_page, busy_project, admin_with_p
     )
     assert page.evaluate(WIDTH) <= PHONE["width"], wide
     assert page.errors == []
+    if path == "models":  # every version's actions are on screen, not in a column scrolled out of view
+        actions = page.locator('[data-testid="version-actions"]').first
+        box = actions.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
