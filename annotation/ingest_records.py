@@ -24,19 +24,21 @@ Rules for one record ``{external_id, text, metadata?, embedding?, label?, honeyp
   accepts), metadata nested at most ``MAX_METADATA_DEPTH`` levels.
 
 Malformed payloads (broken JSON, broken CSV, not UTF-8, wrong top-level shape, too many records)
-raise ``PayloadError``: the whole request is refused. Record-level problems are collected as
+raise ``PayloadError``: the whole request is refused. Payloads are parsed as streams, one record
+at a time (see "parsing" below), so the error may come after earlier records were validated. Record-level problems are collected as
 ``RejectedRecord`` with the record's index (JSON) or line (JSON Lines, CSV).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,13 +92,75 @@ def text_digest(text: str) -> str:
 
 
 # --- parsing ---------------------------------------------------------------------------------
+#
+# The parsers read a binary stream in chunks and yield one ``RawRecord`` at a time, so a push is
+# never held whole in memory: neither its bytes, nor its decoded text, nor its parsed records (the
+# validation keeps each record's compact ``CleanRecord`` only). ``parse_*`` take ``bytes`` and
+# return lists, for callers that have the payload already.
+
+#: Bytes read from the stream at a time.
+CHUNK_BYTES = 1 << 20
 
 
-def _decode(payload: bytes) -> str:
-    try:
-        return payload.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(f"payload is not valid UTF-8 (byte {exc.start})") from None
+class PayloadTooLarge(PayloadError):
+    """The stream holds more than the byte limit."""
+
+    def __init__(self, limit: int):
+        super().__init__(
+            f"payload is larger than the limit of {limit} bytes (QUORUM_INGEST_MAX_BYTES); split it into several requests"
+        )
+        self.limit = limit
+
+
+class TextStream:
+    """UTF-8 text of a binary stream, chunk by chunk, with a byte limit; a leading BOM is dropped.
+    ``bytes_read`` counts what was read so far."""
+
+    def __init__(self, stream, limit: int | None = None, chunk_bytes: int = CHUNK_BYTES):
+        self._stream = stream
+        self._limit = limit
+        self.chunk_bytes = chunk_bytes
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._first = True
+        self.bytes_read = 0
+        self.done = stream is None
+
+    def read(self, at_least: int = 0) -> str:
+        """The next piece of text ('' at the end), decoded from at least ``at_least`` more bytes
+        when the stream has them."""
+        while not self.done:
+            want = max(self.chunk_bytes, at_least)
+            if self._limit is not None:
+                want = min(want, self._limit + 1 - self.bytes_read)
+            chunk = self._stream.read(want) if want > 0 else b""
+            if self._limit is not None and self.bytes_read + len(chunk) > self._limit:
+                raise PayloadTooLarge(self._limit)
+            pending = len(self._decoder.getstate()[0])
+            before = self.bytes_read
+            self.bytes_read += len(chunk)
+            self.done = not chunk
+            try:
+                text = self._decoder.decode(chunk, final=self.done)
+            except UnicodeDecodeError as exc:
+                raise PayloadError(f"payload is not valid UTF-8 (byte {before - pending + exc.start})") from None
+            if self._first and text:
+                self._first = False
+                text = text.removeprefix("\ufeff")
+            if text:
+                return text
+        return ""
+
+    def read_all(self) -> str:
+        parts = []
+        while piece := self.read():
+            parts.append(piece)
+        return "".join(parts)
+
+
+def _stream_of(payload) -> TextStream:
+    if isinstance(payload, TextStream):
+        return payload
+    return TextStream(io.BytesIO(payload), None)
 
 
 def _json_loads(text: str) -> Any:
@@ -109,8 +173,13 @@ def _json_loads(text: str) -> Any:
         raise ValueError("nested too deeply") from None
 
 
-def parse_json_array(payload: bytes) -> list[RawRecord]:
-    text = _decode(payload)
+_DECODER = json.JSONDecoder()
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+# Errors that may only mean the buffer ends inside a value (more text can complete it).
+_TRUNCATION_HINTS = ("Unterminated string", "Invalid \\uXXXX escape", "Invalid \\escape")
+
+
+def _parse_whole_json(text: str) -> list[RawRecord]:
     try:
         data = _json_loads(text)
     except json.JSONDecodeError as exc:
@@ -125,15 +194,157 @@ def parse_json_array(payload: bytes) -> list[RawRecord]:
     return [RawRecord(index, value) for index, value in enumerate(data)]
 
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+class _JsonArrayReader:
+    """The elements of a top-level JSON array, decoded one by one from a text stream.
+
+    A buffer holds the text from the current element on; ``json.JSONDecoder.raw_decode`` decodes
+    one element, and when it fails because the buffer ends inside the element, more text is read
+    (as much again as the buffer holds, so a long element costs linear time) and it is tried again.
+    Lines and columns in error messages count from the start of the payload."""
+
+    def __init__(self, text: TextStream):
+        self.text = text
+        self.buf = ""
+        self.pos = 0
+        self.line = 1  # line of buf[0]
+        self.col = 1  # column of buf[0]
+
+    def _more(self) -> bool:
+        if self.pos > self.text.chunk_bytes:  # drop what was consumed, keeping track of where buf starts
+            dropped = self.buf[: self.pos]
+            newlines = dropped.count("\n")
+            if newlines:
+                self.line += newlines
+                self.col = len(dropped) - dropped.rfind("\n")
+            else:
+                self.col += len(dropped)
+            self.buf, self.pos = self.buf[self.pos :], 0
+        piece = self.text.read(at_least=len(self.buf))
+        self.buf += piece
+        return bool(piece)
+
+    def _where(self, pos: int) -> tuple[int, int]:
+        before = self.buf[:pos]
+        newlines = before.count("\n")
+        if newlines:
+            return self.line + newlines, pos - before.rfind("\n")
+        return self.line, self.col + pos
+
+    def _error(self, pos: int, msg: str) -> PayloadError:
+        line, col = self._where(pos)
+        return PayloadError(f"malformed JSON at line {line} column {col}: {msg}")
+
+    def _skip_space(self) -> None:
+        while True:
+            self.pos = _WHITESPACE.match(self.buf, self.pos).end()
+            if self.pos < len(self.buf) or not self._more():
+                return
+
+    def records(self):
+        self._skip_space()
+        if self.buf[self.pos : self.pos + 1] != "[":
+            # Not an array (or nothing): read the rest and let the whole-document parse say why.
+            rest = self.text.read_all()
+            yield from _parse_whole_json(self.buf + rest)
+            return
+        self.pos += 1
+        self._skip_space()
+        if self.buf[self.pos : self.pos + 1] == "]":
+            self.pos += 1
+        else:
+            index = 0
+            scan = _DECODER.scan_once
+            while True:
+                # Fast path: the element ends inside the buffer. Anything else (more text needed, an
+                # error to report with its position) goes through the careful ``_value``.
+                buf, pos = self.buf, self.pos
+                try:
+                    value, end = scan(buf, pos)
+                except (StopIteration, ValueError, RecursionError):
+                    end = len(buf)
+                if end < len(buf):
+                    self.pos = end
+                else:
+                    value = self._value()
+                yield RawRecord(index, value)
+                index += 1
+                char = self.buf[self.pos : self.pos + 1]
+                if char in " \t\n\r":  # also "": the end of the buffer
+                    self._skip_space()
+                    char = self.buf[self.pos : self.pos + 1]
+                if char == ",":
+                    self.pos += 1
+                    if self.buf[self.pos : self.pos + 1] in " \t\n\r":
+                        self._skip_space()
+                    continue
+                if char == "]":
+                    self.pos += 1
+                    break
+                raise self._error(self.pos, "Expecting ',' delimiter")
+        self._skip_space()
+        if self.pos < len(self.buf):
+            raise self._error(self.pos, "Extra data")
+
+    def _value(self) -> Any:
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                raise PayloadError("malformed JSON: nested too deeply") from None
+            except json.JSONDecodeError as exc:
+                truncated = exc.pos >= len(self.buf) - 6 or exc.msg.startswith(_TRUNCATION_HINTS)
+                if truncated and not self.text.done:
+                    self._more()  # may move the buffer: decode again rather than use exc.pos
+                    continue
+                raise self._error(exc.pos, exc.msg) from None
+            except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+                raise PayloadError(f"malformed JSON: {exc}") from None
+            # A number or a literal may go on in the next piece of text: decode it again with more.
+            if end >= len(self.buf) and not self.text.done:
+                self._more()
+                continue
+            self.pos = end
+            return value
 
 
-def parse_json_lines(payload: bytes) -> list[RawRecord]:
-    text = _decode(payload)
-    records = []
-    # Only \n (\r\n, \r) ends a line: str.splitlines() would also split at U+2028, U+2029 and
-    # U+0085, which JSON allows unescaped inside strings.
-    for line_number, line in enumerate(_LINE_BREAK.split(text), start=1):
+def iter_json_array(payload) -> Iterator[RawRecord]:
+    """Records of a JSON array (``bytes`` or a ``TextStream``), one at a time."""
+    return _JsonArrayReader(_stream_of(payload)).records()
+
+
+def parse_json_array(payload: bytes) -> list[RawRecord]:
+    return list(iter_json_array(payload))
+
+
+# A line ends at \n, \r\n or \r only: str.splitlines() would also split at U+2028, U+2029 and
+# U+0085, which JSON allows unescaped inside strings.
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+
+
+def _lines(text: TextStream) -> Iterator[str]:
+    """The lines of a text stream with their line ends (as a file opened with ``newline=""``
+    gives them); a ``\r`` at the end of a piece waits for the next piece, which may start with ``\n``."""
+    carry = ""
+    while True:
+        piece = text.read()
+        buf = carry + piece
+        if not piece:
+            if buf:
+                yield buf
+            return
+        pos = 0
+        for match in _LINE.finditer(buf):
+            if match.end() == len(buf) and buf.endswith("\r"):
+                break
+            yield match.group()
+            pos = match.end()
+        carry = buf[pos:]
+
+
+def iter_json_lines(payload) -> Iterator[RawRecord]:
+    """Records of JSON Lines (``bytes`` or a ``TextStream``), one at a time; blank lines are skipped
+    and positions are line numbers."""
+    for line_number, line in enumerate(_lines(_stream_of(payload)), start=1):
         if not line.strip():
             continue
         try:
@@ -142,18 +353,20 @@ def parse_json_lines(payload: bytes) -> list[RawRecord]:
             raise PayloadError(f"malformed JSON on line {line_number} column {exc.colno}: {exc.msg}") from None
         except ValueError as exc:
             raise PayloadError(f"malformed JSON on line {line_number}: {exc}") from None
-        records.append(RawRecord(line_number, value))
-    return records
+        yield RawRecord(line_number, value)
 
 
-def parse_csv(payload: bytes) -> list[RawRecord]:
-    """CSV with a header row. Columns ``external_id`` and ``text`` are required; ``metadata``
-    (a JSON object), ``embedding`` (a JSON array), ``label`` (a label name) and ``honeypot`` (a
-    boolean word) are optional, an empty cell counting as absent; any other column is added to the
-    item's metadata as a string."""
-    text = _decode(payload)
+def parse_json_lines(payload: bytes) -> list[RawRecord]:
+    return list(iter_json_lines(payload))
+
+
+def iter_csv(payload) -> Iterator[RawRecord]:
+    """CSV with a header row (``bytes`` or a ``TextStream``), one record at a time. Columns
+    ``external_id`` and ``text`` are required; ``metadata`` (a JSON object), ``embedding`` (a JSON
+    array), ``label`` (a label name) and ``honeypot`` (a boolean word) are optional, an empty cell
+    counting as absent; any other column is added to the item's metadata as a string."""
     # strict: an unterminated quote is an error instead of swallowing the rest of the file.
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(_lines(_stream_of(payload)), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -169,7 +382,6 @@ def parse_csv(payload: bytes) -> list[RawRecord]:
         raise PayloadError(f"CSV header (line 1) repeats column(s): {', '.join(duplicated)}")
     extra_columns = [name for name in header if name not in RECORD_FIELDS]
 
-    records = []
     line_after_previous = 2
     try:
         for row in reader:
@@ -177,15 +389,18 @@ def parse_csv(payload: bytes) -> list[RawRecord]:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != len(header):
-                records.append(RawRecord(start_line, _CsvWidthError(len(row), len(header))))
+                yield RawRecord(start_line, _CsvWidthError(len(row), len(header)))
                 continue
             cells = dict(zip(header, row, strict=True))
-            records.append(RawRecord(start_line, _csv_record(cells, extra_columns)))
+            yield RawRecord(start_line, _csv_record(cells, extra_columns))
     except csv.Error as exc:
         raise PayloadError(
             f"malformed CSV on line {reader.line_num} (in the row starting on line {line_after_previous}): {exc}"
         ) from None
-    return records
+
+
+def parse_csv(payload: bytes) -> list[RawRecord]:
+    return list(iter_csv(payload))
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +450,8 @@ def _csv_record(cells: dict[str, str], extra_columns: list[str]) -> dict | _CsvJ
 
 
 PARSERS = {"json": parse_json_array, "jsonl": parse_json_lines, "csv": parse_csv}
+#: The same, streaming: ``bytes`` or a ``TextStream`` in, an iterator of ``RawRecord`` out.
+STREAM_PARSERS = {"json": iter_json_array, "jsonl": iter_json_lines, "csv": iter_csv}
 POSITION_KIND = {"json": "index", "jsonl": "line", "csv": "line"}
 
 

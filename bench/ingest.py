@@ -9,7 +9,10 @@ For each database (SQLite, PostgreSQL) a fresh database is migrated, gunicorn is
   10% text   the same N records with 10% of the texts changed (updates + embedding invalidation)
 
 for N in --sizes (default 10,000 and 100,000). Texts are BANKING77 queries (../shared/datasets,
-or the demo slice shipped in the repo) with unique ids. Prints seconds and items/s.
+or the demo slice shipped in the repo) with unique ids. Prints seconds, items/s and the peak
+resident memory of the gunicorn workers so far (VmHWM; the first line also gives their resident
+memory before any push), which shows what one large push costs the server: the body is parsed as
+a stream, record by record, so it is never held whole as text or as parsed JSON.
 
 With --label-studio the peer is installed into its own virtualenv (bench/.venvs/label-studio,
 or $LS_BENCH_VENV),
@@ -69,6 +72,7 @@ def quorum_server(kind: str, workdir: Path):
         "QUORUM_DATA_DIR": str(workdir),
         "CELERY_BROKER_URL": "filesystem://localhost//",
         "QUORUM_INGEST_MAX_BYTES": str(1024**3),
+        "QUORUM_INGEST_MAX_RECORDS": "2000000",
         "LOG_LEVEL": "WARNING",
     }
     env.pop("CELERY_RESULT_BACKEND", None)
@@ -99,12 +103,31 @@ def quorum_server(kind: str, workdir: Path):
             try:
                 requests.get(f"{base}/api/v1/projects", timeout=2)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy starting to answer
                 time.sleep(0.1)
-        yield base, token
+        yield base, token, server.pid
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def worker_memory_mib(master: int, field: str = "VmHWM") -> float:
+    """The largest ``field`` (VmHWM: peak resident; VmRSS: resident now) among gunicorn's workers, MiB."""
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        return float("nan")
+    return max((_status_kib(int(pid), field) for pid in children), default=0) / 1024
 
 
 def push(session: requests.Session, base: str, project_id: int, records: list[dict]) -> tuple[float, dict]:
@@ -122,9 +145,16 @@ def push(session: requests.Session, base: str, project_id: int, records: list[di
     return seconds, response.json()
 
 
-def bench_quorum(kind: str, sizes: list[int], corpus: list[str]) -> dict[int, float]:
+def bench_quorum(kind: str, sizes: list[int], corpus: list[str], new_only: bool = False) -> dict[int, float]:
     new_rates = {}
-    with tempfile.TemporaryDirectory(prefix="quorum-bench-") as tmp, quorum_server(kind, Path(tmp)) as (base, token):
+    with (
+        tempfile.TemporaryDirectory(prefix="quorum-bench-") as tmp,
+        quorum_server(kind, Path(tmp)) as (
+            base,
+            token,
+            master,
+        ),
+    ):
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
         for n in sizes:
@@ -132,10 +162,22 @@ def bench_quorum(kind: str, sizes: list[int], corpus: list[str]) -> dict[int, fl
                 f"{base}/api/v1/projects", json={"name": f"bench {n}", "labels": ["a", "b", "c"]}
             ).json()
             records = make_records(n, corpus, f"{kind}-{n}")
+            body_mib = len(json.dumps(records)) / 2**20
+            print(
+                f"quorum   {kind:<8} {n:>7} body {body_mib:,.0f} MiB; workers resident before: "
+                f"{worker_memory_mib(master, 'VmRSS'):,.0f} MiB",
+                flush=True,
+            )
             seconds, report = push(session, base, project["id"], records)
             assert report["created"] == n, report
             new_rates[n] = n / seconds
-            print(f"quorum   {kind:<8} {n:>7} new        {seconds:7.2f} s  {n / seconds:>9,.0f} items/s", flush=True)
+            print(
+                f"quorum   {kind:<8} {n:>7} new        {seconds:7.2f} s  {n / seconds:>9,.0f} items/s"
+                f"  worker peak {worker_memory_mib(master):,.0f} MiB",
+                flush=True,
+            )
+            if new_only:
+                continue
 
             seconds, report = push(session, base, project["id"], records)
             assert report["unchanged"] == n, report
@@ -179,6 +221,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--new-only", action="store_true", help="only the first push of each size")
     parser.add_argument("--label-studio", action="store_true", help="also install and measure Label Studio")
     parser.add_argument("--label-studio-sizes", default=None, help="sizes for Label Studio (default: --sizes)")
     args = parser.parse_args()
@@ -190,7 +233,7 @@ def main() -> None:
     )
     summary = []
     for kind in args.databases.split(","):
-        ours = bench_quorum(kind, sizes, corpus)
+        ours = bench_quorum(kind, sizes, corpus, args.new_only)
         if args.label_studio:
             ls_sizes = [int(s) for s in (args.label_studio_sizes or args.sizes).split(",")]
             theirs = bench_label_studio(kind, ls_sizes, corpus)

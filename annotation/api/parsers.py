@@ -1,9 +1,12 @@
 """Request parsers for pool ingest: JSON array, JSON Lines and CSV, with a size limit.
 
-Each parser reads at most ``QUORUM_INGEST_MAX_BYTES`` (+1 to detect overflow) and hands the bytes
-to ``annotation.ingest_records``; the view gets a ``ParsedPayload`` with the raw records.
+The parsers read nothing themselves: the view gets a ``ParsedPayload`` whose ``records`` is an
+iterator over the request body (``annotation.ingest_records``' streaming parsers), which reads at
+most ``QUORUM_INGEST_MAX_BYTES`` (+1 to detect overflow) in pieces as the validation consumes the
+records. A malformed or oversized body therefore raises ``PayloadError`` while the view iterates.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -13,39 +16,26 @@ from rest_framework.parsers import BaseParser, JSONParser
 from quorum.errors import ServiceError
 from quorum.security import find_unsafe_text
 
-from ..ingest_records import PARSERS, PayloadError, RawRecord
+from ..ingest_records import STREAM_PARSERS, RawRecord, TextStream
 
 
 @dataclass
 class ParsedPayload:
     format: str
-    records: list[RawRecord]
-    size_bytes: int
+    records: Iterator[RawRecord]  # lazy: reads the body as it is consumed
+    text: TextStream  # ``text.bytes_read``: bytes read so far
 
-
-def read_limited(stream) -> bytes:
-    limit = settings.QUORUM_INGEST_MAX_BYTES
-    if stream is None:
-        return b""
-    payload = stream.read(limit + 1)
-    if len(payload) > limit:
-        raise ParseError(
-            f"payload is larger than the limit of {limit} bytes (QUORUM_INGEST_MAX_BYTES); split it into several requests",
-            code="payload_too_large",
-        )
-    return payload
+    @property
+    def size_bytes(self) -> int:
+        return self.text.bytes_read
 
 
 class _IngestParser(BaseParser):
     format_name = ""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        payload = read_limited(stream)
-        try:
-            records = PARSERS[self.format_name](payload)
-        except PayloadError as exc:
-            raise ParseError(str(exc), code="malformed") from None
-        return ParsedPayload(self.format_name, records, len(payload))
+        text = TextStream(stream, settings.QUORUM_INGEST_MAX_BYTES)
+        return ParsedPayload(self.format_name, STREAM_PARSERS[self.format_name](text), text)
 
 
 class IngestJSONParser(_IngestParser):

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from quorum.web import ProjectScopedMixin, StrictCursorPagination
 
 from ... import services
-from ...ingest_records import POSITION_KIND, validate_records
+from ...ingest_records import POSITION_KIND, PayloadError, PayloadTooLarge, validate_records
 from ...models import IngestBatch, Item, LabelClass, Role
 from ..parsers import INGEST_PARSERS, ParsedPayload
 from ..serializers import (
@@ -25,6 +25,24 @@ from ..serializers import (
     ItemSerializer,
     rejected_as_dicts,
 )
+
+
+class _Counted:
+    """Counts the records flowing through it; past ``limit`` it reads on only to count them, then
+    raises ``PayloadError`` naming how many there were."""
+
+    def __init__(self, records, limit: int):
+        self.records, self.limit, self.n = records, limit, 0
+
+    def __iter__(self):
+        for record in self.records:
+            self.n += 1
+            if self.n > self.limit:
+                self.n += sum(1 for _ in self.records)
+                raise PayloadError(
+                    f"{self.n} records in one request; the limit is {self.limit} (QUORUM_INGEST_MAX_RECORDS)"
+                )
+            yield record
 
 
 class ItemFilter(filters.FilterSet):
@@ -100,26 +118,30 @@ class ItemListIngest(ProjectScopedMixin, generics.ListAPIView):
         if on_error not in ("reject", "skip"):
             raise ValidationError({"on_error": f"must be 'reject' or 'skip', got {on_error!r}"})
         payload = request.data
-        if not isinstance(payload, ParsedPayload) or not payload.records:
+        if not isinstance(payload, ParsedPayload):
             raise ParseError("the request body holds no records")
-        if len(payload.records) > settings.QUORUM_INGEST_MAX_RECORDS:
-            raise ParseError(
-                f"{len(payload.records)} records in one request; the limit is {settings.QUORUM_INGEST_MAX_RECORDS} (QUORUM_INGEST_MAX_RECORDS)"
-            )
         kind = POSITION_KIND[payload.format]
-        checked = validate_records(
-            payload.records,
-            embedding_dim=self.project.embedding_dim,
-            max_text_chars=settings.QUORUM_MAX_TEXT_CHARS,
-            position_kind=kind,
-            labels=dict(
-                LabelClass.objects.filter(project=self.project).order_by("order", "id").values_list("name", "id")
-            ),
-        )
+        counted = _Counted(payload.records, settings.QUORUM_INGEST_MAX_RECORDS)
+        try:  # the body is read and parsed here, record by record, as the validation consumes it
+            checked = validate_records(
+                counted,
+                embedding_dim=self.project.embedding_dim,
+                max_text_chars=settings.QUORUM_MAX_TEXT_CHARS,
+                position_kind=kind,
+                labels=dict(
+                    LabelClass.objects.filter(project=self.project).order_by("order", "id").values_list("name", "id")
+                ),
+            )
+        except PayloadTooLarge as exc:
+            raise ParseError(str(exc), code="payload_too_large") from None
+        except PayloadError as exc:
+            raise ParseError(str(exc), code="malformed") from None
+        if not counted.n:
+            raise ParseError("the request body holds no records")
         if checked.rejected and (on_error == "reject" or not checked.records):
             return Response(
                 {
-                    "detail": f"{len(checked.rejected)} of {len(payload.records)} records are invalid; nothing was written"
+                    "detail": f"{len(checked.rejected)} of {counted.n} records are invalid; nothing was written"
                     + ("" if on_error == "skip" else " (send ?on_error=skip to store the valid ones)"),
                     "rejected_count": len(checked.rejected),
                     "rejected": rejected_as_dicts(checked.rejected, kind),
