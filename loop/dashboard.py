@@ -80,6 +80,31 @@ def learning_curve(project: Project) -> list[dict]:
     return points
 
 
+def model_history(project: Project) -> list[dict]:
+    """Every trained model version, oldest first, with what the stopping signal reads
+    (``acquisition.curves.stopping_rule``): labels, held-out accuracy (``None`` without a held-out
+    set) and its size, and the stability check's record (``metrics["stability"]``)."""
+    rows = []
+    for version in (
+        ModelVersion.objects.filter(project=project)
+        .exclude(status__in=[ModelVersion.Status.FAILED, ModelVersion.Status.TRAINING])
+        .order_by("version")
+        .only("version", "n_labels", "n_eval", "metrics")
+    ):
+        metrics = version.metrics or {}
+        stability = metrics.get("stability")
+        rows.append(
+            {
+                "version": version.version,
+                "labels": version.n_labels,
+                "accuracy": (metrics.get("eval") or {}).get("accuracy"),
+                "n_eval": version.n_eval,
+                "stability": stability if isinstance(stability, dict) else None,
+            }
+        )
+    return rows
+
+
 def agreement(project: Project) -> AgreementSnapshot | None:
     return AgreementSnapshot.objects.filter(project=project).order_by("-computed_at", "-id").first()
 

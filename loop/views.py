@@ -208,7 +208,7 @@ def _dashboard_context(project: Project, role: str) -> dict:
             y_range=(0.0, 1.0),
         ),
         "curve": curve,
-        "stopping": curves.stopping_signal(curve),
+        "stopping": curves.stopping_rule(dashboard.model_history(project)),
         "snapshot": snapshot,
         "heatmap": charts.heatmap(
             kappa.get("annotators", []), kappa.get("values", []), title="Cohen's kappa between pairs of annotators"

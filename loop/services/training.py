@@ -29,6 +29,11 @@ probabilities confidently contradict (confident learning), and
 rejected, once per job. ``timings`` records its seconds (``label_errors``) and its figures
 (``label_error_review``: labels, folds, issues found, consensus flags, tasks opened, cap). It is a
 side check: when it fails, the job still succeeds and ``label_error_review`` says why.
+
+Last, the stability check (``acquisition.services.stopping``): the new version's predictions on the
+project's stop set against those of the version about 500 labels earlier, stored in the version's
+``metrics["stability"]`` for the dashboard's stopping signal; ``timings["stability"]`` has its
+figures, or why it failed (a side check too: the job still succeeds).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from acquisition.services.jobs import active_job_create, job_claimable, job_fail
 from acquisition.services.label_errors import label_errors_find
 from acquisition.services.registry import model_promote
 from acquisition.services.scoring import scoring_run_create
+from acquisition.services.stopping import version_stability
 from annotation.models import Project, TrainingMode
 from annotation.services.review import SuspectedLabelError, label_error_reviews_open
 from quorum.errors import Conflict, NotFound, ServiceError
@@ -161,6 +167,7 @@ def training_job_execute(job_id: int) -> dict:
         t = time.perf_counter()
         job.timings["label_error_review"] = _label_error_review(project, seed=version.seed or 0)
         job.timings["label_errors"] = round(time.perf_counter() - t, 4)
+        job.timings["stability"] = _stability(version)
         job.timings["total"] = round(time.perf_counter() - started, 4)
         done = job.timings.get("scoring", {}).get("status") != "running"
         fields = {"outcome": job.outcome}
@@ -213,6 +220,17 @@ def _label_error_review(project: Project, *, seed: int) -> dict:
         logger.exception("label-error review of project %s failed", project.pk)
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500], "cap": cap}
     return {"status": "done", **scan.summary(), "opened": len(tasks), "cap": cap}
+
+
+def _stability(version: ModelVersion) -> dict:
+    """The new version's agreement with earlier ones on the stop set, stored in its metrics for the
+    dashboard's stopping signal (``acquisition.services.stopping``). A side check, as the review."""
+    try:
+        record = version_stability(version=version)
+    except Exception as exc:  # a side check: the trained, gated model stands
+        logger.exception("stability check of %s failed", version)
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
+    return {key: record.get(key) for key in ("status", "kappa", "reference_version", "seconds")}
 
 
 def training_job_fail(*, job_id: int, error: BaseException | str) -> None:
