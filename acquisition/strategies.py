@@ -57,6 +57,8 @@ import torch
 
 from quorum import vocabulary
 
+from .coldstart import typical_diverse
+
 __all__ = [
     "STRATEGIES",
     "UNCERTAINTIES",
@@ -74,6 +76,7 @@ __all__ = [
     "top_k",
     "select_batch",
     "cold_start",
+    "COLD_START_METHODS",
 ]
 
 #: Every strategy a project can pick (``quorum.vocabulary``, the one list); each is implemented here.
@@ -677,22 +680,44 @@ def _explore(n: int, picked: np.ndarray, count: int, rng: np.random.Generator) -
     return rng.choice(rest, size=count, replace=False).astype(np.int64)
 
 
+#: Cold-start methods of :func:`cold_start`; the first is the default.
+COLD_START_METHODS = ("typiclust", "kcenter", "kmeans++")
+
+
 def cold_start(
     embeddings: ArrayLike,
     k: int,
     *,
     seed: int = 0,
-    method: str = "kcenter",
+    method: str = "typiclust",
+    labelled: ArrayLike | None = None,
+    labelled_classes: np.ndarray | None = None,
+    prior=None,
     chunk_size: int = DEFAULT_CHUNK,
     device=None,
 ) -> np.ndarray:
-    """A diverse first batch before any label exists: int64 positions of ``k`` rows of ``embeddings``.
+    """A first batch before any model exists: int64 positions of ``k`` rows of ``embeddings``, in pick order.
 
+    ``method="typiclust"`` (default): typical and diverse (``acquisition.coldstart.typical_diverse``):
+    k-means with ``|labelled| + k`` clusters, the most typical point of each largest cluster no labelled
+    point covers. ``labelled`` (|L|, dim) are the points already labelled or being labelled,
+    ``labelled_classes`` their classes (-1 unknown), ``prior`` a class prior (``acquisition.zeroshot``)
+    that steers picks towards classes not covered yet.
     ``method="kcenter"``: a seeded uniform first point, then k-center greedy (each next point maximises its
-    distance to those already chosen) — the batch spreads over the whole embedding space.
+    distance to those already chosen) — the batch spreads over the whole embedding space, outliers first.
     ``method="kmeans++"``: k-means++ seeding (each next point drawn with probability ∝ d(x)², seeded),
     which favours dense regions a little more and outliers a little less.
+    ``labelled``, ``labelled_classes`` and ``prior`` are used by ``typiclust`` only, which computes on the CPU
+    (k-means on a subsample and per-cluster typicality cost seconds on a 1M pool; ``device`` is for the others).
     """
+    if method not in COLD_START_METHODS:
+        raise ValueError(f"method must be one of {COLD_START_METHODS}, got {method!r}")
+    if method == "typiclust":
+        x = embeddings.cpu().numpy() if isinstance(embeddings, torch.Tensor) else embeddings
+        ref = labelled.cpu().numpy() if isinstance(labelled, torch.Tensor) else labelled
+        return typical_diverse(
+            x, k, labelled=ref, labelled_classes=labelled_classes, prior=prior, seed=seed, chunk_size=chunk_size
+        )
     n = len(embeddings)
     k = max(0, min(int(k), n))
     if k == 0:
@@ -704,8 +729,6 @@ def cold_start(
         base = torch.zeros(n, dtype=torch.float64, device=dev)
         picks, _ = _greedy_batch(base, None, 1.0, embeddings, k, chunk_size, dev, first)
         return np.asarray(picks, dtype=np.int64)
-    if method != "kmeans++":
-        raise ValueError("method must be 'kcenter' or 'kmeans++'")
     picks = [first]
     d = torch.full((n,), math.inf, dtype=torch.float32, device=dev)
     while len(picks) < k:

@@ -10,8 +10,11 @@ Plan of a run
 -------------
 1. Load the project's embeddings through the worker-local incremental cache
    (``acquisition.embeddings``) and the candidate ids (``selectors.scoring_candidate_ids``).
-2. **Cold start** when there is no current model or fewer final labels than classes: a diverse
-   sample (``strategies.cold_start``, k-center on the embeddings), reason ``cold_start``.
+2. **Cold start** when there is no current model or fewer final labels than classes: a typical and
+   diverse sample (``strategies.cold_start``, TypiClust by default: ``acquisition.coldstart``; the items
+   already labelled or being labelled cover their clusters), reason ``cold_start``. A zero-shot prior from
+   the label names (``acquisition.zeroshot``) steers it towards classes no final label has yet and gives
+   the entries their suggestions until a model exists (see *Zero-shot prior* below).
 3. Otherwise the candidates are cut into chunks of ``QUORUM_SCORING_CHUNK`` items by id range
    (``scoring_run_plan``). The loop scores one chunk inline, several in parallel (a Celery chord
    whose callback reduces them). Inline and chunked runs share the same two functions
@@ -38,7 +41,27 @@ Picks (``Pick``, the queue entries to be): ``priority`` is the entry's rank valu
 ``(n − j)/n`` for the j-th of n (0-based) in serving order (``sampling.rank_scale``), so every
 strategy writes priorities on one [0, 1] scale that disputed items asking for an extra label are
 compared against (``annotation.routing``); ``score`` is the strategy's raw score;
-``suggested_label_id``/``suggested_confidence`` the model's prediction.
+``suggested_label_id``/``suggested_confidence`` the model's prediction (the zero-shot prior's in a cold
+start).
+
+Zero-shot prior
+---------------
+The project's label classes, as ``"name in words: description"`` (``zeroshot.label_text``), are embedded
+with the project's encoder; ``zeroshot.ZeroShotPrior`` turns cosine similarities into class
+probabilities, its temperature set from the pool's score spread and refined on the final labels so far.
+It is used only when the label vectors share the items' space, decided in ``zero_shot_prior``:
+
+* the project's encoder must be one this deployment can build (``quorum.vocabulary.encoder_dimension``
+  knows it) with the project's ``embedding_dim``, and build without error;
+* every stored vector must come from it: ``ItemEmbedding.source`` is the encoder's name for vectors
+  the worker made; for any other source (``provided``: vectors pushed with the records, from a model
+  Quorum does not know) the texts of a seeded sample of up to ``ZERO_SHOT_CHECK_ITEMS`` such items are
+  encoded and compared with their stored vectors, and the prior is used only if every cosine is at least
+  ``ZERO_SHOT_MIN_COSINE`` (pushed vectors of the same model pass; those of another model, even of the
+  same length, do not: unrelated embedding spaces give cosines near 0).
+
+Otherwise the cold start is TypiClust alone and the entries carry no suggestion; the run's timings say
+which (``zero_shot``: ``on`` or ``off: <reason>``).
 """
 
 from __future__ import annotations
@@ -53,12 +76,14 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotation.models import LabelClass, Project, QueueReason, Strategy
+from annotation.models import Item, LabelClass, Project, QueueReason, Strategy
+from quorum.vocabulary import encoder_dimension
 
 from .. import selectors
 from ..embeddings import EmbeddingMatrix, embeddings_load, min_distances_to_labelled
-from ..models import ScoringRun
+from ..models import ItemEmbedding, ScoringRun
 from ..sampling import exploration_priorities, n_exploration, rank_scale, ranked, shortlist_size, uniform_keys
+from ..zeroshot import ZeroShotPrior, label_text
 from .jobs import active_job_create, job_claimable, job_fail
 from .registry import committee_device, model_load
 from .snapshot import item_texts
@@ -68,6 +93,15 @@ logger = logging.getLogger(__name__)
 DIVERSITY = {Strategy.MSAL, Strategy.CORESET}
 COMMITTEE = {Strategy.QBC, Strategy.BALD}
 MSAL_UNCERTAINTY = "margin"
+#: Cold-start method (``strategies.COLD_START_METHODS``) unless ``settings.QUORUM_COLD_START_METHOD`` says.
+COLD_START_METHOD = "typiclust"
+#: Items whose stored vector of another source is compared with the encoder's own before the prior is used.
+ZERO_SHOT_CHECK_ITEMS = 8
+#: Least cosine between a stored vector and the encoder's vector of the same text (fp16 on CUDA vs fp32
+#: on CPU stays above 0.999; vectors of an unrelated model are near 0).
+ZERO_SHOT_MIN_COSINE = 0.99
+#: Pool rows the prior's temperature is fitted on (a seeded sample of larger pools).
+ZERO_SHOT_FIT_ROWS = 20_000
 
 
 # ------------------------------------------------------------------------------------- creating
@@ -349,29 +383,132 @@ def _cold_start(run, project, matrix: EmbeddingMatrix, candidates: np.ndarray, s
     n_pick = min(k - n_explore, len(candidates))
     started = time.perf_counter()
     picked = np.empty(0, dtype=np.int64)
+    method = getattr(settings, "QUORUM_COLD_START_METHOD", COLD_START_METHOD)
+    prior = None
+    if len(candidates):
+        prior = zero_shot_prior(project, matrix, seed=seed, timings=timings)
     if n_pick:
-        vectors = np.asarray(matrix.vectors[matrix.positions(candidates)])
         from .. import strategies  # PyTorch loads where a model runs, not in web processes
 
-        index = np.asarray(strategies.cold_start(vectors, n_pick, seed=seed), dtype=np.int64)
-        picked = candidates[index]
+        vectors = np.asarray(matrix.vectors[matrix.positions(candidates)])
+        # items labelled or being labelled (final, annotated, in review, started) cover their clusters
+        others = matrix.ids[~np.isin(matrix.ids, candidates)]
+        classes = _final_classes(project, others)
+        index = strategies.cold_start(
+            vectors,
+            n_pick,
+            seed=seed,
+            method=method,
+            labelled=np.asarray(matrix.vectors[matrix.positions(others)]) if len(others) else None,
+            labelled_classes=classes,
+            prior=prior,
+        )
+        picked = candidates[np.asarray(index, dtype=np.int64)]
     rest = candidates[~np.isin(candidates, picked)]
     keys = uniform_keys(rest, seed, salt=1)
     explore = rest[np.lexsort((rest, keys))][: min(n_explore, len(rest))]
-    timings.update({"predict": 0.0, "score": 0.0, "select": time.perf_counter() - started})
+    timings.update({"cold_start": method, "predict": 0.0, "score": 0.0, "select": time.perf_counter() - started})
     ScoringRun.objects.filter(pk=run.pk).update(chunks_done=1, n_chunks=1)
     run.n_chunks = 1
-    ranks = -np.arange(len(picked), dtype=np.float64)  # k-center order: the most distant first
-    picks = _picks(run, project, picked, None, explore, reason=QueueReason.COLD_START, ranks=ranks)
+    ranks = -np.arange(len(picked), dtype=np.float64)  # pick order: the largest uncovered cluster first
+    picks = _picks(run, project, picked, None, explore, reason=QueueReason.COLD_START, ranks=ranks, prior=prior)
     return Batch(picks, timings)
 
 
-def _picks(run, project, picked_ids, pick_scores, explore_ids, *, reason, ranks=None) -> list[Pick]:
+def _label_classes(project) -> list[tuple[int, str, str]]:
+    """The project's classes as ``(pk, name, description)``, in the order models number them."""
+    return list(
+        LabelClass.objects.filter(project=project).order_by("order", "pk").values_list("pk", "name", "description")
+    )
+
+
+def _final_classes(project, item_ids: np.ndarray) -> np.ndarray:
+    """The class index of each item's final label (``_label_classes`` order), -1 where it has none."""
+    column = {pk: i for i, (pk, _, _) in enumerate(_label_classes(project))}
+    final = Item.objects.filter(project=project, final_label__isnull=False).values_list("pk", "final_label_id")
+    pairs = np.array([(pk, column.get(label, -1)) for pk, label in final], dtype=np.int64).reshape(-1, 2)
+    item_ids = np.asarray(item_ids, dtype=np.int64)
+    out = np.full(len(item_ids), -1, dtype=np.int64)
+    if len(pairs):
+        order = np.argsort(pairs[:, 0])
+        known, classes = pairs[order, 0], pairs[order, 1]
+        at = np.minimum(np.searchsorted(known, item_ids), len(known) - 1)
+        hit = known[at] == item_ids
+        out[hit] = classes[at[hit]]
+    return out
+
+
+def zero_shot_prior(project, matrix: EmbeddingMatrix, *, seed: int = 0, timings: dict | None = None):
+    """The project's zero-shot prior (``zeroshot.ZeroShotPrior``, fitted), or ``None`` when the label names
+    cannot be put in the items' embedding space (module docstring, *Zero-shot prior*). ``timings`` gets
+    ``zero_shot``: ``on`` or ``off: <reason>``."""
+    timings = {} if timings is None else timings
+    prior, reason = _zero_shot(project, matrix, seed)
+    timings["zero_shot"] = "on" if prior is not None else f"off: {reason}"
+    if prior is not None:
+        timings["zero_shot_temperature"] = float(prior.temperature_)
+    return prior
+
+
+def _zero_shot(project, matrix: EmbeddingMatrix, seed: int):
+    if not getattr(settings, "QUORUM_ZERO_SHOT", True):
+        return None, "QUORUM_ZERO_SHOT is off"
+    classes = _label_classes(project)
+    if len(classes) < 2:
+        return None, "fewer than two label classes"
+    if len(matrix) == 0:
+        return None, "no embedded item"
+    dim = encoder_dimension(project.encoder, settings.QUORUM_EXTRA_ENCODERS)
+    if dim is None:
+        return None, f"the project's encoder {project.encoder!r} is not one this deployment can run"
+    if dim != project.embedding_dim or dim != matrix.dim:
+        return None, (
+            f"the vectors are not those of a known text encoder ({project.encoder!r} makes {dim}-d vectors, "
+            f"the items have {matrix.dim}-d)"
+        )
+    try:
+        from ..encoders import get_encoder  # PyTorch loads where a model runs, not in web processes
+
+        encoder = get_encoder(project.encoder, device=settings.QUORUM_DEVICE)
+    except (ValueError, RuntimeError, OSError, ImportError) as exc:
+        return None, f"the encoder {project.encoder!r} cannot be loaded ({exc})"
+    if encoder.dim != matrix.dim:
+        return None, f"the encoder makes {encoder.dim}-d vectors, the items have {matrix.dim}-d"
+    foreign = ItemEmbedding.objects.filter(project=project).exclude(source=encoder.name)
+    if foreign.exists():
+        ids = np.sort(np.fromiter(foreign.values_list("item_id", flat=True), dtype=np.int64))
+        ids = ids[matrix.present(ids)]
+        if len(ids):
+            rng = np.random.default_rng([seed, 1])
+            check = np.sort(rng.choice(ids, size=min(ZERO_SHOT_CHECK_ITEMS, len(ids)), replace=False))
+            mine = encoder.encode(item_texts(check))
+            stored = np.asarray(matrix.vectors[matrix.positions(check)], dtype=np.float64)
+            cosine = np.sum(mine * stored, axis=1) / np.maximum(
+                np.linalg.norm(mine, axis=1) * np.linalg.norm(stored, axis=1), 1e-12
+            )
+            if cosine.min() < ZERO_SHOT_MIN_COSINE:
+                return None, (
+                    f"the pushed vectors are not {encoder.name!r}'s (lowest cosine {cosine.min():.2f} "
+                    f"on {len(check)} re-encoded items)"
+                )
+    label_vectors = encoder.encode([label_text(name, description) for _, name, description in classes])
+    rng = np.random.default_rng([seed, 2])
+    n = len(matrix)
+    rows = np.sort(rng.choice(n, size=ZERO_SHOT_FIT_ROWS, replace=False)) if n > ZERO_SHOT_FIT_ROWS else np.arange(n)
+    # every item of known class fits the temperature; the sample gives the unsupervised scale
+    y = _final_classes(project, matrix.ids)
+    rows = np.union1d(rows, np.flatnonzero(y >= 0))
+    prior = ZeroShotPrior(label_vectors).fit(np.asarray(matrix.vectors[rows]), y[rows])
+    prior.label_ids_ = [pk for pk, _, _ in classes]
+    return prior, ""
+
+
+def _picks(run, project, picked_ids, pick_scores, explore_ids, *, reason, ranks=None, prior=None) -> list[Pick]:
     """The strategy's picks and the exploration picks, interleaved, in serving order on the rank scale."""
     picked_ids = np.asarray(picked_ids, dtype=np.int64)
     explore_ids = np.asarray(explore_ids, dtype=np.int64)
     priorities = np.asarray(ranks if ranks is not None else pick_scores, dtype=np.float64)
-    suggestions = _suggestions(run, project, np.concatenate([picked_ids, explore_ids]))
+    suggestions = _suggestions(run, project, np.concatenate([picked_ids, explore_ids]), prior=prior)
     picks = [
         Pick(
             item_id=int(item_id),
@@ -398,11 +535,14 @@ def _picks(run, project, picked_ids, pick_scores, explore_ids, *, reason, ranks=
     return out
 
 
-def _suggestions(run, project, item_ids: np.ndarray) -> dict[int, dict]:
-    """The model's predicted label and confidence per item (empty without a model)."""
+def _suggestions(run, project, item_ids: np.ndarray, *, prior=None) -> dict[int, dict]:
+    """The model's predicted label and confidence per item; without a model the zero-shot prior's (empty
+    without either)."""
     version = run.model_version
-    if version is None or not len(item_ids):
+    if not len(item_ids):
         return {}
+    if version is None:
+        return {} if prior is None else _prior_suggestions(prior, project, item_ids)
     model = model_load(version)
     matrix = embeddings_load(project)
     present = matrix.present(item_ids)
@@ -418,4 +558,21 @@ def _suggestions(run, project, item_ids: np.ndarray) -> dict[int, dict]:
         int(item_id): {"suggested_label_id": columns[best[i]], "suggested_confidence": float(probs[i, best[i]])}
         for i, item_id in enumerate(ids)
         if columns[best[i]] is not None
+    }
+
+
+def _prior_suggestions(prior, project, item_ids: np.ndarray) -> dict[int, dict]:
+    """The zero-shot prior's most probable class and its probability per item."""
+    matrix = embeddings_load(project)
+    ids = item_ids[matrix.present(item_ids)]
+    if not len(ids):
+        return {}
+    probs = prior.predict_proba(np.asarray(matrix.vectors[matrix.positions(ids)]))
+    best = probs.argmax(axis=1)
+    return {
+        int(item_id): {
+            "suggested_label_id": prior.label_ids_[best[i]],
+            "suggested_confidence": float(probs[i, best[i]]),
+        }
+        for i, item_id in enumerate(ids)
     }
