@@ -390,6 +390,13 @@ QUORUM_REFILL_THRESHOLD = (
 QUORUM_LEASE_SWEEP_SECONDS = env_int("QUORUM_LEASE_SWEEP_SECONDS", 1, minimum=0)
 # MSAL's distance weight α in U(x) + α·min‖φ(x) − φ(L)‖ (see acquisition/strategies.py).
 QUORUM_MSAL_ALPHA = env_float("QUORUM_MSAL_ALPHA", 0.01, minimum=0.0)
+# First batches before any model: "typiclust" (typical points of the largest uncovered clusters),
+# "kcenter" or "kmeans++" (acquisition.strategies.COLD_START_METHODS).
+QUORUM_COLD_START_METHOD = env_str("QUORUM_COLD_START_METHOD", "typiclust")
+if QUORUM_COLD_START_METHOD not in ("typiclust", "kcenter", "kmeans++"):
+    raise ImproperlyConfigured("QUORUM_COLD_START_METHOD must be typiclust, kcenter or kmeans++")
+# The zero-shot prior from label names (cold-start selection and suggestions until a model exists).
+QUORUM_ZERO_SHOT = env_bool("QUORUM_ZERO_SHOT", True)
 # Seconds a burst of annotations waits before the project's labels are re-aggregated.
 QUORUM_AGGREGATION_DELAY_SECONDS = env_int("QUORUM_AGGREGATION_DELAY_SECONDS", 10, minimum=0)
 # PyTorch intra-op threads per Celery worker process (0: PyTorch's default, one per core).
