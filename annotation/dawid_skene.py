@@ -79,9 +79,10 @@ the Dirichlet-multinomial evidence of the class counts (at least ``prior_smoothi
 150 items over 77 classes say little about which class is commoner, and a noisy prior would
 otherwise decide every tie. The strengths are chosen at the first M-step, at iterations 2, 8 and 32
 and when the likelihood settles; between those, EM runs with them fixed. Each choice climbs the
-grid from the previous strength to the evidence's maximum and walks right to the one-SE point (the
-evidence is unimodal in log s in practice; the full-grid choice is identical on the shared crowd
-sets and the tests' random rows) -- a handful of log-gamma sums instead of the whole grid.
+grid from the previous choice's evidence maximum to this evidence's maximum and walks right to the
+one-SE point, every annotator's row at once for the per-annotator strengths (the evidence is
+unimodal in log s in practice; the full-grid choice is identical on the shared crowd sets, the
+sweeps and the tests' random rows) -- three or four log-gamma sums instead of the whole grid.
 
 Start. EM starts from a vote weighted by each annotator's one-coin skill estimated without any
 model fit, from how often they agree with each other (:func:`agreement_skills`: the chance-corrected
@@ -96,6 +97,17 @@ class priors likewise (``prior_smoothing`` = a uniform Dirichlet). Gold labels c
 posteriors at every E-step, so they teach every level of the hierarchy. Deterministic (majority
 vote start, no randomness); O(answers x classes) per iteration with two sparse products, as the
 classic class.
+
+Cost. A million answers' EM iteration is memory-bound, so the count matrix is built once, one
+entry per answer in item order (:func:`_count_matrix`): the E-step multiplies it as CSR, the M-step
+as its transpose read as CSC (walking the items in order and adding into the small (annotator,
+answer) x class result, instead of gathering scattered items' posteriors). Inside EM the
+posteriors are single precision (their rounding, 1e-7, is far below the sampling noise of anything
+an M-step estimates) and the softmax works on (classes, items) rows without the max shift (the
+log weights are negative; only items whose every class underflows are shifted); the evidence,
+temperature and posteriors returned are double. The strength searches cost the same whatever the
+number of answers (annotators x classes x classes log-gamma terms), which is what makes the model
+choice on a subset (below) cheap but not free.
 
 Calibration. Correlated answers (hard items that fool everyone alike) make any conditional-
 independence model over-confident. After convergence the item log-posteriors are divided by a
@@ -120,13 +132,17 @@ standard error of the paired difference (the one-SE rule once more: cross-valida
 Hastie et al., ESL section 7.10; the held-out answer's own weight is in the fit, a leak that favours
 the richer model, so the rule leans the safe way). With two labels per item both models predict the
 other answer alike and one-coin stays. On more than ``max_selection_answers`` answers the choice is
-made on every k-th item, and the chosen model alone is fitted on all of them.
+made on every k-th item, and the chosen model alone is fitted on all of them, its searches starting
+from the subset's strengths. That subset's EM stops at ten times ``tol``: it only has to rank two
+models, and its last iterations move the held-out comparison by far less than its standard error;
+when the comparison lands within two standard errors of the one-SE line the subset is refitted at
+``tol`` and the choice made again.
 
 Measured (``bench/aggregation.py``, tables 1 and 3): on the five real sets the choice keeps one-coin
 on MS, ZenCrowd and Dog and the class-conditional model on sentiment and Relevance; the mean accuracy
 is above majority vote's and crowd-kit DS's, and no set or sweep configuration falls below majority
-vote by more than twice the paired standard error. Refitting costs a second EM, which is why the
-fit is slower than classic DS (table 6).
+vote by more than twice the paired standard error. The model choice costs a second EM (on a subset
+above ``max_selection_answers``), which is why the fit is slower than classic DS (table 6).
 """
 
 from __future__ import annotations
@@ -145,14 +161,27 @@ __all__ = ["DawidSkene", "HierarchicalDawidSkene", "MajorityVote"]
 _EPS = 1e-10  # floor of probabilities before a log, as crowd-kit
 
 
-def _count_matrix(data) -> sp.csr_matrix:
-    """The (n_items, n_workers * n_classes) sparse matrix of answer counts n[i, r*C + k]."""
-    shape = (data.n_items, data.n_workers * data.n_classes)
-    matrix = sp.csr_matrix(
-        (np.ones(data.items.size), (data.items, data.workers * data.n_classes + data.labels)), shape=shape
-    )
-    matrix.sum_duplicates()
-    return matrix
+def _count_matrix(data, dtype=np.float64) -> sp.csr_matrix:
+    """The (n_items, n_workers * n_classes) sparse matrix of answer counts n[i, r*C + k].
+
+    One stored entry per answer (a repeated answer is two entries of 1, which every product sums),
+    built directly in CSR order: no sorting of columns, no summing of duplicates. Its transpose
+    ``matrix.T`` is the same arrays read as CSC, which is what the M-steps multiply with: a CSC
+    product walks the items in order and adds into the small (W*C, C) result, where the CSR
+    transpose would gather the posteriors of scattered items (several times slower at a million
+    answers). ``dtype``: of the stored ones (float32 halves what the products read; a float32
+    matrix times float64 numbers is still computed, exactly, in float64).
+    """
+    n_items, C = data.n_items, data.n_classes
+    shape = (n_items, data.n_workers * C)
+    index = np.int32 if max(data.items.size, shape[1], n_items) < 2**31 - 1 else np.int64
+    columns = np.multiply(data.workers, C, out=np.empty(data.items.size, dtype=index), casting="unsafe")
+    np.add(columns, data.labels, out=columns, casting="unsafe")
+    if data.items.size > 1 and (data.items[1:] < data.items[:-1]).any():
+        columns = columns[np.argsort(data.items, kind="stable")]
+    indptr = np.zeros(n_items + 1, dtype=index)
+    np.cumsum(np.bincount(data.items, minlength=n_items), out=indptr[1:])
+    return sp.csr_matrix((np.ones(columns.size, dtype=dtype), columns, indptr), shape=shape, copy=False)
 
 
 def _vote_shares(data) -> np.ndarray:
@@ -378,7 +407,7 @@ class DawidSkene(_Aggregator):
 
     # -- EM steps -------------------------------------------------------------------------------
 
-    def _m_step(self, counts_t: sp.csr_matrix, posteriors: np.ndarray, labelled, used: np.ndarray, active: np.ndarray):
+    def _m_step(self, counts_t: sp.csc_matrix, posteriors: np.ndarray, labelled, used: np.ndarray, active: np.ndarray):
         """Priors and confusion matrices from the posteriors. Returns (log θ, log π as (W*C, C)).
 
         ``labelled``: the items that count for the priors (a mask, or ``slice(None)`` for all).
@@ -443,9 +472,10 @@ class DawidSkene(_Aggregator):
         gold = _true_label_array(true_labels, data.n_items, data.n_classes)
         self.n_items_, self.n_workers_, self.n_classes_ = data.n_items, data.n_workers, data.n_classes
         counts = _count_matrix(data)
-        counts_t = counts.T.tocsr()
+        counts_t = counts.T  # CSC: see _count_matrix
         labelled = np.diff(counts.indptr) > 0
-        used = (np.diff(counts_t.indptr) > 0).reshape(data.n_workers, data.n_classes)
+        given = np.bincount(data.workers * data.n_classes + data.labels, minlength=data.n_workers * data.n_classes)
+        used = (given > 0).reshape(data.n_workers, data.n_classes)
         active = used.any(axis=0)
         if gold is not None:
             labelled |= gold >= 0
@@ -491,6 +521,8 @@ _PINNED = 1e12
 _SPREAD_TOLERANCE = 1e-3
 #: What a fit leaves behind that the model choice keeps or restores.
 _FIT_STATE = ("confusion_", "_log_weights", "priors_", "n_iter_", "converged_", "log_likelihood_")
+#: The model choice on a subset runs EM to this many times ``tol`` (see _choose_on_subset).
+_PROBE_LOOSENING = 10.0
 #: Gold items with answers from which the temperature is fitted on them alone (as routing.MIN_OVERLAP_ITEMS).
 MIN_CALIBRATION_GOLD = 20
 
@@ -506,17 +538,20 @@ def _simplest_within_one_se(grid: np.ndarray, scores: np.ndarray) -> float:
     return float(grid[np.flatnonzero(scores >= scores.max() - _ONE_SE)[-1]])
 
 
-def _choose_strength(score, grid: np.ndarray, start: float | None) -> float:
+def _choose_strength(score, grid: np.ndarray, start: float | None, peak: bool = False):
     r"""The one-standard-error choice over ``grid`` of the evidence ``score(s)``.
 
     ``start=None``: every grid point is scored (:func:`_simplest_within_one_se`). Otherwise (EM's
     searches, warm-started from the previous strength) the evidence, unimodal in
     :math:`\log s` for these conjugate models in practice, is climbed on the grid from the grid
     point nearest ``start`` to its maximum, then walked right while within ``_ONE_SE`` of it: the
-    same choice from a handful of evaluations instead of the whole grid.
+    same choice from a handful of evaluations instead of the whole grid. ``peak``: return
+    ``(choice, the grid point of the evidence's maximum)``, the best start of the next climb.
     """
     if start is None:
-        return _simplest_within_one_se(grid, np.array([score(s) for s in grid]))
+        scores = np.array([score(s) for s in grid])
+        choice = _simplest_within_one_se(grid, scores)
+        return (choice, float(grid[np.argmax(scores)])) if peak else choice
     cache: dict[int, float] = {}
 
     def at(g: int) -> float:
@@ -532,19 +567,21 @@ def _choose_strength(score, grid: np.ndarray, start: float | None) -> float:
             g -= 1
         else:
             break
-    best = at(g)
+    best, top = at(g), g
     while g + 1 < grid.size and at(g + 1) >= best - _ONE_SE:
         g += 1
-    return float(grid[g])
+    return (float(grid[g]), float(grid[top])) if peak else float(grid[g])
 
 
-def _beta_binomial_strength(hits: np.ndarray, misses: np.ndarray, mean: np.ndarray, start: float | None = None):
+def _beta_binomial_strength(
+    hits: np.ndarray, misses: np.ndarray, mean: np.ndarray, start: float | None = None, *, peak: bool = False
+):
     r"""Empirical-Bayes strength s of the Beta(s m_d, s(1-m_d)) priors of rows d (hits, misses).
 
     Maximises the beta-binomial evidence :math:`\sum_d \log B(h_d + s m_d, m_d' + s(1-m_d)) -
     \log B(s m_d, s(1-m_d))` over the grid, then takes the simplest model within one standard error
-    (see :class:`HierarchicalDawidSkene`; ``start``: warm start, :func:`_choose_strength`). ``None``
-    when no row has data.
+    (see :class:`HierarchicalDawidSkene`; ``start``, ``peak``: warm start, :func:`_choose_strength`).
+    ``None`` when no row has data.
     """
     hits, misses = np.broadcast_arrays(np.asarray(hits, float), np.asarray(misses, float))
     mean = np.broadcast_to(np.clip(mean, 1e-6, 1 - 1e-6), hits.shape)
@@ -558,42 +595,175 @@ def _beta_binomial_strength(hits: np.ndarray, misses: np.ndarray, mean: np.ndarr
         a, b = s * m, s * (1.0 - m)
         return float((gammaln(h + a) - gammaln(a) + gammaln(f + b) - gammaln(b) - gammaln(n + s) + gammaln(s)).sum())
 
-    return _choose_strength(score, _strength_grid(float(n.max())), start)
+    return _choose_strength(score, _strength_grid(float(n.max())), start, peak)
 
 
-def _dirichlet_multinomial_strength(counts: np.ndarray, mean: np.ndarray, start: float | None = None):
+def _dirichlet_multinomial_strength(
+    counts: np.ndarray,
+    mean: np.ndarray,
+    start: float | None = None,
+    *,
+    group: np.ndarray | None = None,
+    peak: bool = False,
+):
     r"""Empirical-Bayes strength s of the Dirichlet(s m_d) priors of count rows d (cells where m = 0
-    carry no count and are left out); same rule as :func:`_beta_binomial_strength`."""
+    carry no count and are left out); same rule as :func:`_beta_binomial_strength`.
+
+    ``group``: row d's mean is ``mean[group[d]]`` (a few shared means, as every annotator's error
+    rows around the pool's pattern); the :math:`\log\Gamma(s m)` terms are then summed once per
+    distinct mean, times the rows that share it.
+    """
     total = counts.sum(axis=1)
     use = total > 1e-9
     if not use.any():
         return None
-    counts, mean, total = counts[use], mean[use], total[use]
-    cells = mean > 0
-    c, m = counts[cells], mean[cells]
+    counts, total = counts[use], total[use]
+    if group is None:
+        mean = mean[use]
+        cells = mean > 0
+        c, m = counts[cells], mean[cells]
+        shared, rows_per_mean = m, 1.0
+    else:
+        group = group[use]
+        cells = mean[group] > 0
+        c, m = counts[cells], mean[group][cells]
+        rows_per_mean = np.broadcast_to(np.bincount(group, minlength=mean.shape[0])[:, None], mean.shape)
+        rows_per_mean = rows_per_mean[mean > 0]
+        shared = mean[mean > 0]
+    n_rows = float(total.size)
 
     def score(s: float) -> float:
-        return float((gammaln(c + s * m) - gammaln(s * m)).sum() + (gammaln(s) - gammaln(total + s)).sum())
+        return float(
+            gammaln(c + s * m).sum()
+            - (rows_per_mean * gammaln(s * shared)).sum()
+            + n_rows * gammaln(s)
+            - gammaln(total + s).sum()
+        )
 
-    return _choose_strength(score, _strength_grid(float(total.max())), start)
+    return _choose_strength(score, _strength_grid(float(total.max())), start, peak)
 
 
-def _beta_binomial_strength_per_row(hits: np.ndarray, misses: np.ndarray, mean: np.ndarray, previous: np.ndarray):
+def _beta_binomial_strength_per_row(
+    hits: np.ndarray,
+    misses: np.ndarray,
+    mean: np.ndarray,
+    previous: np.ndarray,
+    *,
+    warm: bool = True,
+    start: np.ndarray | None = None,
+    peak: bool = False,
+):
     r"""One empirical-Bayes strength per row (annotator) of the (rows, C) Beta priors: the evidence
     :math:`\sum_j \log B(h_{rj} + s m_{rj}, f_{rj} + s(1-m_{rj})) - \log B(s m_{rj}, s(1-m_{rj}))` of
-    each row over the whole grid at once, then the one-SE rule per row. A row without data keeps
-    ``previous``."""
+    each row, then the one-SE rule per row. A row without data keeps ``previous``.
+
+    ``warm`` (EM's searches): every row climbs the grid from the grid point nearest its ``start``
+    (default ``previous``), all rows at once, as :func:`_choose_strength` does for one strength (a
+    few evaluations per row instead of the whole grid; the same choice where the evidence is
+    unimodal in :math:`\log s`). ``warm=False``: the whole grid for every row. ``peak``: return
+    ``(choices, each row's evidence maximum)``, the best starts of the next climb.
+    """
     mean = np.clip(mean, 1e-6, 1 - 1e-6)
     total = hits + misses
     grid = _strength_grid(float(total.max(initial=1.0)))
-    s = grid[None, None, :]
-    h, f, n, m = hits[..., None], misses[..., None], total[..., None], mean[..., None]
-    a, b = s * m, s * (1.0 - m)
-    terms = gammaln(h + a) - gammaln(a) + gammaln(f + b) - gammaln(b) - gammaln(n + s) + gammaln(s)
-    scores = np.where(n > 1e-9, terms, 0.0).sum(axis=1)  # (rows, grid)
-    within = scores >= scores.max(axis=1, keepdims=True) - _ONE_SE
-    simplest = grid[within.shape[1] - 1 - np.argmax(within[:, ::-1], axis=1)]
-    return np.where(total.sum(axis=1) > 1e-9, simplest, previous)
+    keep = np.asarray(previous, dtype=np.float64).copy()
+    tops = keep.copy() if start is None else np.asarray(start, dtype=np.float64).copy()
+    rows = np.flatnonzero(total.sum(axis=1) > 1e-9)
+    if rows.size == 0:
+        return (keep, tops) if peak else keep
+    h, f, n, m = hits[rows], misses[rows], total[rows], mean[rows]
+
+    def score(sel: np.ndarray, g) -> np.ndarray:  # evidence of rows ``sel`` at grid points ``g``
+        s = grid[g][..., None]
+        ms = m[sel][..., None, :] if np.ndim(g) == 2 else m[sel]
+        hs, fs, ns = (x[sel][..., None, :] if np.ndim(g) == 2 else x[sel] for x in (h, f, n))
+        a, b = s * ms, s * (1.0 - ms)
+        terms = gammaln(hs + a) - gammaln(a) + gammaln(fs + b) - gammaln(b) - gammaln(ns + s) + gammaln(s)
+        return np.where(ns > 1e-9, terms, 0.0).sum(axis=-1)
+
+    last = grid.size - 1
+    if not warm:
+        every_point = np.broadcast_to(np.arange(grid.size), (rows.size, grid.size))
+        scores = score(np.arange(rows.size), every_point)  # (rows, grid)
+        within = scores >= scores.max(axis=1, keepdims=True) - _ONE_SE
+        keep[rows] = grid[last - np.argmax(within[:, ::-1], axis=1)]
+        tops[rows] = grid[np.argmax(scores, axis=1)]
+        return (keep, tops) if peak else keep
+    begin = np.log10(np.maximum(tops[rows], 1e-300))
+    g = np.clip(np.rint((begin - np.log10(grid[0])) / _STRENGTH_STEP), 0, last).astype(np.int64)
+    every = np.arange(rows.size)
+    here = score(every, g)
+    right = np.full(rows.size, -np.inf)  # the evidence one grid point right of g, once known
+    inside = g < last
+    right[inside] = score(every[inside], g[inside] + 1)
+    step = np.where(right > here, 1, 0)
+    left = np.full(rows.size, -np.inf)
+    inside = (step == 0) & (g > 0)
+    left[inside] = score(every[inside], g[inside] - 1)
+    step[inside & (left > here)] = -1
+    # Climb: one step up where that is better, else one step down where that is better; then on
+    # in the same direction while the evidence still rises.
+    ahead = np.where(step > 0, right, left)  # the evidence one step on
+    moving = np.flatnonzero(step)
+    while moving.size:
+        direction = step[moving]
+        falling = moving[direction < 0]
+        right[falling] = here[falling]
+        g[moving] += direction
+        here[moving] = ahead[moving]
+        target = g[moving] + direction
+        inside = (target >= 0) & (target <= last)
+        right[moving[~inside & (direction > 0)]] = -np.inf  # at the top: nothing to the right
+        moving, target, direction = moving[inside], target[inside], direction[inside]
+        ahead[moving] = score(moving, target)
+        rising = moving[direction > 0]
+        right[rising] = ahead[rising]
+        moving = moving[ahead[moving] > here[moving]]
+    # Walk right (towards pooling) while within one standard error of the best; the first step's
+    # evidence is already known.
+    best = here
+    tops[rows] = grid[g]
+    walking = np.flatnonzero((g < last) & (right >= best - _ONE_SE))
+    g[walking] += 1
+    walking = walking[g[walking] < last]
+    while walking.size:
+        ahead = score(walking, g[walking] + 1)
+        walking = walking[ahead >= best[walking] - _ONE_SE]
+        g[walking] += 1
+        walking = walking[g[walking] < last]
+    keep[rows] = grid[g]
+    return (keep, tops) if peak else keep
+
+
+def _without_diagonal(matrix) -> sp.csr_matrix:
+    """A square CSR matrix with its diagonal entries removed (one pass over the entries;
+    ``setdiag(0)`` looks each one up)."""
+    matrix = matrix.tocsr()
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    matrix.data[matrix.indices == rows] = 0.0
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def _pair_counts(items, workers, labels, n_workers: int, n_classes: int):
+    """For every ordered pair of different annotators (r, s): ``scale * shared + agreed`` as one
+    (W, W) CSR matrix, and ``scale``, where ``shared`` counts pairs of their answers on the same
+    item (B'B, B the items x annotators count matrix) and ``agreed`` those with the same label
+    (A'A, A the (item, label) x annotators one), and ``scale`` a power of two above any
+    ``agreed``: pairs that agreed share items, so the sum has overlap's pattern, and both counts
+    come back from it exactly (integers below 2**53), aligned.
+    """
+    W, C = n_workers, n_classes
+    n_items = int(items.max(initial=-1)) + 1
+    ones = np.ones(items.size)
+    answer_rows = items * C + labels
+    by_worker = sp.csr_matrix((ones, (items, workers)), shape=(n_items, W))
+    by_answer = sp.csr_matrix((ones, (answer_rows, workers)), shape=(n_items * C, W))
+    # Both transposes built as CSR too: a CSR x CSR product needs no format conversion.
+    overlap = _without_diagonal(sp.csr_matrix((ones, (workers, items)), shape=(W, n_items)) @ by_worker)
+    agree = _without_diagonal(sp.csr_matrix((ones, (workers, answer_rows)), shape=(W, n_items * C)) @ by_answer)
+    scale = 2.0 ** np.ceil(np.log2(agree.data.max(initial=0.0) + 1.0))
+    return (overlap * scale + agree).tocsr(), scale
 
 
 def agreement_skills(data, *, iterations: int = 50, max_items: int = 20_000) -> np.ndarray:
@@ -622,29 +792,27 @@ def agreement_skills(data, *, iterations: int = 50, max_items: int = 20_000) -> 
         step = -(-data.n_items // max_items)
         kept = items % step == 0
         items, workers, labels = items[kept] // step, workers[kept], labels[kept]
-    n_items = int(items.max(initial=-1)) + 1
-    ones = np.ones(items.size)
-    by_worker = sp.csr_matrix((ones, (items, workers)), shape=(n_items, W))
-    by_answer = sp.csr_matrix((ones, (items * C + labels, workers)), shape=(n_items * C, W))
-    overlap = (by_worker.T @ by_worker).tocsr()
-    overlap.setdiag(0)
-    overlap.eliminate_zeros()
-    if overlap.nnz == 0:
+    both, scale = _pair_counts(items, workers, labels, W, C)  # scale * shared items + agreements, per pair
+    if both.nnz == 0:
         return np.full(W, np.nan)
-    agree = (by_answer.T @ by_answer).tocsr()
-    agree.setdiag(0)
-    agree.eliminate_zeros()
-    # Both share the pairs' sparsity up to pairs that never agreed: align them on overlap's pattern.
-    agreed = overlap.copy()
-    agreed.data = np.asarray(agree[overlap.nonzero()]).ravel()  # same order as overlap.data
+    overlap = both.copy()
+    overlap.data = np.floor(both.data / scale)
+    agreed = both.data - overlap.data * scale
     # Cohen's chance agreement of each pair from the two annotators' own label shares: two
     # annotators who always give the same label agree always and by chance alone (kappa 0).
     given = np.bincount(workers * C + labels, minlength=W * C).reshape(W, C).astype(np.float64)
     given /= np.maximum(given.sum(axis=1, keepdims=True), 1.0)
-    rows, columns = overlap.nonzero()
-    pair_chance = np.einsum("pc,pc->p", given[rows], given[columns])
+    rows = np.repeat(np.arange(W), np.diff(overlap.indptr))
+    columns = overlap.indices
+    if C > 16 and W <= 2048:  # many classes: every pair's chance agreement at once, then the sharing pairs'
+        pair_chance = (given @ given.T)[rows, columns]
+    else:  # few classes: one class at a time over the sharing pairs
+        pair_chance = np.zeros(rows.size)
+        per_row, columns = np.diff(overlap.indptr), columns.astype(np.intp)
+        for share_k in np.ascontiguousarray(given.T):
+            pair_chance += np.repeat(share_k, per_row) * share_k[columns]
     room = 1.0 - pair_chance
-    kappa = np.where(room > 1e-9, (agreed.data / overlap.data - pair_chance) / np.maximum(room, 1e-9), 0.0)
+    kappa = np.where(room > 1e-9, (agreed / overlap.data - pair_chance) / np.maximum(room, 1e-9), 0.0)
     weighted_kappa = overlap.copy()  # shared items x clipped chance-corrected agreement
     weighted_kappa.data = overlap.data * np.clip(kappa, 1e-3, 1.0)
     share = np.bincount(labels, minlength=C) / labels.size
@@ -662,36 +830,108 @@ def agreement_skills(data, *, iterations: int = 50, max_items: int = 20_000) -> 
     return np.where(known, x + (1.0 - x) * chance, np.nan)
 
 
-def _weighted_vote(data, skills: np.ndarray) -> np.ndarray:
-    """EM's start: a vote weighted by the one-coin log-odds of the agreement skills (vote shares
-    when no annotator shares an item with another)."""
+def _weighted_vote(data, answers: _Answers, skills: np.ndarray) -> np.ndarray:
+    """EM's start, as (n_items, C) float32 rows with gold clamped: a vote weighted by the one-coin
+    log-odds of the agreement skills (vote shares when no annotator shares an item with another),
+    computed as an E-step whose answer weights are those log-odds on the given label."""
     C = data.n_classes
     known = np.isfinite(skills)
     if not known.any():
-        return _vote_shares(data)
+        return answers.clamp(_vote_shares(data).astype(np.float32))
     accuracy = np.clip(np.where(known, skills, np.nanmean(skills)), 1.0 / C + 1e-3, 1.0 - 1e-3)
     weight = np.log(accuracy * (C - 1) / (1.0 - accuracy))
-    score = np.bincount(data.items * C + data.labels, weights=weight[data.workers], minlength=data.n_items * C).reshape(
-        data.n_items, C
-    )
-    answered = np.bincount(data.items, minlength=data.n_items) > 0
-    posteriors, _ = _softmax_rows(score)
-    posteriors[~answered] = 1.0 / C
-    return posteriors
+    # [(r, k), j]: minus the weight against every class but the answer (the same softmax as plus the
+    # weight for it, and no score above 0 to overflow)
+    layout = (weight[:, None, None] * (np.eye(C) - 1.0)).reshape(data.n_workers * C, C)
+    return answers.e_step(np.zeros(C), layout)[0]
 
 
-def _held_out_answers(data, cap: int) -> np.ndarray:
-    """Indices of the answers on items with two or more answers, at most ``cap``, evenly spread."""
-    per_item = np.bincount(data.items, minlength=data.n_items)
+def _held_out_answers(data, cap: int, per_item: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the answers on items with two or more answers, at most ``cap``, evenly spread.
+    ``per_item``: each item's number of answers, when already counted."""
+    if per_item is None:
+        per_item = np.bincount(data.items, minlength=data.n_items)
+    if per_item.min(initial=2) >= 2:  # every answer qualifies: no pass over them
+        size = data.items.size
+        return np.linspace(0, size - 1, cap).astype(np.int64) if size > cap else np.arange(size)
     held = np.flatnonzero(per_item[data.items] >= 2)
     if held.size > cap:
         held = held[np.linspace(0, held.size - 1, cap).astype(np.int64)]
     return held
 
 
+def _column_sums(rows: np.ndarray) -> np.ndarray:
+    """Column sums of an (n, C) array accumulated in double: blocks of 64 rows summed as one wide
+    row each (numpy adds whole rows quickly, short ones slowly), then folded."""
+    n, C = rows.shape
+    whole = n // 64 * 64
+    wide = rows[:whole].reshape(-1, 64 * C).sum(axis=0, dtype=np.float64).reshape(64, C).sum(axis=0)
+    return wide + rows[whole:].sum(axis=0, dtype=np.float64)
+
+
 def _logit(p):
     p = np.clip(p, 1e-9, 1 - 1e-9)
     return np.log(p) - np.log1p(-p)
+
+
+def _softmax_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax over the first axis of a (C, n) array, in place, and each column's log-sum-exp:
+    every step is a whole-row operation of length n (numpy reduces a short last axis several
+    times slower)."""
+    top = joint.max(axis=0)
+    joint -= top
+    np.exp(joint, out=joint)
+    total = joint.sum(axis=0)
+    joint /= total
+    return joint, np.log(total) + top
+
+
+def _argmax_columns(columns: np.ndarray) -> np.ndarray:
+    """``np.argmax(columns, axis=0)`` (the first of tied maxima) of a (C, n) array, one whole-row
+    comparison per class: numpy's arg-max over the first axis is several times slower."""
+    best, index = columns[0].copy(), np.zeros(columns.shape[1], dtype=np.int64)
+    for c in range(1, columns.shape[0]):
+        better = columns[c] > best
+        index[better] = c
+        np.maximum(best, columns[c], out=best)
+    return index
+
+
+def _posterior_rows(logits: np.ndarray, *, scale: float = 1.0, offset=None, dtype=np.float64, norms: bool = True):
+    """Row softmax of ``scale * logits + offset`` for (n, C) ``logits``, as new (n, C) rows of
+    ``dtype``, and each row's log-sum-exp (None unless ``norms``).
+
+    Worked on (C, n) columns (see :func:`_softmax_columns`) and without the usual shift by each
+    row's largest value: log weights of probabilities are negative, so nothing overflows, and
+    only rows whose every class underflows (dozens of answers against every class) or that
+    overflow (large positive scores, as the weighted vote's) are shifted, afterwards. Two passes
+    fewer over the whole array.
+    """
+    n, C = logits.shape
+    joint = np.empty((C, n), dtype=dtype)
+    if offset is not None:
+        np.add(logits.T, np.asarray(offset, dtype=dtype)[:, None], out=joint)
+        if scale != 1.0:
+            joint *= scale
+    else:
+        np.multiply(logits.T, scale, out=joint)
+    with np.errstate(over="ignore", divide="ignore"):  # both caught just below
+        np.exp(joint, out=joint)
+        total = joint.sum(axis=0)
+        log_total = np.log(total) if norms else None
+    safe = np.finfo(dtype).tiny ** 0.8
+    if not (total.min(initial=1.0) > safe and total.max(initial=1.0) < 1.0 / safe):
+        redo = np.flatnonzero(~((total > safe) & (total < 1.0 / safe)))
+        column = logits[redo].T.astype(dtype)
+        if offset is not None:
+            column += np.asarray(offset, dtype=dtype)[:, None]
+        joint[:, redo], shifted = _softmax_columns(scale * column)
+        total[redo] = 1.0
+        if norms:
+            log_total[redo] = shifted
+    rows = np.empty((n, C), dtype=dtype)
+    np.divide(joint, total, out=rows.T)
+    return rows, log_total
 
 
 def _softmax_rows(logits: np.ndarray, *, inplace: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -708,6 +948,56 @@ def _softmax_rows(logits: np.ndarray, *, inplace: bool = False) -> tuple[np.ndar
         total += column
     joint /= total[:, None]
     return joint, np.log(total) + top
+
+
+class _Answers:
+    """The answers as EM multiplies them, built once per fit: the count matrix (its CSC transpose
+    for the M-steps, see :func:`_count_matrix`), the weights of the items that count for the class
+    priors, and the gold items that clamp.
+
+    Inside EM the posteriors are single precision, (n_items, C) rows: a posterior's rounding
+    (1e-7, or 1e-7 x the square root of an annotator's answers in an expected count) is far below
+    the sampling noise of anything the M-step estimates, and a million answers' E- and M-steps
+    are memory-bound, so half the bytes is nearly half the time. The final evidence, the
+    temperature and the posteriors returned are computed in double.
+    """
+
+    def __init__(self, data, gold: np.ndarray | None):
+        self.counts = counts = _count_matrix(data, np.float32)
+        self.per_item = np.diff(counts.indptr)
+        labelled = self.per_item > 0
+        self.known = np.zeros(0, dtype=np.int64)
+        if gold is not None:
+            labelled |= gold >= 0
+            self.known = np.flatnonzero(gold >= 0)
+        self.known_labels = gold[self.known] if gold is not None else self.known
+        self.labelled = None if labelled.all() else np.flatnonzero(labelled)
+        self.n_answers = max(data.items.size, 1)
+
+    def evidence(self, log_prior: np.ndarray, log_layout: np.ndarray) -> np.ndarray:
+        """(n_items, C) log prior + the sum of each item's answers' log weights, in double."""
+        logits = np.asarray(self.counts @ log_layout)
+        logits += log_prior
+        return logits
+
+    def e_step(self, log_prior: np.ndarray, log_layout: np.ndarray) -> tuple[np.ndarray, float]:
+        """(n_items, C) float32 posteriors, gold clamped, and the marginal log-likelihood."""
+        logits = np.asarray(self.counts @ log_layout.astype(np.float32))
+        rows, norms = _posterior_rows(logits, offset=log_prior, dtype=np.float32)
+        return self.clamp(rows), float(norms.sum(dtype=np.float64))
+
+    def clamp(self, rows: np.ndarray) -> np.ndarray:
+        """(n_items, C) posteriors with the gold items' replaced by their one-hot labels."""
+        if self.known.size:
+            rows[self.known] = 0.0
+            rows[self.known, self.known_labels] = 1.0
+        return rows
+
+    def statistics(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """From (n_items, C) float32 posteriors: the expected counts (W*C, C), ``[(r, k), j] =
+        sum_i n_irk T_ij``, and the (C,) summed posteriors of the items that count for the priors."""
+        soft = np.asarray(self.counts.T @ rows).astype(np.float64)
+        return soft, _column_sums(rows if self.labelled is None else rows[self.labelled])
 
 
 class HierarchicalDawidSkene(_Aggregator):
@@ -739,7 +1029,8 @@ class HierarchicalDawidSkene(_Aggregator):
     The E-step uses the variational weights :math:`\exp E[\log\pi]` (the digamma form of
     mean-field Bayes, as in IBCC), which discount rows seen a few times. After convergence the item
     log-posteriors are temperature-scaled by one :math:`\tau` chosen by held-out likelihood
-    (``calibrate``), which never changes a label.
+    (``calibrate``), which never changes a label. Inside EM the posteriors are single precision
+    (module docstring, "Cost"); what the fit returns is double.
 
     Parameters
     ----------
@@ -760,8 +1051,10 @@ class HierarchicalDawidSkene(_Aggregator):
         ten times as many are used for the model choice.
     max_selection_answers : int, default 50000
         Above this many answers, the choice between the class-conditional and the one-coin model
-        is made on every k-th item (at most this many answers), then only the chosen model is
-        fitted on all the answers.
+        is made on every k-th item (at most this many answers; EM there stops at ``10 * tol``,
+        or at ``tol`` when the choice is within two standard errors of the one-SE line), then only
+        the chosen model is fitted on all the answers, its strength searches starting from the
+        subset's.
 
     Learned attributes
     ------------------
@@ -785,8 +1078,10 @@ class HierarchicalDawidSkene(_Aggregator):
     model_ : ``"class-conditional"`` or ``"one-coin"``, the model kept (module docstring, "Which
         model, in the end").
     selection_ : dict: ``gain`` (share of held-out answers the class-conditional model predicts
-        better), ``se`` (its standard error), ``answers`` (how many), ``subset`` (chosen on a
-        subset of the items).
+        better), ``se`` (its standard error), ``answers`` (how many), ``criterion`` (``labels``, or
+        ``log-likelihood`` when both models predict every held-out label alike; absent when the
+        evidence already pooled every class rung), ``subset`` (chosen on a subset of the items)
+        and, then, ``tol`` (the tolerance that subset's EM ran to).
     agreement_skills_ : (n_workers,) :func:`agreement_skills`, EM's start (nan: no shared item).
     n_iter_, converged_, log_likelihood_ (of the last E-step, untempered), classes_.
 
@@ -812,20 +1107,27 @@ class HierarchicalDawidSkene(_Aggregator):
 
     # -- M-step -----------------------------------------------------------------------------------
 
-    def _m_step(self, counts_t, posteriors, labelled, n_workers: int, n_classes: int, search: bool):
+    def _m_step(self, answers: _Answers, posteriors: np.ndarray, search: bool):
         """Posterior Beta / Dirichlet parameters from the expected counts; returns the E-step's log
         weights laid out as [(r, k), j] and the log prior weights. ``search``: choose the strengths
         afresh (else keep the last ones)."""
-        C = n_classes
-        soft = np.asarray(counts_t @ posteriors).reshape(n_workers, C, C).transpose(0, 2, 1)  # [r, j, k]
+        n_workers, C = self.n_workers_, self.n_classes_
+        soft, mass = answers.statistics(posteriors)  # posteriors: (n_items, C) float32
+        soft = np.ascontiguousarray(soft.reshape(n_workers, C, C).transpose(0, 2, 1))  # [r, j, k]
         diagonal = np.arange(C)
         hits = soft[:, diagonal, diagonal]
-        totals = soft.sum(axis=2)
+        totals = np.einsum("rjk->rj", soft)
         misses = np.maximum(totals - hits, 0.0)
-        strengths = self.strengths_
+        strengths, peaks = self.strengths_, self._peaks
 
-        def warm(key: str) -> float:  # every search climbs the grid from the last strength (1e3 at first)
-            return strengths[key]
+        def warm(key: str):  # every search climbs from the last one's evidence maximum (1e3 at first)
+            return peaks.get(key, strengths[key])
+
+        def keep(key: str, found, otherwise) -> None:  # a search's choice, and where the next one starts
+            if found is None:
+                strengths[key] = otherwise
+            else:
+                strengths[key], peaks[key] = found
 
         # Accuracies: pool -> class difficulty and annotator skill -> annotator x class.
         pool = (hits.sum() + 1.0) / (totals.sum() + 2.0)  # Beta(1, 1) on the pool accuracy
@@ -835,54 +1137,52 @@ class HierarchicalDawidSkene(_Aggregator):
         if one_coin:  # the simpler model of the choice (see _fit): one accuracy per annotator
             strengths["class"], strengths["annotator_class"] = _PINNED, np.full(n_workers, _PINNED)
         if search and not one_coin:
-            strengths["class"] = (
-                _beta_binomial_strength(class_hits, class_misses, pool, warm("class")) or strengths["class"]
-            )
+            found = _beta_binomial_strength(class_hits, class_misses, pool, warm("class"), peak=True)
+            keep("class", found, strengths["class"])
         if search:
-            strengths["annotator"] = (
-                _beta_binomial_strength(worker_hits, worker_misses, pool, warm("annotator")) or strengths["annotator"]
-            )
+            found = _beta_binomial_strength(worker_hits, worker_misses, pool, warm("annotator"), peak=True)
+            keep("annotator", found, strengths["annotator"])
         k_c, k_w = strengths["class"], strengths["annotator"]
         class_acc = (class_hits + k_c * pool) / (class_hits + class_misses + k_c)
         worker_acc = (worker_hits + k_w * pool) / (worker_hits + worker_misses + k_w)
         mean = 1.0 / (1.0 + np.exp(-(_logit(worker_acc)[:, None] + _logit(class_acc)[None, :] - _logit(pool))))
         if search and not one_coin:
-            strengths["annotator_class"] = _beta_binomial_strength_per_row(
-                hits, misses, mean, strengths["annotator_class"]
+            found = _beta_binomial_strength_per_row(
+                hits, misses, mean, strengths["annotator_class"], start=warm("annotator_class"), peak=True
             )
+            keep("annotator_class", found, strengths["annotator_class"])
         k_rc = strengths["annotator_class"][:, None]
         alpha = hits + k_rc * mean
         beta = misses + k_rc * (1.0 - mean)
-        log_hit = digamma(alpha) - digamma(alpha + beta)
-        log_miss = digamma(beta) - digamma(alpha + beta)
+        digamma_total = digamma(alpha + beta)
+        log_hit = digamma(alpha) - digamma_total
+        log_miss = digamma(beta) - digamma_total
         accuracy = alpha / (alpha + beta)
         self._class_spread = float(np.abs(accuracy - worker_acc[:, None]).max(initial=0.0))
 
         # Error distributions over the other classes: uniform -> pool pattern -> annotator.
         if C > 2:
             off_mask = ~np.eye(C, dtype=bool)
+            off_rows = np.nonzero(off_mask)[0]  # the true class j of each off-diagonal cell (j, k)
             off = soft * off_mask
             pool_off = off.sum(axis=0)
             uniform = off_mask / (C - 1.0)
             if search:
-                strengths["pool_errors"] = (
-                    _dirichlet_multinomial_strength(pool_off, uniform, warm("pool_errors")) or strengths["pool_errors"]
-                )
+                found = _dirichlet_multinomial_strength(pool_off, uniform, warm("pool_errors"), peak=True)
+                keep("pool_errors", found, strengths["pool_errors"])
             b0 = strengths["pool_errors"]
             pattern = (pool_off + b0 * uniform) / (pool_off.sum(axis=1, keepdims=True) + b0)
             if search:
-                flat = off.reshape(-1, C)
-                strengths["annotator_errors"] = (
-                    _dirichlet_multinomial_strength(
-                        flat, np.broadcast_to(pattern, off.shape).reshape(-1, C), warm("annotator_errors")
-                    )
-                    or strengths["annotator_errors"]
+                rows = np.tile(np.arange(C), n_workers)  # row (r, j) has mean pattern[j]
+                found = _dirichlet_multinomial_strength(
+                    off.reshape(-1, C), pattern, warm("annotator_errors"), group=rows, peak=True
                 )
+                keep("annotator_errors", found, strengths["annotator_errors"])
             b1 = strengths["annotator_errors"]
             errors = off + b1 * pattern[None]  # Dirichlet parameters, 0 on the diagonal
-            error_rows = errors.sum(axis=2, keepdims=True)
-            with np.errstate(divide="ignore"):
-                log_error = np.where(off_mask, digamma(np.where(off_mask, errors, 1.0)) - digamma(error_rows), 0.0)
+            error_rows = np.einsum("rjk->rj", errors)[:, :, None]
+            log_error = np.zeros_like(errors)
+            log_error[:, off_mask] = digamma(errors[:, off_mask]) - digamma(error_rows)[:, off_rows, 0]
             error_mean = errors / error_rows
         else:
             off_mask = ~np.eye(C, dtype=bool)
@@ -894,10 +1194,10 @@ class HierarchicalDawidSkene(_Aggregator):
         confusion = (1.0 - accuracy)[:, :, None] * error_mean
         confusion[:, diagonal, diagonal] = accuracy
 
-        mass = posteriors[labelled].sum(axis=0)
         if search:
             uniform = np.full((1, C), 1.0 / C)
-            strengths["class_prior"] = _dirichlet_multinomial_strength(mass[None], uniform, warm("class_prior")) or 0.0
+            found = _dirichlet_multinomial_strength(mass[None], uniform, warm("class_prior"), peak=True)
+            keep("class_prior", found, 0.0)
         mass = mass + max(strengths["class_prior"] / C, self.prior_smoothing)
         self.priors_ = mass / mass.sum()
         log_prior = digamma(mass) - digamma(mass.sum())
@@ -906,34 +1206,37 @@ class HierarchicalDawidSkene(_Aggregator):
 
     # -- calibration ------------------------------------------------------------------------------
 
-    def _temperature(self, data, logits: np.ndarray, log_layout: np.ndarray, gold) -> float:
+    def _temperature(self, data, answers: _Answers, logits: np.ndarray, log_layout: np.ndarray, gold) -> float:
         """τ maximising the held-out likelihood of the gold labels, or of the answers (class docstring)."""
         C = logits.shape[1]
-        per_item = np.bincount(data.items, minlength=data.n_items)
-        held = _held_out_answers(data, self.max_calibration_answers)
-        r, k, i = data.workers[held], data.labels[held], data.items[held]
-        rest = logits[i] - log_layout[r * C + k]  # the item's evidence without this answer
-        answer_given = self.confusion_[r, :, k]  # (n, C): P(answer k | true j)
+        held = _held_out_answers(data, self.max_calibration_answers, answers.per_item)
         gold_rows = np.zeros(0, dtype=np.int64)
         if gold is not None:
-            gold_rows = np.flatnonzero((gold >= 0) & (per_item > 0))
+            gold_rows = np.flatnonzero((gold >= 0) & (answers.per_item > 0))
         if gold_rows.size >= MIN_CALIBRATION_GOLD:  # the truth itself: answers only predict answers
             held = held[:0]
         else:
             gold_rows = gold_rows[:0]
-        gold_logits, gold_labels = logits[gold_rows], (gold[gold_rows] if gold_rows.size else gold_rows)
         if held.size == 0 and gold_rows.size == 0:
             return 1.0
+        # (C, n) layouts: every step of the loss is a whole-row operation (see _softmax_columns).
+        r, k, i = data.workers[held], data.labels[held], data.items[held]
+        rest = (logits[i] - log_layout[r * C + k]).T.copy()  # each item's evidence without the answer
+        answer_given = self.confusion_[r, :, k].T.copy()  # [j, n]: P(answer k | true j)
+        gold_logits = logits[gold_rows].T.copy()
+        gold_labels = gold[gold_rows] if gold_rows.size else gold_rows
+        gold_at = (gold_labels, np.arange(gold_rows.size))
 
         def loss(tau: float) -> float:
             total = 0.0
             if held.size:
-                p, _ = _softmax_rows(tau * rest)
-                total -= np.log(np.maximum((p * answer_given).sum(axis=1), 1e-300)).sum()
+                p, _ = _softmax_columns(tau * rest)
+                total -= np.log(np.maximum((p * answer_given).sum(axis=0), 1e-300)).sum()
             if gold_rows.size:
                 scaled = tau * gold_logits
-                _, norm = _softmax_rows(scaled)
-                total -= (scaled[np.arange(gold_rows.size), gold_labels] - norm).sum()
+                picked = scaled[gold_at]
+                _, norm = _softmax_columns(scaled)
+                total -= (picked - norm).sum()
             return total
 
         result = minimize_scalar(loss, bounds=_TEMPERATURE_BOUNDS, method="bounded", options={"xatol": 1e-3})
@@ -961,7 +1264,7 @@ class HierarchicalDawidSkene(_Aggregator):
         self.class_accuracy_ = np.diagonal(self.confusion_, axis1=1, axis2=2).copy()
         self.skills_ = self.class_accuracy_ @ self.priors_
         self.classes_ = np.arange(data.n_classes)
-        for scratch in ("_log_weights", "_one_coin", "_class_spread"):
+        for scratch in ("_log_weights", "_one_coin", "_class_spread", "_peaks"):
             self.__dict__.pop(scratch, None)
         return self
 
@@ -969,6 +1272,7 @@ class HierarchicalDawidSkene(_Aggregator):
         C, W = data.n_classes, data.n_workers
         self.strengths_ = {"class": 1e3, "annotator": 1e3, "annotator_class": np.full(W, 1e3), "pool_errors": 1e3}
         self.strengths_.update(annotator_errors=1e3, class_prior=1e3)
+        self._peaks = {}  # each strength's evidence maximum at the last search: the next one climbs from there
         self.n_iter_, self.converged_, self.log_likelihood_, self.temperature_ = 0, False, float("nan"), 1.0
         if C == 1:
             self.posteriors_ = np.ones((data.n_items, 1))
@@ -977,59 +1281,58 @@ class HierarchicalDawidSkene(_Aggregator):
             self._log_weights = np.zeros((W, 1, 1))
             self.converged_ = True
             return
-        counts = _count_matrix(data)
-        counts_t = counts.T.tocsr()
-        labelled = np.diff(counts.indptr) > 0
-        if gold is not None:
-            labelled |= gold >= 0
-        if labelled.all():
-            labelled = slice(None)
-        n_answers = max(data.items.size, 1)
-
+        answers = _Answers(data, gold)
         self.model_, self.selection_ = "class-conditional", {"gain": 0.0, "se": 0.0, "answers": 0, "subset": False}
         chosen = None
         if data.items.size > self.max_selection_answers:
-            chosen, self.agreement_skills_ = self._choose_on_subset(data, gold)
+            chosen, self.agreement_skills_ = self._choose_on_subset(data, answers, gold)
         else:
             self.agreement_skills_ = agreement_skills(data)
-        posteriors = _clamp(_weighted_vote(data, self.agreement_skills_), gold)
         self._one_coin = chosen == "one-coin"
-        log_prior, log_layout = self._em(counts, counts_t, posteriors, labelled, gold, n_answers)
-        logits = np.asarray(counts @ log_layout) + log_prior  # the final parameters' evidence
+        log_prior, log_layout = self._em(answers, _weighted_vote(data, answers, self.agreement_skills_))
+        logits = answers.evidence(log_prior, log_layout)  # the final parameters' evidence
         if chosen is not None:
             self.model_ = chosen
         elif self._class_spread > _SPREAD_TOLERANCE:
-            log_prior, log_layout, logits = self._choose_model(
-                data, counts, counts_t, labelled, gold, n_answers, log_prior, log_layout, logits
-            )
+            log_prior, log_layout, logits = self._choose_model(data, answers, log_prior, log_layout, logits)
         else:
             self.model_ = "one-coin"  # the evidence already pooled every class rung
-        self.temperature_ = self._temperature(data, logits, log_layout, gold) if self.calibrate else 1.0
-        posteriors, _ = _softmax_rows(self.temperature_ * logits)
+        self.temperature_ = self._temperature(data, answers, logits, log_layout, gold) if self.calibrate else 1.0
+        posteriors, _ = _posterior_rows(logits, scale=self.temperature_, norms=False)
         self.posteriors_ = _clamp(posteriors, gold)
         self.prior_weights_ = np.exp(self.temperature_ * (log_prior - log_prior.max()))
         self.answer_weights_ = np.exp(self.temperature_ * self._log_weights)
 
-    def _choose_on_subset(self, data, gold) -> tuple[str, np.ndarray]:
+    def _choose_on_subset(self, data, answers: _Answers, gold) -> tuple[str, np.ndarray]:
         """The model choice of ``_choose_model`` made on every k-th item (at most
         ``max_selection_answers`` answers), so that a large fit runs EM once: which model the
         answers support is settled long before a million of them."""
         step = -(-data.items.size // self.max_selection_answers)
-        kept = data.items % step == 0
-        probe = clone(self).set_params(calibrate=False, max_selection_answers=data.items.size)
-        probe.fit(
-            data.items[kept] // step,
-            data.workers[kept],
-            data.labels[kept],
-            n_items=-(-data.n_items // step),
-            n_workers=data.n_workers,
-            n_classes=data.n_classes,
-            true_labels=None if gold is None else gold[::step],
+        C, indptr = data.n_classes, answers.counts.indptr
+        chosen = np.arange(0, data.n_items, step)  # their answers, read off the count matrix's rows
+        starts, lengths = indptr[chosen], np.diff(indptr)[chosen]
+        at = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        workers, labels = np.divmod(answers.counts.indices[at].astype(np.int64), C)
+        subset = data._replace(
+            items=np.repeat(np.arange(chosen.size), lengths), workers=workers, labels=labels, n_items=chosen.size
         )
-        self.selection_ = {**probe.selection_, "subset": True}
+        subset_gold = None if gold is None else gold[::step]
+        probe = clone(self).set_params(
+            calibrate=False, max_selection_answers=data.items.size, tol=_PROBE_LOOSENING * self.tol
+        )
+        probe.n_items_, probe.n_workers_, probe.n_classes_ = subset.n_items, subset.n_workers, subset.n_classes
+        probe._fit(subset, subset_gold)
+        gain, se = probe.selection_["gain"], probe.selection_["se"]
+        if "criterion" in probe.selection_ and abs(gain - se) <= 2.0 * se:  # near the one-SE line
+            probe.set_params(tol=self.tol)._fit(subset, subset_gold)
+        self.selection_ = {**probe.selection_, "subset": True, "tol": probe.tol}
+        # Its strengths are where the full fit's first searches start climbing (the same choice
+        # from fewer evaluations where the evidence is unimodal).
+        self.strengths_ = {key: np.copy(value) for key, value in probe.strengths_.items()}
+        self._peaks = {key: np.copy(value) for key, value in probe._peaks.items()}
         return probe.model_, probe.agreement_skills_  # the same every-k-th items agreement_skills uses
 
-    def _choose_model(self, data, counts, counts_t, labelled, gold, n_answers, log_prior, log_layout, logits):
+    def _choose_model(self, data, answers: _Answers, log_prior, log_layout, logits):
         """Keep the class-conditional fit only if it predicts held-out answers better than one-coin.
 
         Both are fitted (one-coin warm-started from the other's posteriors); each predicts every
@@ -1037,39 +1340,46 @@ class HierarchicalDawidSkene(_Aggregator):
         kept when its share of right predictions is higher by more than one standard error of the
         paired difference (the one-SE rule again: the simpler model unless the data reject it).
         """
-        full_match, full_log = self._held_out_match(data, logits, log_layout)
+        held = _held_out_answers(data, 10 * self.max_calibration_answers, answers.per_item)
+        full_match, full_log = self._held_out_match(data, held, logits, log_layout)
         full_state = self._state(log_prior, log_layout, logits)
-        posteriors = _clamp(_softmax_rows(logits)[0], gold)
+        posteriors = answers.clamp(_posterior_rows(logits, dtype=np.float32, norms=False)[0])
         self._one_coin = True
         try:
-            log_prior, log_layout = self._em(counts, counts_t, posteriors, labelled, gold, n_answers)
+            log_prior, log_layout = self._em(answers, posteriors)
         finally:
             self._one_coin = False
-        logits = np.asarray(counts @ log_layout) + log_prior
-        one_match, one_log = self._held_out_match(data, logits, log_layout)
+        logits = answers.evidence(log_prior, log_layout)
+        one_match, one_log = self._held_out_match(data, held, logits, log_layout)
         difference, criterion = full_match - one_match, "labels"
         if difference.size and not difference.any():  # the same predictions: the probabilities decide
-            difference, criterion = full_log - one_log, "log-likelihood"
+            difference, criterion = full_log() - one_log(), "log-likelihood"
         gain = float(difference.mean()) if difference.size else 0.0
         se = float(difference.std(ddof=1) / np.sqrt(difference.size)) if difference.size > 1 else 0.0
         self.selection_ = {"gain": gain, "se": se, "answers": int(difference.size), "criterion": criterion}
+        self.selection_["subset"] = False
         if gain > se:
             return self._restore(full_state)
         self.model_ = "one-coin"
         return log_prior, log_layout, logits
 
-    def _held_out_match(self, data, logits: np.ndarray, log_layout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per held-out answer (items with two or more answers, at most ``max_calibration_answers *
-        10`` evenly spread): 1.0 where its label is the arg-max of its item's evidence without it,
-        and the log-probability the model gives it from that evidence."""
+    def _held_out_match(self, data, held: np.ndarray, logits: np.ndarray, log_layout: np.ndarray):
+        """Per held-out answer (``held``: on items with two or more answers, at most
+        ``max_calibration_answers * 10`` evenly spread): 1.0 where its label is the arg-max of its
+        item's evidence without it; and a function giving the log-probability the model gives it
+        from that evidence (needed only when the two models predict every held-out label alike)."""
         C = logits.shape[1]
-        held = _held_out_answers(data, 10 * self.max_calibration_answers)
         r, k, i = data.workers[held], data.labels[held], data.items[held]
-        rest = logits[i] - log_layout[r * C + k]
-        match = (np.argmax(rest, axis=1) == k).astype(np.float64)
-        posterior, _ = _softmax_rows(rest, inplace=True)
-        given = np.einsum("nj,nj->n", posterior, self.confusion_[r, :, k])
-        return match, np.log(np.maximum(given, 1e-300))
+        rest = (logits[i] - log_layout[r * C + k]).T.copy()  # (C, n), as _temperature
+        match = (_argmax_columns(rest) == k).astype(np.float64)
+        confusion = self.confusion_
+
+        def log_likelihood() -> np.ndarray:
+            posterior, _ = _softmax_columns(rest)
+            given = (posterior * confusion[r, :, k].T).sum(axis=0)
+            return np.log(np.maximum(given, 1e-300))
+
+        return match, log_likelihood
 
     def _state(self, log_prior, log_layout, logits) -> dict:
         state = {key: getattr(self, key) for key in _FIT_STATE}
@@ -1083,23 +1393,18 @@ class HierarchicalDawidSkene(_Aggregator):
         self.strengths_ = {key: (value if value.ndim else float(value)) for key, value in state["strengths_"].items()}
         return state["_returned"]
 
-    def _em(self, counts, counts_t, posteriors, labelled, gold, n_answers: int):
-        """EM from ``posteriors``; returns the last M-step's log prior and log answer weights."""
-        W, C = self.n_workers_, posteriors.shape[1]
+    def _em(self, answers: _Answers, posteriors: np.ndarray):
+        """EM from (n_items, C) float32 ``posteriors``; returns the last M-step's log prior and log answer weights."""
         self.converged_ = False
-        log_prior, log_layout = self._m_step(counts_t, posteriors, labelled, W, C, search=True)
+        log_prior, log_layout = self._m_step(answers, posteriors, search=True)
         previous = -np.inf
         searches = {2, 8, 32}  # and once more when the likelihood settles
         for iteration in range(1, self.max_iter + 1):
-            logits = np.asarray(counts @ log_layout)
-            logits += log_prior
-            posteriors, norms = _softmax_rows(logits, inplace=True)
-            log_likelihood = float(norms.sum())
-            posteriors = _clamp(posteriors, gold)
+            posteriors, log_likelihood = answers.e_step(log_prior, log_layout)
             self.n_iter_, self.log_likelihood_ = iteration, log_likelihood
-            settled = abs(log_likelihood - previous) / n_answers < self.tol
+            settled = abs(log_likelihood - previous) / answers.n_answers < self.tol
             search = settled or iteration in searches
-            log_prior, log_layout = self._m_step(counts_t, posteriors, labelled, W, C, search=search)
+            log_prior, log_layout = self._m_step(answers, posteriors, search=search)
             if settled:
                 self.converged_ = True
                 break

@@ -22,7 +22,8 @@ Tables printed, crowd-kit 1.4.2 measured in the same run:
    same fixed number of EM iterations: the largest posterior difference and the label agreement;
 6. fit time on synthetic answers (``--sizes``, default 200k items x 5 = 1M answers): wall and CPU
    seconds and peak memory (``tracemalloc``) of Quorum's fits, crowd-kit's to its own convergence,
-   and the ratios.
+   and the ratios; below the table, which model HDS kept and how it chose it (above 50k answers:
+   on a subset). ``--skip real,sweep`` runs this part alone.
 
 crowd-kit is installed by ``bench/peers/crowd_kit.py`` into its own virtualenv
 (``bench/.venvs/crowdkit`` or ``$CROWDKIT_BENCH_VENV``) and run there in a subprocess, so Quorum's
@@ -167,7 +168,14 @@ def quorum(model, items, workers, labels, counts=None, repeat: int = 1, memory: 
         model.fit(items, workers, labels, **(counts or {}))
         best["peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-    return {**best, "labels": model.predict(), "posteriors": model.posteriors_, "n_iter": model.n_iter_}
+    chosen = getattr(model, "model_", None), getattr(model, "selection_", None)
+    return {
+        **best,
+        "labels": model.predict(),
+        "posteriors": model.posteriors_,
+        "n_iter": model.n_iter_,
+        "chosen": chosen,
+    }
 
 
 def crowdkit(items, workers, labels, methods) -> dict:
@@ -411,7 +419,7 @@ def sweep_tables(seeds: int, with_crowdkit: bool) -> None:
 
 
 def speed_table(sizes: list[tuple[int, int]], repeat: int, with_crowdkit: bool) -> None:
-    rows = []
+    rows, choices = [], []
     for n_items, per_item in sizes:
         items, workers, labels, truth = synthetic(n_items, per_item)
         label = f"{n_items // 1000}k x {per_item} = {items.size / 1e6:g}M"
@@ -422,6 +430,13 @@ def speed_table(sizes: list[tuple[int, int]], repeat: int, with_crowdkit: bool) 
             ("HDS (default)", HierarchicalDawidSkene(), "DawidSkene"),
         ]:
             ours = quorum(model, items, workers, labels, repeat=repeat, memory=True)
+            if ours["chosen"][0] is not None:
+                kept, selection = ours["chosen"]
+                where = f"on a {selection['answers']:,}-answer subset" if selection.get("subset") else "on all answers"
+                choices.append(
+                    f"{label}: HDS kept the {kept} model, chosen {where} (held-out gain "
+                    f"{selection.get('gain', 0.0):.5f}, SE {selection.get('se', 0.0):.5f})."
+                )
             row = [
                 label,
                 method,
@@ -453,6 +468,7 @@ def speed_table(sizes: list[tuple[int, int]], repeat: int, with_crowdkit: bool) 
         [
             "ratio = crowd-kit seconds / Quorum seconds; peak MiB = tracemalloc peak of one Quorum fit (NumPy and",
             "SciPy allocations, the input arrays excluded). 2 shared cores: wall times are noisy.",
+            *choices,
         ],
     )
 

@@ -14,8 +14,15 @@ from annotation.dawid_skene import (
     DawidSkene,
     HierarchicalDawidSkene,
     MajorityVote,
+    _argmax_columns,
     _beta_binomial_strength,
+    _beta_binomial_strength_per_row,
+    _column_sums,
+    _count_matrix,
     _dirichlet_multinomial_strength,
+    _held_out_answers,
+    _pair_counts,
+    _posterior_rows,
     _strength_grid,
     agreement_skills,
 )
@@ -319,3 +326,130 @@ def test_never_below_majority_vote_by_more_than_noise_on_real_sets(name):
     difference = hds.astype(float) - mv
     noise = 2 * difference.std(ddof=1) / np.sqrt(difference.size)
     assert difference.mean() > -noise, (name, difference.mean(), noise)
+
+
+# -- the fast paths: each must give what the plain computation gives ----------------------------
+
+
+def reference_softmax(x):
+    shifted = x - x.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True), np.log(e.sum(axis=1)) + x.max(axis=1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unshifted_softmax_matches_the_shifted_one_and_rescues_underflow(dtype):
+    rng = np.random.default_rng(0)
+    logits = -rng.gamma(2.0, 2.0, size=(500, 7))  # log weights: negative
+    logits[:5] -= 2000.0  # items with hundreds of answers against every class: exp underflows
+    logits[5:8] += 150.0  # and positive log-odds (the weighted vote's start): exp may overflow
+    logits = logits.astype(dtype).astype(np.float64)  # the same inputs for both
+    offset = -rng.random(7).astype(dtype).astype(np.float64)
+    rows, norms = _posterior_rows(logits.astype(dtype), offset=offset, dtype=dtype)
+    expected, expected_norms = reference_softmax(logits + offset)
+    assert rows.dtype == dtype and rows.flags.c_contiguous and np.isfinite(rows).all()
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(rows, expected, atol=tolerance)
+    np.testing.assert_allclose(norms, expected_norms, rtol=tolerance, atol=tolerance)
+    scaled, _ = _posterior_rows(logits, scale=0.4)
+    np.testing.assert_allclose(scaled, reference_softmax(0.4 * logits)[0], atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_warm_started_per_annotator_search_matches_the_full_grid(seed):
+    """Every annotator's class-conditional strength climbs from its own start, all rows at once: from
+    any start it lands on the full grid's one-SE choice, and reports the evidence maximum."""
+    rng = np.random.default_rng(seed)
+    n_rows, C = int(rng.integers(5, 80)), int(rng.integers(2, 8))
+    spread = 10.0 ** rng.uniform(0.0, 2.5, n_rows)[:, None]  # some rows near pooled, some free
+    mean = rng.uniform(0.5, 0.95, (n_rows, C))
+    rates = rng.beta(spread * mean, spread * (1 - mean))
+    totals = rng.integers(0, 300, (n_rows, C)) * rng.uniform(0.5, 1.0, (n_rows, C))  # soft counts
+    hits = totals * rates
+    previous = np.full(n_rows, 7.0)
+    full, full_peak = _beta_binomial_strength_per_row(hits, totals - hits, mean, previous, warm=False, peak=True)
+    for start in _strength_grid(totals.max())[::3]:
+        starts = np.full(n_rows, start) * rng.choice([0.3, 1.0, 3.0], n_rows)
+        warm, peak = _beta_binomial_strength_per_row(hits, totals - hits, mean, previous, start=starts, peak=True)
+        np.testing.assert_array_equal(warm, full)
+        np.testing.assert_array_equal(peak, full_peak)
+        assert (peak <= warm).all()  # the one-SE choice is the maximum or simpler
+
+
+def test_dirichlet_search_with_shared_means_matches_the_broadcast_one():
+    rng = np.random.default_rng(3)
+    W, C = 40, 5
+    off = ~np.eye(C, dtype=bool)
+    pattern = np.where(off, rng.dirichlet(np.ones(C), size=C), 0.0)
+    pattern /= pattern.sum(axis=1, keepdims=True)
+    counts = np.where(off, rng.gamma(1.0, 3.0, size=(W, C, C)), 0.0)
+    counts[3] = 0.0  # an annotator with no errors at all: rows left out
+    flat, group = counts.reshape(-1, C), np.tile(np.arange(C), W)
+    broadcast = np.broadcast_to(pattern, counts.shape).reshape(-1, C)
+    for start in (None, 0.1, 30.0, 1e4):
+        assert _dirichlet_multinomial_strength(flat, pattern, start, group=group) == (
+            _dirichlet_multinomial_strength(flat, broadcast, start)
+        )
+
+
+def test_count_matrix_keeps_every_answer_of_unsorted_input():
+    rng = np.random.default_rng(4)
+    items, workers, labels = rng.integers(0, 50, 400), rng.integers(0, 9, 400), rng.integers(0, 3, 400)
+    items[:20], workers[:20], labels[:20] = items[20:40], workers[20:40], labels[20:40]  # repeated answers
+    data = as_annotations(items, workers, labels, n_items=55, n_workers=9, n_classes=3)
+    counts = _count_matrix(data)
+    dense = np.zeros((55, 27))
+    np.add.at(dense, (items, workers * 3 + labels), 1.0)
+    x, y = rng.random((27, 3)), rng.random((55, 3))
+    np.testing.assert_allclose(counts @ x, dense @ x)  # the E-step's product (CSR)
+    np.testing.assert_allclose(counts.T @ y, dense.T @ y)  # the M-step's product (CSC)
+
+
+def test_pair_counts_are_the_shared_items_and_agreements_of_every_pair():
+    rng = np.random.default_rng(5)
+    items, workers, labels = rng.integers(0, 60, 500), rng.integers(0, 12, 500), rng.integers(0, 4, 500)
+    both, scale = _pair_counts(items, workers, labels, 12, 4)
+    shared, agreed = np.zeros((12, 12)), np.zeros((12, 12))
+    for a in range(items.size):  # every pair of answers on one item, by two different annotators
+        for b in range(items.size):
+            if a != b and items[a] == items[b] and workers[a] != workers[b]:
+                shared[workers[a], workers[b]] += 1
+                agreed[workers[a], workers[b]] += labels[a] == labels[b]
+    dense = both.toarray()
+    np.testing.assert_array_equal(np.floor(dense / scale), shared)
+    np.testing.assert_array_equal(dense - np.floor(dense / scale) * scale, agreed)
+
+
+def test_small_helpers_match_numpy():
+    rng = np.random.default_rng(6)
+    columns = rng.integers(0, 3, (5, 1000)).astype(float)  # many ties: the first maximum wins
+    np.testing.assert_array_equal(_argmax_columns(columns), np.argmax(columns, axis=0))
+    rows = rng.random((1000 * 64 + 37, 5)).astype(np.float32)
+    np.testing.assert_allclose(_column_sums(rows), rows.astype(np.float64).sum(axis=0), rtol=1e-12)
+    items = np.repeat(np.arange(300), 3)
+    data = as_annotations(items, np.tile([0, 1, 2], 300), np.zeros(900, dtype=int))
+    np.testing.assert_array_equal(_held_out_answers(data, 100, np.full(300, 3)), _held_out_answers(data, 100))
+    np.testing.assert_array_equal(_held_out_answers(data, 5000, np.full(300, 3)), np.arange(900))
+
+
+def test_model_choice_on_a_subset_agrees_with_the_choice_on_all_answers():
+    """Above max_selection_answers the choice is made on every k-th item at a looser tolerance, and
+    EM on all the answers then starts its searches from that subset's strengths."""
+    biased = one_coin(0.85, 4)
+    biased[1] = [0.05, 0.2, 0.75, 0.0]  # says 2 for most true 1s: class-conditional, plainly
+    confusions = [one_coin(0.85, 4), one_coin(0.8, 4), one_coin(0.75, 4), biased, biased]
+    items, workers, labels, truth = simulate(confusions, [0.25] * 4, n_items=4000, per_item=3, seed=11)
+    whole = HierarchicalDawidSkene().fit(items, workers, labels)
+    subset = HierarchicalDawidSkene(max_selection_answers=3000).fit(items, workers, labels)
+    assert not whole.selection_["subset"] and subset.selection_["subset"]
+    assert whole.model_ == subset.model_ == "class-conditional"
+    assert subset.selection_["tol"] == pytest.approx(10 * subset.tol)  # decisive: no refit at tol
+    assert subset.selection_["gain"] > 3 * subset.selection_["se"]
+    # EM starts from the subset's agreement skills, so a few near-ties may fall the other way
+    assert np.mean(subset.predict() == whole.predict()) > 0.99
+    assert abs(np.mean(subset.predict() == truth) - np.mean(whole.predict() == truth)) < 0.005
+    # and the fit does not depend on the order the answers come in
+    order = np.random.default_rng(0).permutation(items.size)
+    shuffled = HierarchicalDawidSkene(max_selection_answers=3000).fit(items[order], workers[order], labels[order])
+    assert shuffled.model_ == subset.model_ and shuffled.selection_["answers"] == subset.selection_["answers"]
+    np.testing.assert_array_equal(shuffled.predict(), subset.predict())
