@@ -56,53 +56,41 @@ def label_distribution(project: Project) -> list[tuple[str, int]]:
     return [(name, counts.get(pk, 0)) for pk, name in project.labels.order_by("order", "pk").values_list("pk", "name")]
 
 
-def learning_curve(project: Project) -> list[dict]:
-    """One point per trained model version: its labels and its held-out accuracy and macro-F1."""
-    points = []
-    for version in (
-        ModelVersion.objects.filter(project=project)
-        .exclude(status__in=[ModelVersion.Status.FAILED, ModelVersion.Status.TRAINING])
-        .order_by("version")
-        .only("version", "status", "n_labels", "metrics")
-    ):
-        held_out = (version.metrics or {}).get("eval") or {}
-        if held_out.get("accuracy") is None:
-            continue
-        points.append(
-            {
-                "labels": version.n_labels,
-                "accuracy": held_out["accuracy"],
-                "macro_f1": held_out.get("macro_f1"),
-                "version": version.version,
-                "status": version.status,
-            }
-        )
-    return points
-
-
 def model_history(project: Project) -> list[dict]:
-    """Every trained model version, oldest first, with what the stopping signal reads
-    (``acquisition.curves.stopping_rule``): labels, held-out accuracy (``None`` without a held-out
-    set) and its size, and the stability check's record (``metrics["stability"]``)."""
+    """Every trained model version, oldest first, in one query: labels, status, held-out accuracy
+    (``None`` without a held-out set), macro-F1 and the held-out size, and the stability check's
+    record (``metrics["stability"]``) that the stopping signal reads (``acquisition.curves.stopping_rule``)."""
     rows = []
     for version in (
         ModelVersion.objects.filter(project=project)
         .exclude(status__in=[ModelVersion.Status.FAILED, ModelVersion.Status.TRAINING])
         .order_by("version")
-        .only("version", "n_labels", "n_eval", "metrics")
+        .only("version", "status", "n_labels", "n_eval", "metrics")
     ):
         metrics = version.metrics or {}
+        held_out = metrics.get("eval") or {}
         stability = metrics.get("stability")
         rows.append(
             {
                 "version": version.version,
+                "status": version.status,
                 "labels": version.n_labels,
-                "accuracy": (metrics.get("eval") or {}).get("accuracy"),
+                "accuracy": held_out.get("accuracy"),
+                "macro_f1": held_out.get("macro_f1"),
                 "n_eval": version.n_eval,
                 "stability": stability if isinstance(stability, dict) else None,
             }
         )
     return rows
+
+
+def learning_curve(history: list[dict]) -> list[dict]:
+    """The learning curve: one point per version of ``model_history`` that has a held-out accuracy."""
+    return [
+        {key: row[key] for key in ("labels", "accuracy", "macro_f1", "version", "status")}
+        for row in history
+        if row["accuracy"] is not None
+    ]
 
 
 def agreement(project: Project) -> AgreementSnapshot | None:

@@ -183,7 +183,8 @@ def _settings_fields(project: Project, values: dict | None, errors: dict) -> lis
 
 def _dashboard_context(project: Project, role: str) -> dict:
     snapshot = dashboard.agreement(project)
-    curve = dashboard.learning_curve(project)
+    history = dashboard.model_history(project)
+    curve = dashboard.learning_curve(history)
     kappa = (snapshot.kappa_matrix if snapshot else {}) or {}
     versions = list(selectors.model_versions_for_project(project)[:10])
     distribution = dashboard.label_distribution(project)
@@ -208,7 +209,7 @@ def _dashboard_context(project: Project, role: str) -> dict:
             y_range=(0.0, 1.0),
         ),
         "curve": curve,
-        "stopping": curves.stopping_rule(dashboard.model_history(project)),
+        "stopping": curves.stopping_rule(history),
         "snapshot": snapshot,
         "heatmap": charts.heatmap(
             kappa.get("annotators", []), kappa.get("values", []), title="Cohen's kappa between pairs of annotators"

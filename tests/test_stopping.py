@@ -9,12 +9,14 @@ from django.utils import timezone
 from sklearn.metrics import cohen_kappa_score
 
 from acquisition import curves
-from acquisition.models import ItemEmbedding, ModelVersion, TrainingJob
+from acquisition.models import ModelVersion, TrainingJob
 from acquisition.services import fitting
 from acquisition.services.gate import model_gate
 from acquisition.services.stopping import stop_set_items, version_stability
-from annotation.models import EmbeddingState, Item, ItemStatus, LabelSource
+from annotation.models import Item, ItemStatus, LabelSource
 from loop.services import training
+
+from .pools import cluster_pool
 
 
 # ------------------------------------------------------------------------------ kappa, stop set
@@ -141,24 +143,7 @@ def pool(make_project, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.QUORUM_LABEL_ERROR_CAP = 0
     project = make_project("Stop", labels=("a", "b", "c"), embedding_dim=DIM, batch_size=12, retrain_after=30)
-    rng = np.random.default_rng(0)
-    items = Item.objects.bulk_create(
-        [
-            Item(project=project, external_id=f"c{c}-{i}", text=f"cluster {c} item {i}", text_hash=f"{c}-{i}")
-            for c in range(3)
-            for i in range(PER_CLUSTER)
-        ]
-    )
-    centers = np.eye(DIM, dtype=np.float32)[:3] * 2
-    vectors = np.concatenate([centers[c] + rng.normal(scale=0.7, size=(PER_CLUSTER, DIM)) for c in range(3)])
-    ItemEmbedding.objects.bulk_create(
-        [
-            ItemEmbedding(item=item, project=project, vector=vectors[i].astype("<f4").tobytes(), dim=DIM, source="t")
-            for i, item in enumerate(items)
-        ]
-    )
-    Item.objects.filter(project=project).update(embedding_state=EmbeddingState.READY)
-    project.by_cluster = [[item.pk for item in items[c * PER_CLUSTER : (c + 1) * PER_CLUSTER]] for c in range(3)]
+    cluster_pool(project, per_cluster=PER_CLUSTER, dim=DIM, scale=0.7)
     return project
 
 

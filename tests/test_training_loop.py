@@ -11,9 +11,11 @@ from acquisition.models import ItemEmbedding, ModelVersion, ScoringRun, Training
 from acquisition.selectors import new_labels_since_model
 from acquisition.services import fitting, registry
 from annotation import services
-from annotation.models import EmbeddingState, Item, ItemStatus, LabelSource, QueueEntry, QueueReason, Role
+from annotation.models import Item, ItemStatus, LabelSource, QueueEntry, QueueReason, Role
 from loop import tasks
 from loop.services import training
+
+from .pools import cluster_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -51,25 +53,7 @@ def pool(make_project):
     project = make_project(
         "Loop", labels=("a", "b", "c"), embedding_dim=DIM, batch_size=12, retrain_after=30, exploration_fraction=0.25
     )
-    rng = np.random.default_rng(0)
-    items = Item.objects.bulk_create(
-        [
-            Item(project=project, external_id=f"c{c}-{i}", text=f"cluster {c} item {i}", text_hash=f"{c}-{i}")
-            for c in range(3)
-            for i in range(PER_CLUSTER)
-        ]
-    )
-    centers = np.eye(DIM, dtype=np.float32)[:3] * 2
-    vectors = np.concatenate([centers[c] + rng.normal(scale=0.6, size=(PER_CLUSTER, DIM)) for c in range(3)])
-    ItemEmbedding.objects.bulk_create(
-        [
-            ItemEmbedding(item=item, project=project, vector=vectors[i].astype("<f4").tobytes(), dim=DIM, source="t")
-            for i, item in enumerate(items)
-        ]
-    )
-    Item.objects.filter(project=project).update(embedding_state=EmbeddingState.READY)
-    project.cluster_of = {item.pk: i // PER_CLUSTER for i, item in enumerate(items)}
-    project.by_cluster = [[item.pk for i, item in enumerate(items) if i // PER_CLUSTER == c] for c in range(3)]
+    cluster_pool(project, per_cluster=PER_CLUSTER, dim=DIM, scale=0.6)
     return project
 
 
