@@ -18,6 +18,21 @@ Models (all ``acquisition.committee.HeadCommittee``, the code the app trains):
   bald                                  an MLP head (hidden 256, dropout) with MC dropout: 20 masks
                                         give the posterior samples of H[p̄] − mean H[p_m]
 
+Semi-supervised lines (``random+ssl``, ``margin+ssl``, ``msal+ssl``; any single-model strategy takes the
+suffix): the model is ``acquisition.semisupervised.LabelSpreadingHead``, the head the app trains — label
+spreading over the k-nearest-neighbour graph of the whole pool (built once, 20 neighbours per item; each
+round keeps the same graph with the round's labels), its choices (k, α, mixing) made by cross-validation
+on the round's labels, distilled into one logistic head. That head scores the pool (margin / MSAL) and is
+evaluated, as in the app. The target stays random's accuracy with the plain supervised head.
+
+Peer lines (``--peers``): modAL's margin sampling (``ActiveLearner`` + ``margin_sampling``) and small-text's
+breaking ties (``PoolBasedActiveLearner`` + ``BreakingTies``), each library's own loop with scikit-learn's
+``LogisticRegression(C=10)`` (the same objective as the logistic head) on the same embeddings, seed labels
+and batch sizes, run in their own virtualenv (``bench/peers/al_curves.py``; the venv of
+``bench/peers/al_queries.py``, created on first use).
+
+QBC is evaluated with the single logistic head, as the app serves it: the committee only ranks the pool.
+
 Every fit after the first starts from the previous round's weights (``HeadCommittee(warm_start=True)``),
 which is what makes a round cheap. MSAL is the greedy ``margin + α · min distance to the labelled set``
 of select_batch; the min-distance cache is updated with only the newly labelled rows each round. α is
@@ -26,11 +41,13 @@ so the top few hundred margins of the pool lie within ~0.005 of 0, while min dis
 MiniLM vectors spread over ~0.4–1.0; α = 0.01 makes the distance term a within-batch tie-breaker among
 the most uncertain items (α ≥ 0.05 lets distance dominate and falls behind plain margin early on).
 
-Printed: test accuracy and macro-F1 at the checkpoints (mean ± std over seeds) per strategy, and the
-labels each strategy needs for its seed-mean accuracy to reach random's seed-mean accuracy at the budget.
+Printed: test accuracy and macro-F1 at the checkpoints (mean ± std over seeds) per line, the labels each
+line needs for its seed-mean accuracy to reach random's seed-mean accuracy at the budget (plain head),
+the checkpoints where a line falls below random, and where random with the semi-supervised head ends.
 
-  python bench/learning_curve.py [--strategies random,margin,...] [--seeds 0,1,2] [--budget 2000]
-                                 [--batch 50] [--msal-alpha 0.01] [--threads 1] [--out results.json]
+  python bench/learning_curve.py [--strategies random,margin,msal,margin+ssl,...] [--seeds 0,1,2]
+                                 [--budget 2000] [--batch 50] [--msal-alpha 0.01] [--threads 1]
+                                 [--peers modal_margin,smalltext_breaking | --peers ''] [--out results.json]
 
 With ../shared/datasets/banking77 absent it prints why and exits 0.
 """
@@ -52,10 +69,15 @@ import torch  # noqa: E402
 from banking77 import BANKING77_DIR, banking77_available, cached_embeddings, load_banking77  # noqa: E402
 
 from acquisition.committee import HeadCommittee  # noqa: E402
+from acquisition.semisupervised import LabelSpreadingHead, knn_graph  # noqa: E402
 from acquisition.strategies import STRATEGIES, min_distances, select_batch, update_min_distances  # noqa: E402
 
 CHECKPOINTS = (200, 500, 1000, 2000)
 SINGLE_MODEL = ("least_confidence", "margin", "entropy")
+SSL = "+ssl"  # suffix of a semi-supervised line
+SSL_BASES = ("random", "least_confidence", "margin", "entropy", "msal", "qbc", "bald")
+DEFAULT_LINES = (*STRATEGIES, "random+ssl", "margin+ssl", "msal+ssl")
+PEER_LINES = {"modal_margin": "modAL margin", "smalltext_breaking": "small-text breaking ties"}
 
 
 # ---------------------------------------------------------------------------------- models
@@ -65,6 +87,11 @@ def evaluation_model(seed: int) -> HeadCommittee:
     return HeadCommittee(
         n_members=1, bootstrap=False, weight_decay=0.1, epochs=200, random_state=seed, tol=1e-5, warm_start=True
     )
+
+
+def ssl_model(seed: int) -> LabelSpreadingHead:
+    """The app's semi-supervised head (its default grids; ``tol`` as the evaluation model's)."""
+    return LabelSpreadingHead(random_state=seed, tol=1e-5, epochs=200, warm_start=True)
 
 
 def qbc_committee(seed: int, args) -> HeadCommittee:
@@ -120,17 +147,18 @@ def schedule(start: int, budget: int, batch: int, checkpoints=CHECKPOINTS) -> li
 
 
 # ---------------------------------------------------------------------------------- one run
-def run_one(strategy: str, seed: int, data: dict, args) -> dict:
+def run_one(line: str, seed: int, data: dict, args) -> dict:
     X, y, Xt, yt, C = data["X"], data["y"], data["Xt"], data["yt"], data["n_classes"]
+    semi = line.endswith(SSL)
+    strategy = line.removesuffix(SSL)
     n_pool = len(X)
-    rng = np.random.default_rng(seed)
-    seed_idx = np.array([rng.choice(np.flatnonzero(y == c)) for c in range(C)], dtype=np.int64)
+    seed_idx = seed_labels(y, C, seed)
     labelled = np.zeros(n_pool, dtype=bool)
     labelled[seed_idx] = True
     order = list(seed_idx)
     sizes = schedule(len(seed_idx), args.budget, args.batch)
 
-    model = evaluation_model(seed)
+    model = ssl_model(seed) if semi else evaluation_model(seed)
     committee = None
     if strategy == "qbc":
         committee = qbc_committee(seed, args)
@@ -145,10 +173,17 @@ def run_one(strategy: str, seed: int, data: dict, args) -> dict:
         assert labelled.sum() == n
         idx = np.asarray(order, dtype=np.int64)
         t0 = time.perf_counter()
-        model.fit(X[idx], y[idx], n_classes=C)
+        if semi:  # the pool's graph, nodes reordered: this round's labelled items first
+            rest = np.flatnonzero(~labelled)
+            graph = data["graph"].subset(np.concatenate([idx, rest]))
+            model.fit(X[idx], y[idx], X_unlabelled=X[rest], n_classes=C, graph=graph)
+        else:
+            model.fit(X[idx], y[idx], n_classes=C)
         pred = model.predict(Xt)
         acc, f1 = accuracy_f1(yt, pred, C)
         curve.append({"labels": int(n), "accuracy": acc, "macro_f1": f1})
+        if semi:
+            curve[-1]["chosen"] = [model.n_neighbors_, model.alpha_, model.mixing_]
         t_fit += time.perf_counter() - t0
         if round_no == len(sizes) - 1:
             break
@@ -186,7 +221,7 @@ def run_one(strategy: str, seed: int, data: dict, args) -> dict:
         if min_dist is not None:
             min_dist = update_min_distances(min_dist, X, X[new])
     return {
-        "strategy": strategy,
+        "strategy": line,
         "seed": seed,
         "curve": curve,
         "seconds": time.perf_counter() - start,
@@ -213,8 +248,9 @@ def summarise(results: dict[str, list[dict]], budget: int) -> str:
     checkpoints = [c for c in CHECKPOINTS if c <= budget]
     if budget not in checkpoints:
         checkpoints.append(budget)
+    width = max([17, *(len(name) + 2 for name in results)])
     lines = []
-    head = f"{'strategy':<17}" + "".join(f"{f'@{c}':>16}" for c in checkpoints)
+    head = f"{'line':<{width}}" + "".join(f"{f'@{c}':>16}" for c in checkpoints)
     for key, title in (("accuracy", "test accuracy"), ("macro_f1", "test macro-F1")):
         lines.append(f"{title} (mean ± std over seeds)")
         lines.append(head)
@@ -224,28 +260,132 @@ def summarise(results: dict[str, list[dict]], budget: int) -> str:
             for c in checkpoints:
                 j = int(np.flatnonzero(labels == c)[0])
                 cells.append(f"{mean[j]:.4f} ± {std[j]:.4f}")
-            lines.append(f"{strategy:<17}" + "".join(f"{cell:>16}" for cell in cells))
+            lines.append(f"{strategy:<{width}}" + "".join(f"{cell:>16}" for cell in cells))
         lines.append("")
     if "random" in results:
-        labels, mean, _ = mean_curve(results["random"])
-        target = float(mean[labels == budget][0])
-        lines.append(f"labels needed to reach random@{budget} accuracy ({target:.4f}), seed-mean curves:")
+        r_labels, r_mean, _ = mean_curve(results["random"])
+        target = float(r_mean[r_labels == budget][0])
+        lines.append(
+            f"labels needed to reach random@{budget} accuracy with the plain head ({target:.4f}), seed-mean curves;"
+        )
+        lines.append("and the checkpoints where a line's seed-mean accuracy is below random's (plain head):")
         for strategy, runs in results.items():
             need = labels_to_reach(runs, target)
-            _, m, _ = mean_curve(runs)
+            labels, m, _ = mean_curve(runs)
             txt = f"{need:,}" if need is not None else f"not reached (best {m.max():.4f})"
-            lines.append(f"  {strategy:<17}{txt:>28}")
+            below = [
+                int(c)
+                for c in labels
+                if c in r_labels and m[labels == c][0] < r_mean[r_labels == c][0] - 1e-12 and strategy != "random"
+            ]
+            marks = [c for c in below if c in checkpoints]
+            worse = (
+                f"below random at {', '.join(f'@{c}' for c in marks)}"
+                if marks
+                else "never below random at a checkpoint"
+            )
+            lines.append(f"  {strategy:<{width}}{txt:>28}   {worse}")
+        if f"random{SSL}" in results:
+            labels, m, _ = mean_curve(results[f"random{SSL}"])
+            lines.append(
+                f"  random with the semi-supervised head ends at {m[-1]:.4f} @{int(labels[-1]):,} "
+                f"(random with the plain head: {r_mean[-1]:.4f})"
+            )
         lines.append("")
     lines.append("seconds per run (mean over seeds): total / fit+evaluate / score / select")
     for strategy, runs in results.items():
-        t = [np.mean([r[k] for r in runs]) for k in ("seconds", "seconds_fit_eval", "seconds_score", "seconds_select")]
-        lines.append(f"  {strategy:<17}{t[0]:8.1f} {t[1]:8.1f} {t[2]:8.1f} {t[3]:8.1f}")
+        t = [
+            np.mean([r.get(k, 0.0) for r in runs])
+            for k in ("seconds", "seconds_fit_eval", "seconds_score", "seconds_select")
+        ]
+        lines.append(f"  {strategy:<{width}}{t[0]:8.1f} {t[1]:8.1f} {t[2]:8.1f} {t[3]:8.1f}")
+    chosen = {name: runs for name, runs in results.items() if "chosen" in runs[0]["curve"][-1]}
+    if chosen:
+        lines.append("")
+        lines.append("semi-supervised choices (k, alpha, mixing) at the checkpoints, seed 0:")
+        for name, runs in chosen.items():
+            at = {p["labels"]: p["chosen"] for p in runs[0]["curve"]}
+            cells = "  ".join(f"@{c} {tuple(at[c])}" for c in checkpoints if c in at)
+            lines.append(f"  {name:<{width}}{cells}")
     return "\n".join(lines)
+
+
+def run_peers(names: list[str], seeds: list[int], data: dict, args) -> dict[str, list[dict]]:
+    """The peer lines, each seed in its own process in the peer virtualenv (``bench/peers/al_curves.py``)."""
+    import subprocess
+    import tempfile
+
+    from peers import al_queries
+
+    python = al_queries.ensure_venv()
+    out: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="quorum-peer-curves-") as scratch:
+        folder = Path(scratch)
+        for key in ("X", "y", "Xt", "yt"):
+            np.save(folder / f"{key}.npy", data[key])
+        np.save(folder / "sizes.npy", np.asarray(schedule(data["n_classes"], args.budget, args.batch)))
+        for name in names:
+            for seed in seeds:
+                np.save(folder / "seed.npy", seed_labels(data["y"], data["n_classes"], seed))
+                result = folder / f"{name}-{seed}.json"
+                command = [str(python), str(Path(__file__).resolve().parent / "peers" / "al_curves.py")]
+                command += ["--data", str(folder), "--line", name, "--out", str(result)]
+                env = {**__import__("os").environ, "OMP_NUM_THREADS": str(max(1, args.threads))}
+                done = subprocess.run(command, capture_output=True, text=True, env=env)
+                if done.returncode != 0:
+                    print(f"  peer {name} seed {seed} failed:\n{done.stderr[-2000:]}")
+                    break
+                run = json.loads(result.read_text())
+                run.update(strategy=PEER_LINES[name], seed=seed)
+                out.setdefault(PEER_LINES[name], []).append(run)
+                print(f"  {PEER_LINES[name]:<24} seed {seed}: {_marks(run)}  ({run['seconds']:.0f} s)")
+                sys.stdout.flush()
+    return out
+
+
+def merge(paths: list[Path]) -> int:
+    """Print the summary of several ``--out`` files (the same budget) as one run."""
+    results: dict[str, list[dict]] = {}
+    budgets = set()
+    for path in paths:
+        payload = json.loads(Path(path).read_text())
+        budgets.add(payload["budget"])
+        for name, runs in payload["runs"].items():
+            results.setdefault(name, []).extend(runs)
+    if len(budgets) != 1:
+        raise SystemExit(f"the files have different budgets: {sorted(budgets)}")
+    for name, runs in results.items():
+        print(f"  {name:<24} seeds {[r['seed'] for r in runs]}")
+    print()
+    print(summarise(results, budgets.pop()))
+    return 0
+
+
+def seed_labels(y: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
+    """One seed label per class, drawn with ``seed`` (the same rows for every line)."""
+    rng = np.random.default_rng(seed)
+    return np.array([rng.choice(np.flatnonzero(y == c)) for c in range(n_classes)], dtype=np.int64)
+
+
+def _marks(run: dict) -> str:
+    at = {p["labels"]: p["accuracy"] for p in run["curve"]}
+    return "  ".join(f"@{c} {at[c]:.4f}" for c in CHECKPOINTS if c in at) + f"  acc {run['curve'][-1]['accuracy']:.4f}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: all)")
+    parser.add_argument(
+        "--strategies",
+        default=",".join(DEFAULT_LINES),
+        help="comma-separated strategies, a single-model one with the suffix +ssl for the semi-supervised head "
+        f"(default: {','.join(DEFAULT_LINES)})",
+    )
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEER_LINES),
+        help=f"comma-separated peer lines, '' for none (default: {','.join(PEER_LINES)})",
+    )
+    parser.add_argument("--graph-neighbours", type=int, default=20, help="neighbours per pool item in the graph")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--budget", type=int, default=2000, help="label budget (default 2000)")
     parser.add_argument("--batch", type=int, default=50, help="labels per round (default 50)")
@@ -270,15 +410,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder", default="sentence-transformers/all-MiniLM-L6-v2")
     parser.add_argument("--device", default="auto", help="device for encoding the texts (the loop runs on CPU)")
     parser.add_argument("--out", type=Path, default=None, help="write every curve and timing as JSON here")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print the summary of these --out files together (e.g. one run per seed, run side by side), "
+        "seeds in the order given; runs nothing",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge)
 
     if not banking77_available(args.data):
         print(f"BANKING77 not found under {args.data} (train.csv, test.csv): learning-curve benchmark skipped.")
         return 0
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    unknown = sorted(set(strategies) - set(STRATEGIES))
+    known = set(STRATEGIES) | {f"{base}{SSL}" for base in SSL_BASES}
+    unknown = sorted(set(strategies) - known)
     if unknown:
-        parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+        parser.error(f"unknown strategies {unknown}; choose from {', '.join(sorted(known))}")
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    if sorted(set(peers) - set(PEER_LINES)):
+        parser.error(f"unknown peers {sorted(set(peers) - set(PEER_LINES))}; choose from {', '.join(PEER_LINES)}")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     torch.set_num_threads(max(1, args.threads))
 
@@ -296,25 +450,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{n_classes} seed labels, batches of {args.batch}, budget {args.budget:,} ({len(sizes) - 1} rounds), "
         f"seeds {seeds}, torch threads {torch.get_num_threads()}; MSAL U={args.msal_uncertainty} α={args.msal_alpha}"
     )
+    started = time.perf_counter()
+    if any(s.endswith(SSL) for s in strategies):
+        t = time.perf_counter()
+        data["graph"] = knn_graph(X, args.graph_neighbours)
+        print(
+            f"pool graph: {args.graph_neighbours} nearest neighbours of {len(X):,} items in {time.perf_counter() - t:.1f} s"
+        )
     print()
 
     results: dict[str, list[dict]] = {}
-    started = time.perf_counter()
-    for strategy in strategies:
-        for seed in seeds:
-            run = run_one(strategy, seed, data, args)
-            results.setdefault(strategy, []).append(run)
-            last = run["curve"][-1]
-            at = {p["labels"]: p["accuracy"] for p in run["curve"]}
-            marks = "  ".join(f"@{c} {at[c]:.4f}" for c in CHECKPOINTS if c in at)
-            print(f"  {strategy:<17} seed {seed}: {marks}  acc {last['accuracy']:.4f}  ({run['seconds']:.0f} s)")
-            sys.stdout.flush()
-    elapsed = time.perf_counter() - started
-    print()
-    print(summarise(results, args.budget))
-    print(f"\ntotal {elapsed / 60:.1f} min on {torch.get_num_threads()} torch thread(s)")
 
-    if args.out:
+    def write(elapsed: float) -> None:
+        if not args.out:
+            return
         payload = {
             "dataset": str(args.data),
             "encoder": args.encoder,
@@ -330,11 +479,32 @@ def main(argv: list[str] | None = None) -> int:
                 "epochs": args.bald_epochs,
                 "warm_epochs": args.bald_warm_epochs,
             },
+            "peers": peers,
             "seconds": elapsed,
             "runs": results,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(payload, indent=1))
+
+    # seed by seed, so every line has the same seeds done when a long run is cut short (the JSON is
+    # rewritten after every run)
+    for seed in seeds:
+        for strategy in strategies:
+            run = run_one(strategy, seed, data, args)
+            results.setdefault(strategy, []).append(run)
+            print(f"  {strategy:<17} seed {seed}: {_marks(run)}  ({run['seconds']:.0f} s)")
+            sys.stdout.flush()
+            write(time.perf_counter() - started)
+        if peers:
+            for name, runs in run_peers(peers, [seed], data, args).items():
+                results.setdefault(name, []).extend(runs)
+            write(time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    print()
+    print(summarise(results, args.budget))
+    print(f"\ntotal {elapsed / 60:.1f} min on {torch.get_num_threads()} torch thread(s)")
+    write(elapsed)
+    if args.out:
         print(f"results written to {args.out}")
     return 0
 

@@ -4,6 +4,7 @@ gate, re-score the whole pool, replace the queue), timed stage by stage.
 
     .venv/bin/python bench/retrain_cycle.py [--items 100000] [--labels 2000] [--new 100]
                                             [--strategy msal] [--database sqlite,postgres]
+                                            [--semi-supervised on,off]
 
 The pool is built from real embeddings: banking77's 10,003 MiniLM vectors (encoded once and cached
 under var/cache/) tiled with small Gaussian noise up to ``--items`` (without ../shared: random unit
@@ -12,6 +13,11 @@ so the evaluation set is unbiased) and a first model is trained; then ``--new`` 
 aggregation task runs and its retrain trigger starts the job that is timed: the full cycle as a worker
 runs it, in this process (an in-process worker), on a throwaway database created like the test
 runner's. Each database runs in its own child process (settings are read at start-up).
+
+``--semi-supervised on,off`` times the cycle with the semi-supervised head (the default: label spreading
+over up to ``QUORUM_SEMI_SUPERVISED_MAX_UNLABELLED`` unlabelled items, distilled into the head) and with
+the plain logistic head, each in its own child; the head line says what the job chose and how long
+its k-nearest-neighbour graph took.
 """
 
 from __future__ import annotations
@@ -58,6 +64,9 @@ def child(args) -> dict:
     import django
 
     django.setup()
+    from django.conf import settings
+
+    settings.QUORUM_SEMI_SUPERVISED = args.semi_supervised == "on"
     import numpy as np
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -75,7 +84,13 @@ def child(args) -> dict:
 
     vectors, truth, n_classes = pool_vectors(args.items)
     old = setup_databases(verbosity=0, interactive=False)
-    report = {"database": connection.vendor, "items": args.items, "labels": args.labels, "new": args.new}
+    report = {
+        "database": connection.vendor,
+        "items": args.items,
+        "labels": args.labels,
+        "new": args.new,
+        "semi_supervised": args.semi_supervised,
+    }
     try:
         admin = get_user_model().objects.create_user("bench", is_staff=True)
         project = services.project_create(
@@ -152,6 +167,7 @@ def child(args) -> dict:
                 queue=QueueEntry.objects.filter(project=project).count(),
                 snapshots=AgreementSnapshot.objects.filter(project=project).count(),
                 current=ModelVersion.objects.get(project=project, status="current").version,
+                head=version.hyperparameters.get("head"),
             )
     finally:
         teardown_databases(old, verbosity=0)
@@ -165,6 +181,7 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=100)
     parser.add_argument("--strategy", default="msal")
     parser.add_argument("--database", default="sqlite,postgres")
+    parser.add_argument("--semi-supervised", default="on", help="on, off or on,off: the head(s) to time")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -172,7 +189,11 @@ def main() -> None:
         return
 
     rows = []
-    for database in [d.strip() for d in args.database.split(",") if d.strip()]:
+    modes = [m.strip() for m in args.semi_supervised.split(",") if m.strip()]
+    if not modes or set(modes) - {"on", "off"}:
+        parser.error("--semi-supervised takes on, off or on,off")
+    databases = [d.strip() for d in args.database.split(",") if d.strip()]
+    for database, mode in [(d, m) for d in databases for m in modes]:
         with tempfile.TemporaryDirectory(prefix="quorum-bench-") as scratch:
             env = {**os.environ, "QUORUM_DATA_DIR": scratch, "DEBUG": "1", "LOG_LEVEL": "WARNING"}
             env.pop("CELERY_BROKER_URL", None)
@@ -180,7 +201,7 @@ def main() -> None:
                 env["DATABASE_URL"] = PG_URL
             else:
                 env.pop("DATABASE_URL", None)
-            command = [sys.executable, __file__, "--child", *sys.argv[1:]]
+            command = [sys.executable, __file__, "--child", *sys.argv[1:], "--semi-supervised", mode]
             result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
             if result.returncode != 0:
                 raise SystemExit(f"{database} run failed:\n{result.stdout}\n{result.stderr}")
@@ -189,11 +210,11 @@ def main() -> None:
     print(
         f"\nOne retrain-and-refill cycle, {args.items:,} items, {args.labels:,} labels + {args.new} new, {args.strategy}"
     )
-    print("database    aggregate  train  evaluate  gate  re-score  label errors  cycle total   outcome")
+    print("database  semi   aggregate  train  evaluate  gate  re-score  label errors  cycle total   outcome")
     for row in rows:
         job = row["job"]
         print(
-            f"{row['database']:<10}  {row['aggregate_s']:8.2f}s {job.get('train', 0):5.2f}s {job.get('evaluate', 0):8.2f}s "
+            f"{row['database']:<8}  {row['semi_supervised']:<4}  {row['aggregate_s']:8.2f}s {job.get('train', 0):5.2f}s {job.get('evaluate', 0):8.2f}s "
             f"{job.get('promote', 0):5.2f}s {job.get('score', 0):8.2f}s {job.get('label_errors', 0):12.2f}s "
             f"{row['cycle_s']:10.2f}s   "
             f"v{row['version']} {row['outcome']} ({row['n_train']} train + {row['n_eval']} held out, "
@@ -202,6 +223,7 @@ def main() -> None:
         print(
             f"            (set-up: ingest {row['ingest_s']:.1f}s, cold start {row['cold_start_s']:.1f}s; first job {row['first_job']})"
         )
+        print(f"            head: {row['head']}")
 
 
 if __name__ == "__main__":

@@ -397,6 +397,10 @@ if QUORUM_COLD_START_METHOD not in ("typiclust", "kcenter", "kmeans++"):
     raise ImproperlyConfigured("QUORUM_COLD_START_METHOD must be typiclust, kcenter or kmeans++")
 # The zero-shot prior from label names (cold-start selection and suggestions until a model exists).
 QUORUM_ZERO_SHOT = env_bool("QUORUM_ZERO_SHOT", True)
+# The semi-supervised head (label spreading over the kNN graph of the labels and a sample of the
+# unlabelled pool, mixed with the supervised head; acquisition.semisupervised) and its node budget.
+QUORUM_SEMI_SUPERVISED = env_bool("QUORUM_SEMI_SUPERVISED", True)
+QUORUM_SEMI_SUPERVISED_MAX_UNLABELLED = env_int("QUORUM_SEMI_SUPERVISED_MAX_UNLABELLED", 10_000, minimum=0)
 # Seconds a burst of annotations waits before the project's labels are re-aggregated.
 QUORUM_AGGREGATION_DELAY_SECONDS = env_int("QUORUM_AGGREGATION_DELAY_SECONDS", 10, minimum=0)
 # PyTorch intra-op threads per Celery worker process (0: PyTorch's default, one per core).

@@ -4,7 +4,9 @@
   (a small cache keyed by version, weights file and role). ``serving`` is the model refitted on
   every label, which scores the pool and suggests labels; ``evaluation`` the one fitted without the
   held-out labels, which the metrics and the gate are about. A version without a held-out set has
-  one model for both.
+  one model for both. The state's ``kind`` says what to rebuild: a fine-tuned encoder, a
+  semi-supervised head (``acquisition.semisupervised``), a head with a committee beside it (QBC,
+  BALD) or a plain ``HeadCommittee``.
 - ``model_promote``: make a version current (the previous one retires): the gate's promotion and
   the admins' roll back alike.
 - ``committee_device`` / ``code_version``: where models run and which code trained them (lineage).
@@ -116,8 +118,8 @@ def model_load(version: ModelVersion, *, role: str = SERVING):
     if model is None:
         import torch  # PyTorch loads where a model runs, not in web processes
 
-        from ..committee import HeadCommittee  # PyTorch loads where a model runs, not in web processes
         from ..finetune import FineTunedClassifier  # PyTorch loads where a model runs, not in web processes
+        from ..heads import head_from_state_dict  # PyTorch loads where a model runs, not in web processes
 
         with version.weights.open("rb") as handle:
             state = torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
@@ -125,7 +127,7 @@ def model_load(version: ModelVersion, *, role: str = SERVING):
             state = state[role]
         if state.get("kind") == "finetune":
             model = FineTunedClassifier.from_state_dict(state, device=committee_device())
-        else:
-            model = HeadCommittee.from_state_dict(state, device=committee_device())
+        else:  # a head, a semi-supervised head, or a head with a committee beside it
+            model = head_from_state_dict(state, device=committee_device())
         remember(version, model, role=role)
     return model
