@@ -9,9 +9,11 @@ from acquisition.models import ItemEmbedding
 from annotation.models import EmbeddingState, Item
 
 
-def cluster_pool(project, *, clusters: int = 3, per_cluster: int, dim: int, scale: float, seed: int = 0) -> list[Item]:
+def cluster_pool(
+    project, *, clusters: int = 3, per_cluster: int, dim: int, scale: float, spread: float = 2.0, seed: int = 0
+) -> list[Item]:
     """``clusters`` × ``per_cluster`` items of ``project`` with ``dim``-d vectors around the first unit
-    vectors × 2 (normal noise of ``scale``), ready for scoring; returns them cluster by cluster.
+    vectors × ``spread`` (normal noise of ``scale``), ready for scoring; returns them cluster by cluster.
     Sets ``project.by_cluster`` (item ids per cluster) and ``project.cluster_of`` (cluster per id)."""
     rng = np.random.default_rng(seed)
     items = Item.objects.bulk_create(
@@ -21,7 +23,7 @@ def cluster_pool(project, *, clusters: int = 3, per_cluster: int, dim: int, scal
             for i in range(per_cluster)
         ]
     )
-    centers = np.eye(dim, dtype=np.float32)[:clusters] * 2
+    centers = np.eye(dim, dtype=np.float32)[:clusters] * spread
     vectors = np.concatenate([centers[c] + rng.normal(scale=scale, size=(per_cluster, dim)) for c in range(clusters)])
     ItemEmbedding.objects.bulk_create(
         [

@@ -12,12 +12,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
 from acquisition import label_errors as cl
-from acquisition.models import ItemEmbedding, TrainingJob
+from acquisition.models import TrainingJob
 from acquisition.services.label_errors import label_errors_find
 from annotation import routing
 from annotation.models import (
     Annotation,
-    EmbeddingState,
     Item,
     ItemStatus,
     LabelSource,
@@ -30,6 +29,8 @@ from annotation.services import membership_set, review_resolve
 from annotation.services.review import SuspectedLabelError, label_error_reviews_open
 from loop import tasks as loop_tasks
 from loop.services import training
+
+from .pools import cluster_pool
 
 # ------------------------------------------------------------------ confident learning, by hand
 
@@ -187,23 +188,7 @@ def pool(make_project):
     """Three separable clusters of 40 items in 8-d, one per label, every item final with its
     cluster's label (consensus) except the ``flipped`` ones, labelled one class further."""
     project = make_project("Errors", labels=("a", "b", "c"), embedding_dim=DIM, batch_size=12, retrain_after=30)
-    rng = np.random.default_rng(0)
-    items = Item.objects.bulk_create(
-        [
-            Item(project=project, external_id=f"c{c}-{i}", text=f"cluster {c} item {i}", text_hash=f"{c}-{i}")
-            for c in range(3)
-            for i in range(PER_CLUSTER)
-        ]
-    )
-    centres = np.eye(DIM, dtype=np.float32)[:3] * 3
-    vectors = np.concatenate([centres[c] + rng.normal(scale=0.35, size=(PER_CLUSTER, DIM)) for c in range(3)])
-    ItemEmbedding.objects.bulk_create(
-        [
-            ItemEmbedding(item=item, project=project, vector=vectors[i].astype("<f4").tobytes(), dim=DIM, source="t")
-            for i, item in enumerate(items)
-        ]
-    )
-    Item.objects.filter(project=project).update(embedding_state=EmbeddingState.READY)
+    items = cluster_pool(project, per_cluster=PER_CLUSTER, dim=DIM, scale=0.35, spread=3.0)
     labels = list(project.labels.order_by("order", "pk"))
     project.label_list = labels
     project.cluster_of = {item.pk: i // PER_CLUSTER for i, item in enumerate(items)}

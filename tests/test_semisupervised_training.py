@@ -9,12 +9,14 @@ from acquisition import embeddings
 from acquisition import strategies as S
 from acquisition.committee import HeadCommittee
 from acquisition.heads import HeadWithCommittee
-from acquisition.models import ItemEmbedding, ModelVersion, ScoringRun, TrainingJob
+from acquisition.models import ModelVersion, ScoringRun, TrainingJob
 from acquisition.semisupervised import LabelSpreadingHead
 from acquisition.services import fitting, registry
-from annotation.models import EmbeddingState, Item, ItemStatus, LabelSource, QueueEntry, QueueReason
+from annotation.models import Item, ItemStatus, LabelSource, QueueEntry, QueueReason
 from loop import tasks
 from loop.services import training
+
+from .pools import cluster_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -42,25 +44,7 @@ def pool(make_project):
     project = make_project(
         "Semi", labels=("a", "b", "c"), embedding_dim=DIM, batch_size=10, retrain_after=30, exploration_fraction=0.0
     )
-    rng = np.random.default_rng(0)
-    items = Item.objects.bulk_create(
-        [
-            Item(project=project, external_id=f"c{c}-{i}", text=f"cluster {c} item {i}", text_hash=f"{c}-{i}")
-            for c in range(3)
-            for i in range(PER_CLUSTER)
-        ]
-    )
-    centers = np.eye(DIM, dtype=np.float32)[:3] * 1.5
-    vectors = np.concatenate([centers[c] + rng.normal(scale=0.7, size=(PER_CLUSTER, DIM)) for c in range(3)])
-    ItemEmbedding.objects.bulk_create(
-        [
-            ItemEmbedding(item=item, project=project, vector=vectors[i].astype("<f4").tobytes(), dim=DIM, source="t")
-            for i, item in enumerate(items)
-        ]
-    )
-    Item.objects.filter(project=project).update(embedding_state=EmbeddingState.READY)
-    project.cluster_of = {item.pk: i // PER_CLUSTER for i, item in enumerate(items)}
-    project.by_cluster = [[item.pk for i, item in enumerate(items) if i // PER_CLUSTER == c] for c in range(3)]
+    cluster_pool(project, per_cluster=PER_CLUSTER, dim=DIM, scale=0.7, spread=1.5)
     return project
 
 
