@@ -79,8 +79,9 @@ __all__ = [
     "COLD_START_METHODS",
 ]
 
-#: Every strategy a project can pick (``quorum.vocabulary``, the one list); each is implemented here.
-STRATEGIES = vocabulary.STRATEGIES
+#: The single-label strategies (``quorum.vocabulary.TASK_STRATEGIES``); each is implemented here. The
+#: multi-label ones are ``acquisition.multilabel``'s.
+STRATEGIES = vocabulary.TASK_STRATEGIES[vocabulary.TEXT_CLASSIFICATION]  # the single-label ones
 #: Uncertainty terms MSAL can use.
 UNCERTAINTIES = ("margin", "entropy", "least_confidence")
 

@@ -5,7 +5,7 @@ tested and benchmarked alone. Validation is a hand-written loop rather than a DR
 record: a serializer costs tens of microseconds per field and a 100k-record push must validate in
 well under a second.
 
-Rules for one record ``{external_id, text, metadata?, embedding?, label?, honeypot?}``:
+Rules for one record ``{external_id, text, metadata?, embedding?, label? | labels?, honeypot?}``:
 - ``external_id``: a non-empty string (or an integer, kept as its decimal string), at most 255 chars;
   unique within the request.
 - ``text``: a non-empty string (not only whitespace), at most ``max_text_chars`` characters.
@@ -14,8 +14,11 @@ Rules for one record ``{external_id, text, metadata?, embedding?, label?, honeyp
   encoder.
 - ``label``: the name of one of the project's labels (``labels``, matched exactly): a label the team
   already trusts. The item becomes final with source ``gold`` and is never queued. Absent or null
-  keeps whatever label the item has.
-- ``honeypot``: a boolean; ``true`` needs a ``label`` and makes the item a hidden test item (served
+  keeps whatever label the item has. Single-label projects only.
+- ``labels``: multi-label projects' counterpart, a known tag set: a list of label names, each at most
+  once (``[]``, the empty set, only where the project allows it). In CSV, the names joined by ``|``
+  (``refund|complaint``); an empty cell is absent.
+- ``honeypot``: a boolean; ``true`` needs a ``label`` (``labels``) and makes the item a hidden test item (served
   to annotators like any other, scored against its label); ``false`` or absent with a label: plain
   gold. In CSV, ``true``/``false``/``1``/``0``/``yes``/``no`` (any case); an empty cell is absent.
 - No other fields (a typo such as ``txt`` is an error, not silently dropped).
@@ -46,7 +49,8 @@ import numpy as np
 
 MAX_EXTERNAL_ID_CHARS = 255
 MAX_METADATA_DEPTH = 64
-RECORD_FIELDS = ("external_id", "text", "metadata", "embedding", "label", "honeypot")
+RECORD_FIELDS = ("external_id", "text", "metadata", "embedding", "label", "labels", "honeypot")
+TAG_SEPARATOR = "|"
 CSV_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 MAX_LABEL_NAMES_SHOWN = 20
 
@@ -70,7 +74,17 @@ class CleanRecord:
     metadata: dict | None  # None: not given, keep the item's current metadata
     embedding: bytes | None  # little-endian float32, or None: not given
     label_id: int | None = None  # the gold label's id, or None: not given (keep the item's)
-    honeypot: bool = False  # with label_id: a hidden test item
+    honeypot: bool = False  # with a gold answer: a hidden test item
+    tags: tuple[int, ...] | None = None  # multi-label: the gold tag set (sorted label ids), or None
+
+    @property
+    def has_gold(self) -> bool:
+        return self.label_id is not None or self.tags is not None
+
+    @property
+    def gold(self):
+        """The gold answer: a label id, a tag set (tuple), or None."""
+        return self.label_id if self.tags is None else self.tags
 
 
 @dataclass(slots=True)
@@ -363,7 +377,8 @@ def parse_json_lines(payload: bytes) -> list[RawRecord]:
 def iter_csv(payload) -> Iterator[RawRecord]:
     """CSV with a header row (``bytes`` or a ``TextStream``), one record at a time. Columns
     ``external_id`` and ``text`` are required; ``metadata`` (a JSON object), ``embedding`` (a JSON
-    array), ``label`` (a label name) and ``honeypot`` (a boolean word) are optional, an empty cell
+    array), ``label`` (a label name), ``labels`` (names joined by ``|``) and ``honeypot`` (a boolean
+    word) are optional, an empty cell
     counting as absent; any other column is added to the item's metadata as a string."""
     # strict: an unterminated quote is an error instead of swallowing the rest of the file.
     reader = csv.reader(_lines(_stream_of(payload)), strict=True)
@@ -439,6 +454,8 @@ def _csv_record(cells: dict[str, str], extra_columns: list[str]) -> dict | _CsvJ
             return _CsvJsonError("embedding", f"not valid JSON ({getattr(exc, 'msg', exc)})")
     if cells.get("label", ""):
         record["label"] = cells["label"]
+    if cells.get("labels", "").strip():
+        record["labels"] = [name.strip() for name in cells["labels"].split(TAG_SEPARATOR)]
     honeypot = cells.get("honeypot", "").strip()
     if honeypot:
         if honeypot.lower() not in CSV_BOOLEANS:
@@ -511,6 +528,21 @@ def _clean_embedding(value: Any, dim: int) -> tuple[bytes | None, str | None]:
     return vector.astype("<f4").tobytes(), None
 
 
+def _clean_tags(names, labels: Mapping[str, int], allow_empty: bool) -> tuple[tuple[int, ...] | None, str | None]:
+    """A record's ``labels``: (sorted label ids, None) or (None, the problem)."""
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        return None, "must be a list of label names"
+    if not names and not allow_empty:
+        return None, "must name at least one label (this project does not allow an empty tag set)"
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        return None, f"names {', '.join(map(repr, repeated[:10]))} more than once"
+    for name in names:
+        if name not in labels:
+            return None, _label_problem(name, labels)
+    return tuple(sorted(labels[name] for name in names)), None
+
+
 def _label_problem(name: str, labels: Mapping[str, int]) -> str:
     names = list(labels)
     shown = ", ".join(map(repr, names[:MAX_LABEL_NAMES_SHOWN]))
@@ -526,10 +558,14 @@ def validate_records(
     max_text_chars: int,
     position_kind: str,
     labels: Mapping[str, int] | None = None,
+    multi_label: bool = False,
+    allow_empty_tags: bool = True,
 ) -> ValidationResult:
     """Validate raw records (rules in the module docstring). ``labels``: the project's label names
-    and ids, for records that carry a ``label`` (none known when omitted)."""
+    and ids, for records that carry a ``label`` or ``labels`` (none known when omitted);
+    ``multi_label``: the project takes tag sets (``labels``) instead of one ``label``."""
     labels = labels or {}
+    allowed = [name for name in RECORD_FIELDS if name != ("label" if multi_label else "labels")]
     records: list[CleanRecord] = []
     rejected: list[RejectedRecord] = []
     first_seen: dict[str, int] = {}
@@ -556,7 +592,7 @@ def validate_records(
         errors: dict[str, str] = {}
         unknown = [key for key in value if key not in RECORD_FIELDS]
         if unknown:
-            errors["record"] = f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(RECORD_FIELDS)}"
+            errors["record"] = f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}"
 
         external_id = value.get("external_id")
         if type(external_id) is int:
@@ -607,8 +643,18 @@ def validate_records(
                 errors["embedding"] = problem
 
         label_id = None
+        tags = None
         label = value.get("label")
-        if label is not None:
+        tag_names = value.get("labels")
+        if multi_label and label is not None:
+            errors["label"] = "this project takes tag sets: send labels (a list of names) instead of label"
+        elif not multi_label and tag_names is not None:
+            errors["labels"] = "this project takes one label per item: send label (a name) instead of labels"
+        elif tag_names is not None:
+            tags, problem = _clean_tags(tag_names, labels, allow_empty_tags)
+            if problem:
+                errors["labels"] = problem
+        elif label is not None:
             if not isinstance(label, str):
                 errors["label"] = f"must be a label name (a string), got {type(label).__name__}"
             elif label not in labels:
@@ -618,15 +664,16 @@ def validate_records(
         honeypot = value.get("honeypot")
         if honeypot is not None and not isinstance(honeypot, bool):
             errors["honeypot"] = f"must be true or false, got {type(honeypot).__name__}"
-        elif honeypot and label is None:
-            errors["honeypot"] = "a honeypot needs a label (the answer annotators are scored against)"
+        elif honeypot and label is None and tag_names is None:
+            needs = "labels (a tag set)" if multi_label else "a label"
+            errors["honeypot"] = f"a honeypot needs {needs} (the answer annotators are scored against)"
 
         if errors:
             rejected.append(RejectedRecord(raw.position, external_id if isinstance(external_id, str) else None, errors))
             continue
         records.append(
             CleanRecord(
-                raw.position, external_id, text, text_digest(text), metadata, embedding, label_id, bool(honeypot)
+                raw.position, external_id, text, text_digest(text), metadata, embedding, label_id, bool(honeypot), tags
             )
         )
 

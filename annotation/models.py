@@ -4,11 +4,12 @@ Models hold data and constraints only; every write goes through ``annotation.ser
 """
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 
-from quorum.vocabulary import STRATEGY_CHOICES
+from quorum.vocabulary import MULTI_LABEL, STRATEGY_CHOICES, TEXT_CLASSIFICATION
 
 from . import routing
 
@@ -31,7 +32,10 @@ def default_hidden_metadata() -> list[str]:
 
 
 class TaskType(models.TextChoices):
-    TEXT_CLASSIFICATION = "text_classification", "Single-label text classification"
+    """What one answer is (``quorum.vocabulary``); ``annotation.task_types`` holds what each means."""
+
+    TEXT_CLASSIFICATION = TEXT_CLASSIFICATION, "Single-label text classification"
+    MULTI_LABEL = MULTI_LABEL, "Multi-label text classification (a tag set per item)"
 
 
 #: The acquisition strategies (``quorum.vocabulary``): ``Strategy.MSAL == "msal"``, …
@@ -58,6 +62,11 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     instructions = models.TextField(blank=True, help_text="Shown to annotators above every item.")
     task_type = models.CharField(max_length=40, choices=TaskType.choices, default=TaskType.TEXT_CLASSIFICATION)
+    allow_empty_tags = models.BooleanField(
+        default=True,
+        db_default=True,
+        help_text='Multi-label: an empty tag set ("none of these") is a valid answer.',
+    )
 
     # Acquisition: how the queue is filled.
     acquisition_strategy = models.CharField(max_length=32, choices=Strategy.choices, default=Strategy.MSAL)
@@ -231,6 +240,22 @@ class Project(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self):
+        from quorum.vocabulary import TASK_STRATEGIES
+
+        offered = TASK_STRATEGIES.get(self.task_type)
+        if offered is not None and self.acquisition_strategy not in offered:
+            raise ValidationError(
+                {
+                    "acquisition_strategy": f"{self.acquisition_strategy!r} is not offered for {self.task_type} "
+                    f"projects; choose one of {', '.join(offered)}"
+                }
+            )
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task_type == TaskType.MULTI_LABEL
+
 
 class LabelClass(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
@@ -294,6 +319,11 @@ class Item(models.Model):
         "LabelClass", null=True, blank=True, on_delete=models.RESTRICT, related_name="final_items"
     )
     final_confidence = models.FloatField(null=True, blank=True)
+    # Multi-label projects: the final tag set (sorted label ids; ``[]`` is the empty set) and the
+    # posterior of every tag ``{label_id: p}`` (entries of at least 0.001); ``final_confidence`` is
+    # then the least confident tag's max(p, 1 - p).
+    final_tags = models.JSONField(null=True, blank=True)
+    tag_posteriors = models.JSONField(null=True, blank=True)
     final_source = models.CharField(max_length=16, choices=LabelSource.choices, blank=True, db_default="")
     finalized_at = models.DateTimeField(null=True, blank=True)
     # Why the item was first handed to an annotator (a ``QueueReason``): training holds the
@@ -315,8 +345,14 @@ class Item(models.Model):
                 condition=Q(embedding_state__in=EmbeddingState.values), name="item_embedding_state_valid"
             ),
             models.CheckConstraint(
-                condition=Q(honeypot=False) | (Q(final_source="gold") & Q(final_label__isnull=False)),
+                condition=Q(honeypot=False)
+                | (Q(final_source="gold") & (Q(final_label__isnull=False) | Q(final_tags__isnull=False))),
                 name="item_honeypot_has_gold_label",
+            ),
+            models.CheckConstraint(
+                condition=Q(final_label__isnull=True) | Q(final_tags__isnull=True),
+                name="item_label_or_tags",
+                violation_error_message="an item has a final label or a final tag set, not both.",
             ),
         ]
         indexes = [
@@ -455,6 +491,8 @@ class QueueEntry(models.Model):
     # The current model's guess, shown to annotators only when they ask for suggestions.
     suggested_label = models.ForeignKey(LabelClass, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     suggested_confidence = models.FloatField(null=True, blank=True)
+    # Multi-label: the model's tag set and per-tag probabilities ``{"tags": [label_id], "p": {id: p}}``.
+    suggested_tags = models.JSONField(null=True, blank=True)
     labels_needed = models.PositiveSmallIntegerField()
     labels_taken = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -557,7 +595,10 @@ class Annotation(models.Model):
         Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="annotation"
     )
     # RESTRICT: a label in use cannot be deleted on its own, but deleting the project takes both.
-    label = models.ForeignKey(LabelClass, on_delete=models.RESTRICT, related_name="annotations")
+    # Single-label projects fill ``label``; multi-label projects ``tags`` (sorted label ids, ``[]``
+    # for the empty set), never both (``annotation.task_types``).
+    label = models.ForeignKey(LabelClass, null=True, blank=True, on_delete=models.RESTRICT, related_name="annotations")
+    tags = models.JSONField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(default=0)
     item_revision = models.PositiveIntegerField(default=1, db_default=1)
     superseded_at = models.DateTimeField(null=True, blank=True)
@@ -575,6 +616,12 @@ class Annotation(models.Model):
             models.UniqueConstraint(
                 fields=["item", "user"], condition=Q(superseded_at__isnull=True), name="annotation_unique_item_user"
             ),
+            models.CheckConstraint(
+                condition=(Q(label__isnull=False) & Q(tags__isnull=True))
+                | (Q(label__isnull=True) & Q(tags__isnull=False)),
+                name="annotation_label_or_tags",
+                violation_error_message="an annotation has a label or a tag set, exactly one of them.",
+            ),
         ]
         indexes = [
             models.Index(fields=["project", "user", "-created_at"], name="annotation_project_user"),
@@ -582,7 +629,8 @@ class Annotation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.annotator_key} labelled item {self.item_id} as {self.label_id}"
+        answer = self.label_id if self.tags is None else self.tags
+        return f"{self.annotator_key} labelled item {self.item_id} as {answer}"
 
     @property
     def annotator_key(self) -> int | None:
@@ -637,6 +685,12 @@ class ReviewTask(models.Model):
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
     decision = models.ForeignKey(LabelClass, null=True, blank=True, on_delete=models.RESTRICT, related_name="+")
+    # Multi-label: the reviewer's tag set (sorted label ids), the tags in dispute when the task was
+    # opened or last refreshed (``posterior`` is then ``{label_id: P(tag present)}``) and the model's
+    # suggested tag set.
+    decision_tags = models.JSONField(null=True, blank=True)
+    disputed_tags = models.JSONField(null=True, blank=True)
+    model_tags = models.JSONField(null=True, blank=True)
     note = models.TextField(blank=True)
 
     class Meta:
@@ -647,7 +701,7 @@ class ReviewTask(models.Model):
             models.CheckConstraint(condition=Q(reason__in=ReviewReason.values), name="review_reason_valid"),
             models.CheckConstraint(
                 condition=Q(status__in=["open", "cancelled"])
-                | (Q(decision__isnull=False) & Q(resolved_at__isnull=False)),
+                | ((Q(decision__isnull=False) | Q(decision_tags__isnull=False)) & Q(resolved_at__isnull=False)),
                 name="review_resolved_has_decision",
             ),
         ]

@@ -267,6 +267,109 @@ def route(
     return _review(reason, best, confidence, value, has_reviewer)
 
 
+# --- tag sets (multi-label projects) ---------------------------------------------------------------
+# Binary relevance: every tag is a present/absent question with its own posterior. An item is final
+# when every tag is confident; the same rules as above decide on its weakest tag (the least confident
+# one, or the least confident tag whose answers split evenly: a disputed tag blocks finalisation under
+# the ``disagreements`` policy exactly as a disputed label does).
+
+
+def tag_vote_shares(answers) -> np.ndarray:
+    """Majority-vote posterior per tag: the share of the item's annotators who chose it. ``answers``:
+    (R, L) 0/1, one row per annotator."""
+    answers = np.atleast_2d(np.asarray(answers, dtype=np.float64))
+    if answers.shape[0] == 0:
+        return np.full(answers.shape[1], 0.5)
+    return answers.mean(axis=0)
+
+
+def tag_posteriors(answers, weights: np.ndarray, prevalence: np.ndarray) -> np.ndarray:
+    r"""Posterior P(tag present) per tag from the item's answers: per tag ℓ,
+    :math:`\operatorname{logit} p_\ell = \operatorname{logit}\rho_\ell + \sum_r \log
+    \frac{w_r^{\ell}[1, y_{r\ell}]}{w_r^{\ell}[0, y_{r\ell}]}` with ``weights`` (R, L, 2, 2): annotator r's
+    calibrated P(answer k | truth j) on tag ℓ (the aggregator's answer weights), ``prevalence`` (L,)."""
+    answers = np.atleast_2d(np.asarray(answers, dtype=np.int64))
+    weights = np.asarray(weights, dtype=np.float64)
+    rows = np.arange(answers.shape[0])[:, None]
+    cols = np.arange(answers.shape[1])[None, :]
+    given_present = np.maximum(weights[rows, cols, 1, answers], 1e-300)
+    given_absent = np.maximum(weights[rows, cols, 0, answers], 1e-300)
+    prevalence = np.clip(np.asarray(prevalence, dtype=np.float64), 1e-12, 1 - 1e-12)
+    logit = np.log(prevalence) - np.log1p(-prevalence) + (np.log(given_present) - np.log(given_absent)).sum(axis=0)
+    return 1.0 / (1.0 + np.exp(-np.clip(logit, -700, 700)))
+
+
+def tag_disputed(answers) -> np.ndarray:
+    """Per tag: the item's answers split evenly on it (no strict majority for present or absent)."""
+    answers = np.atleast_2d(np.asarray(answers, dtype=np.int64))
+    n = answers.shape[0]
+    present = answers.sum(axis=0)
+    return (n > 0) & (2 * present == n)
+
+
+@dataclass(frozen=True, slots=True)
+class TagDecision:
+    decision: Decision
+    tags: tuple[int, ...]  # the tag set (column indices) when FINAL
+    disputed: tuple[int, ...]  # tags under the threshold or split evenly, least confident first
+    confidence: float  # the least confident tag's max(p, 1 - p)
+
+
+def decided_tags(posteriors, *, allow_empty: bool = True) -> tuple[int, ...]:
+    """The tag set a posterior decides: every tag with p >= 0.5; the most probable one when nothing
+    passes and the project does not allow an empty set."""
+    posteriors = np.asarray(posteriors, dtype=np.float64)
+    tags = tuple(int(j) for j in np.flatnonzero(posteriors >= 0.5))
+    if not tags and not allow_empty and posteriors.size:
+        tags = (int(np.argmax(posteriors)),)
+    return tags
+
+
+def route_tags(
+    posteriors,
+    answers,
+    *,
+    labels_needed: int,
+    labels_per_item: int,
+    max_labels: int,
+    min_confidence: float,
+    policy: Policy,
+    can_extend: bool = True,
+    has_reviewer: bool = True,
+    allow_empty: bool = True,
+) -> TagDecision:
+    """:func:`route` for a tag set: ``posteriors`` (L,) P(tag present), ``answers`` (R, L) 0/1. The
+    rule runs on the weakest tag (block comment above); FINAL carries the decided tag set."""
+    posteriors = np.asarray(posteriors, dtype=np.float64)
+    answers = np.atleast_2d(np.asarray(answers, dtype=np.int64)).reshape(-1, posteriors.size)
+    confidence = np.maximum(posteriors, 1.0 - posteriors)
+    split = tag_disputed(answers)
+    weak = (confidence < min_confidence) | split
+    order = np.lexsort((confidence, ~split))  # split tags first, then the least confident
+    disputed_tags = tuple(int(j) for j in order if weak[j])
+    weakest = int(np.argmin(confidence)) if posteriors.size else 0
+    decider = int(order[0]) if split.any() else weakest
+    c = float(confidence[weakest]) if posteriors.size else 1.0
+    vector = np.array([c, 1.0 - c])
+    votes = answers[:, decider] if posteriors.size else np.zeros(answers.shape[0], dtype=np.int64)
+    # The decider's answers as class indices, "0" for the side the weakest tag's posterior leans to.
+    leaning = int(posteriors[decider] >= 0.5) if posteriors.size else 1
+    labels = np.where(votes == leaning, 0, 1)
+    decision = route(
+        vector,
+        labels,
+        labels_needed=labels_needed,
+        labels_per_item=labels_per_item,
+        max_labels=max_labels,
+        min_confidence=min_confidence,
+        policy=policy,
+        can_extend=can_extend,
+        has_reviewer=has_reviewer,
+    )
+    tags = decided_tags(posteriors, allow_empty=allow_empty) if decision.outcome is Outcome.FINAL else ()
+    return TagDecision(decision, tags, disputed_tags, c)
+
+
 def _review(reason: ReviewReason, best: int, confidence: float, value: float, has_reviewer: bool) -> Decision:
     """``REVIEW`` for ``reason``; a ``no_annotator`` item that nobody can review either is final
     with its posterior's arg-max and (low) confidence instead (module docstring)."""

@@ -1,4 +1,5 @@
-"""Names both sides of Quorum speak, in one place: the acquisition strategies a project can pick.
+"""Names both sides of Quorum speak, in one place: the task types and the acquisition strategies a
+project can pick.
 
 Plain Python (no Django, no NumPy): ``annotation.models`` builds its ``Strategy`` choices (and the
 database check constraint) from this list, and ``acquisition.strategies`` implements exactly these
@@ -17,9 +18,38 @@ STRATEGY_CHOICES: tuple[tuple[str, str], ...] = (
     ("qbc", "Query by committee"),
     ("coreset", "Core-set (k-center)"),
     ("random", "Random"),
+    ("max_entropy", "Most uncertain tag (multi-label)"),
+    ("mmc", "Maximum model change (multi-label)"),
 )
 
 STRATEGIES: tuple[str, ...] = tuple(value for value, _ in STRATEGY_CHOICES)
+
+# --- task types ------------------------------------------------------------------------------------
+# What one answer is: one label per item (``text_classification``) or a tag set, any subset of the
+# project's labels (``multi_label``). Each side asks its own task-type object (``annotation.task_types``,
+# ``acquisition.task_types``) keyed by these names.
+
+TEXT_CLASSIFICATION = "text_classification"
+MULTI_LABEL = "multi_label"
+
+TASK_TYPE_CHOICES: tuple[tuple[str, str], ...] = (
+    (TEXT_CLASSIFICATION, "Single-label text classification"),
+    (MULTI_LABEL, "Multi-label text classification (a tag set per item)"),
+)
+
+#: The strategies each task type offers, its default first. Multi-label reads the single-label names
+#: on tag probabilities (``entropy``: mean binary entropy over tags, ``margin``: distance of the tags to
+#: their thresholds around the predicted cardinality, ``msal``/``coreset``: the same diversity term);
+#: ``least_confidence``, ``bald`` and ``qbc`` are single-label only.
+TASK_STRATEGIES: dict[str, tuple[str, ...]] = {
+    TEXT_CLASSIFICATION: ("msal", "margin", "entropy", "least_confidence", "bald", "qbc", "coreset", "random"),
+    MULTI_LABEL: ("msal", "margin", "entropy", "max_entropy", "mmc", "coreset", "random"),
+}
+
+
+def is_multi_label(task_type: str) -> bool:
+    return task_type == MULTI_LABEL
+
 
 # --- encoders ------------------------------------------------------------------------------------
 # The sentence encoders a project can name, and the length of their vectors. ``acquisition.encoders``

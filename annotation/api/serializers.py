@@ -25,10 +25,12 @@ from ..models import (
 )
 from ..selectors import item_counts
 from ..services.projects import SHORTCUT_KEYS, LabelSpec
+from ..task_types import label_names
 
 PROJECT_SETTINGS = [
     "instructions",
     "task_type",
+    "allow_empty_tags",
     "acquisition_strategy",
     "batch_size",
     "exploration_fraction",
@@ -280,6 +282,8 @@ class ProjectSerializer(serializers.ModelSerializer):
             for frozen in ("embedding_dim", "encoder"):
                 if frozen in attrs and attrs[frozen] != getattr(self.instance, frozen):
                     errors[frozen] = "cannot be changed after the project is created (stored embeddings depend on it)"
+            if "task_type" in attrs and attrs["task_type"] != self.instance.task_type:
+                errors["task_type"] = "cannot be changed after the project is created (annotations depend on it)"
         else:
             self._check_encoder(attrs, errors)
         if errors:
@@ -480,9 +484,20 @@ class AssignmentOutSerializer(serializers.Serializer):
     reason = serializers.ChoiceField(choices=QueueReason.choices, allow_null=True)
 
 
-class SuggestionSerializer(serializers.Serializer):
+class SuggestedTagSerializer(serializers.Serializer):
     label = serializers.CharField()
+    p = serializers.FloatField(help_text="The model's probability that the tag applies.")
+
+
+class SuggestionSerializer(serializers.Serializer):
+    label = serializers.CharField(required=False, help_text="Single-label projects: the predicted label.")
     confidence = serializers.FloatField(allow_null=True)
+    labels = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Multi-label projects: the predicted tag set."
+    )
+    tags = SuggestedTagSerializer(
+        many=True, required=False, help_text="Multi-label projects: every tag's probability, most probable first."
+    )
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -501,13 +516,34 @@ class NextResponseSerializer(serializers.Serializer):
     message = serializers.CharField(required=False, help_text="Why you get nothing, in words (only with paused).")
 
 
-class AnnotationSubmitSerializer(serializers.Serializer):
-    label = serializers.CharField(max_length=100, help_text="A label name of the project.")
+class AnnotationAnswerSerializer(serializers.Serializer):
+    """The answer: ``label`` on single-label projects, ``labels`` (a tag set) on multi-label ones."""
+
+    label = serializers.CharField(
+        max_length=100, required=False, help_text="Single-label projects: a label name of the project."
+    )
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        required=False,
+        max_length=1000,
+        help_text="Multi-label projects: the tag set, label names of the project ([] when the project allows "
+        "an empty set).",
+    )
+
+    def validate(self, attrs):
+        if "label" in attrs and "labels" in attrs:
+            raise serializers.ValidationError({"labels": "send either label or labels, not both"})
+        if "label" not in attrs and "labels" not in attrs:
+            raise serializers.ValidationError({"label": "required: label (or labels on a multi-label project)"})
+        return attrs
+
+
+class AnnotationSubmitSerializer(AnnotationAnswerSerializer):
     time_spent_ms = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, default=0)
 
 
-class AnnotationChangeSerializer(serializers.Serializer):
-    label = serializers.CharField(max_length=100, help_text="A label name of the project.")
+class AnnotationChangeSerializer(AnnotationAnswerSerializer):
+    pass
 
 
 class SkipSerializer(serializers.Serializer):
@@ -520,7 +556,10 @@ class AnnotationOutSerializer(serializers.Serializer):
     item = serializers.IntegerField(help_text="Item id.")
     assignment = serializers.IntegerField(allow_null=True)
     user = serializers.CharField(help_text="Username of the annotator.")
-    label = serializers.CharField(help_text="Label name.")
+    label = serializers.CharField(required=False, help_text="Single-label projects: the label name.")
+    labels = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Multi-label projects: the tag set (label names)."
+    )
     time_spent_ms = serializers.IntegerField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -556,9 +595,31 @@ def assignment_payload(assignment, entry=None) -> dict:
 
 
 def suggestion_payload(entry) -> dict | None:
-    if entry is None or entry.suggested_label_id is None:
+    if entry is None:
+        return None
+    if entry.suggested_tags is not None:
+        names = label_names(entry.project_id)
+        p = {int(label_id): float(value) for label_id, value in (entry.suggested_tags.get("p") or {}).items()}
+        tags = entry.suggested_tags.get("tags") or []
+        return {
+            "labels": [names[i] for i in tags if i in names],
+            "confidence": entry.suggested_confidence,
+            "tags": [
+                {"label": names[i], "p": round(value, 4)}
+                for i, value in sorted(p.items(), key=lambda kv: -kv[1])
+                if i in names
+            ],
+        }
+    if entry.suggested_label_id is None:
         return None
     return {"label": entry.suggested_label.name, "confidence": entry.suggested_confidence}
+
+
+def _answer_fields(annotation) -> dict:
+    if annotation.tags is not None:
+        names = label_names(annotation.project_id)
+        return {"labels": [names[i] for i in annotation.tags if i in names]}
+    return {"label": annotation.label.name}
 
 
 def annotation_payload(annotation, *, username: str | None = None) -> dict:
@@ -568,7 +629,7 @@ def annotation_payload(annotation, *, username: str | None = None) -> dict:
         "item": annotation.item_id,
         "assignment": annotation.assignment_id,
         "user": username if username is not None else annotation.user.get_username(),
-        "label": annotation.label.name,
+        **_answer_fields(annotation),
         "time_spent_ms": annotation.time_spent_ms,
         "created_at": annotation.created_at,
         "updated_at": annotation.updated_at,
@@ -577,11 +638,34 @@ def annotation_payload(annotation, *, username: str | None = None) -> dict:
 
 class AnnotationListSerializer(serializers.ModelSerializer):
     user = serializers.CharField(source="annotator_name", read_only=True, help_text="deleted-user-<id> once deleted")
-    label = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    label = serializers.SlugRelatedField(
+        slug_field="name", read_only=True, allow_null=True, help_text="Single-label projects (null on multi-label)."
+    )
+    labels = serializers.SerializerMethodField(help_text="Multi-label projects: the tag set (null on single-label).")
 
     class Meta:
         model = Annotation
-        fields = ["id", "project", "item", "assignment", "user", "label", "time_spent_ms", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "project",
+            "item",
+            "assignment",
+            "user",
+            "label",
+            "labels",
+            "time_spent_ms",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_labels(self, annotation) -> list[str] | None:
+        if annotation.tags is None:
+            return None
+        cache = self.context.setdefault("_label_names", {})
+        if annotation.project_id not in cache:
+            cache[annotation.project_id] = label_names(annotation.project_id)
+        names = cache[annotation.project_id]
+        return [names[i] for i in annotation.tags if i in names]
 
 
 # --- expert review and agreement -------------------------------------------------------------

@@ -21,8 +21,8 @@ from django.utils import timezone
 from quorum.errors import Conflict, NotFound, ServiceError
 
 from .. import signals
-from ..models import Annotation, Assignment, AssignmentStatus, Item, LabelClass, Project, QueueEntry
-from ..selectors import label_by_name
+from ..models import Annotation, Assignment, AssignmentStatus, Item, Project, QueueEntry
+from ..task_types import task_of
 from .consensus import entry_route_after_label
 from .quality import is_paused, quality_check
 from .slots import (
@@ -81,11 +81,14 @@ def _finalise_if_complete(project: Project, entry: QueueEntry) -> None:
     entry_route_after_label(project=project, entry=entry)
 
 
-def annotation_submit(*, assignment_id: int, user, label: str, time_spent_ms: int = 0) -> SubmitResult:
-    """Record the lease holder's label for the assigned item.
+def annotation_submit(
+    *, assignment_id: int, user, label: str | None = None, labels: list[str] | None = None, time_spent_ms: int = 0
+) -> SubmitResult:
+    """Record the lease holder's answer for the assigned item: a ``label`` name, or for a multi-label
+    project a tag set ``labels`` (``task_types``).
 
-    Resubmitting the same label returns the same annotation (``created=False``); a different
-    label changes it while the item is open. A lease that expired is still accepted when its slot
+    Resubmitting the same answer returns the same annotation (``created=False``); a different
+    answer changes it while the item is open. A lease that expired is still accepted when its slot
     can be taken back; otherwise ``Conflict(lease_expired)``.
     """
     time_spent_ms = _check_time_spent(time_spent_ms)
@@ -93,20 +96,21 @@ def annotation_submit(*, assignment_id: int, user, label: str, time_spent_ms: in
     with transaction.atomic():
         lock_user(user)
         assignment = own_assignment(assignment_id, user, lock=True, with_item=True)
-        label_obj = label_by_name(assignment.project_id, label)
         project = assignment.project
+        task = task_of(project)
+        answer = task.parse(project, label=label, labels=labels)
         if assignment.status == AssignmentStatus.SUBMITTED:
             annotation = Annotation.objects.get(item_id=assignment.item_id, user=user)
-            if annotation.label_id != label_obj.pk:
+            if task.answer_of(annotation) != answer:
                 _refuse_if_paused(project, user)
-                annotation = _annotation_relabel(annotation, label_obj)
+                annotation = _annotation_relabel(annotation, task.fields(answer))
             return SubmitResult(annotation, created=False)
         if assignment.status == AssignmentStatus.SKIPPED:
             raise Conflict(f"assignment {assignment_id} was skipped; it cannot be labelled", code="skipped")
         _refuse_if_paused(project, user)
 
         if _is_honeypot(assignment.item_id):
-            annotation = _record(project, user, assignment, label_obj, time_spent_ms, now)
+            annotation = _record(project, user, assignment, task.fields(answer), time_spent_ms, now)
             quality_check(project=project, user=user)
             signals.labels_changed.send(sender=Project, project=project)
             return SubmitResult(annotation, created=True)
@@ -122,36 +126,41 @@ def annotation_submit(*, assignment_id: int, user, label: str, time_spent_ms: in
         elif entry is None:
             require_open_item(assignment.item_id, entry)
 
-        annotation = _record(project, user, assignment, label_obj, time_spent_ms, now)
+        annotation = _record(project, user, assignment, task.fields(answer), time_spent_ms, now)
         _finalise_if_complete(project, entry)
         signals.labels_changed.send(sender=Project, project=project)
     return SubmitResult(annotation, created=True)
 
 
-def _annotation_relabel(annotation: Annotation, label: LabelClass) -> Annotation:
+def _annotation_relabel(annotation: Annotation, fields: dict) -> Annotation:
+    """Store a changed answer (``fields``: the task type's ``Annotation`` columns for it)."""
     honeypot = _is_honeypot(annotation.item_id)
     if not honeypot:
         entry = locked_entry(annotation.item_id)
         require_open_item(annotation.item_id, entry)
-    annotation.label = label
-    annotation.save(update_fields=["label", "updated_at"])
+    for name, value in fields.items():
+        setattr(annotation, name, value)
+    annotation.save(update_fields=[*fields, "updated_at"])
     if honeypot:
         quality_check(project=annotation.project, user=annotation.user)
     signals.labels_changed.send(sender=Project, project=annotation.project)
     return annotation
 
 
-def annotation_change(*, annotation_id: int, user, label: str) -> Annotation:
-    """Change one's own label while the item is neither final nor in review."""
+def annotation_change(
+    *, annotation_id: int, user, label: str | None = None, labels: list[str] | None = None
+) -> Annotation:
+    """Change one's own answer (a label, or a tag set) while the item is neither final nor in review."""
     annotation = _own_annotation(annotation_id, user)
-    label_obj = label_by_name(annotation.project_id, label)
+    task = task_of(annotation.project)
+    answer = task.parse(annotation.project, label=label, labels=labels)
     with transaction.atomic():
         lock_user(user)
         annotation = _own_annotation(annotation_id, user)
-        if annotation.label_id == label_obj.pk:
+        if task.answer_of(annotation) == answer:
             return annotation
         _refuse_if_paused(annotation.project, user)
-        return _annotation_relabel(annotation, label_obj)
+        return _annotation_relabel(annotation, task.fields(answer))
 
 
 def annotation_undo(*, annotation_id: int, user) -> Assignment:
@@ -181,15 +190,16 @@ def annotation_undo(*, annotation_id: int, user) -> Assignment:
     return assignment
 
 
-def _record(project, user, assignment, label, time_spent_ms: int, now) -> Annotation:
-    """Close the lease as submitted and store the label, for the item's current text."""
+def _record(project, user, assignment, fields: dict, time_spent_ms: int, now) -> Annotation:
+    """Close the lease as submitted and store the answer (``fields``: the task type's columns), for
+    the item's current text."""
     Assignment.objects.filter(pk=assignment.pk).update(status=AssignmentStatus.SUBMITTED, finished_at=now)
     return Annotation.objects.create(
         project=project,
         item_id=assignment.item_id,
         user=user,
         assignment=assignment,
-        label=label,
+        **fields,
         item_revision=assignment.item.text_revision,
         time_spent_ms=time_spent_ms,
     )

@@ -47,6 +47,7 @@ from ..models import (
     AssignmentStatus,
     Item,
     ItemStatus,
+    LabelClass,
     LabelSource,
     Project,
     QueueEntry,
@@ -163,6 +164,10 @@ def item_consensus_apply(
     """
     if not annotations:
         raise ValueError("item_consensus_apply needs at least one annotation")
+    if project.multi_label:
+        return _tags_consensus_apply(
+            project=project, entry=entry, annotations=annotations, posterior=posterior, policy=policy, state=state
+        )
     snapshot = _latest_snapshot(project.pk) if posterior is None or policy is None else None
     if posterior is None:
         posterior = item_posterior(project.pk, annotations, snapshot)
@@ -233,8 +238,142 @@ def item_consensus_apply(
     return decision
 
 
-def _item_annotations(item_id: int) -> list[tuple[int, int]]:
-    return list(Annotation.objects.filter(item_id=item_id).order_by("id").values_list(ANNOTATOR_KEY, "label_id"))
+def _item_annotations(item_id: int) -> list[tuple[int, int]] | list[tuple[int, tuple[int, ...]]]:
+    """The item's ``(annotator, answer)`` pairs: a label id, or a tag set on multi-label projects."""
+    rows = Annotation.objects.filter(item_id=item_id).order_by("id").values_list(ANNOTATOR_KEY, "label_id", "tags")
+    return [(user_id, label_id if tags is None else tuple(tags)) for user_id, label_id, tags in rows]
+
+
+# --- tag sets (multi-label projects) ------------------------------------------------------------------
+
+
+def project_tag_ids(project_id: int) -> list[int]:
+    return list(LabelClass.objects.filter(project_id=project_id).order_by("order", "id").values_list("pk", flat=True))
+
+
+def item_tag_posterior(
+    project_id: int, annotations: Sequence[tuple[int, tuple[int, ...]]], snapshot=None, tag_ids=None
+) -> dict[int, float]:
+    """``{label_id: P(tag present)}`` for every label of the project from the item's ``(user_id,
+    tag set)`` annotations: the latest aggregation's per-tag prevalence (``snapshot.priors``) and
+    the annotators' per-tag answer weights (``AnnotatorQuality.confusion``: (L, 2, 2) float32, P(answer
+    k | truth j) per tag), or the vote shares when the aggregation does not know an annotator."""
+    tag_ids = project_tag_ids(project_id) if tag_ids is None else tag_ids
+    column = {label_id: j for j, label_id in enumerate(tag_ids)}
+    answers = np.zeros((len(annotations), len(tag_ids)), dtype=np.int64)
+    for r, (_, tags) in enumerate(annotations):
+        for label_id in tags:
+            if label_id in column:
+                answers[r, column[label_id]] = 1
+    if snapshot is None:
+        snapshot = _latest_snapshot(project_id)
+    posterior = None
+    if snapshot is not None and snapshot.label_ids and list(snapshot.label_ids) == list(tag_ids):
+        users = {user_id for user_id, _ in annotations}
+        rows = dict(
+            AnnotatorQuality.objects.filter(
+                project_id=project_id, user_id__in=users, n_classes=len(tag_ids)
+            ).values_list("user_id", "confusion")
+        )
+        size = len(tag_ids) * 4 * 4
+        if len(rows) == len(users) and all(len(bytes(rows[u])) == size for u in users):
+            weights = np.stack(
+                [
+                    np.frombuffer(bytes(rows[user_id]), dtype="<f4").reshape(len(tag_ids), 2, 2)
+                    for user_id, _ in annotations
+                ]
+            )
+            posterior = routing.tag_posteriors(answers, weights, np.asarray(snapshot.priors, dtype=np.float64))
+    if posterior is None:
+        posterior = routing.tag_vote_shares(answers)
+    return {label_id: float(posterior[j]) for j, label_id in enumerate(tag_ids)}
+
+
+def _tags_consensus_apply(
+    *,
+    project: Project,
+    entry: QueueEntry,
+    annotations: Sequence[tuple[int, tuple[int, ...]]],
+    posterior: Mapping[int, float] | None,
+    policy: Policy | None,
+    state: LabellingState | None,
+) -> Decision:
+    """``item_consensus_apply`` for a tag set (``routing.route_tags``): final when every tag is
+    confident, with the decided set; the review task names the disputed tags."""
+    snapshot = _latest_snapshot(project.pk) if posterior is None or policy is None else None
+    tag_ids = project_tag_ids(project.pk)
+    if posterior is None:
+        posterior = item_tag_posterior(project.pk, annotations, snapshot, tag_ids)
+    if policy is None:
+        policy = project_policy(project, snapshot)
+    column = {label_id: j for j, label_id in enumerate(tag_ids)}
+    vector = np.array([posterior.get(label_id, 0.0) for label_id in tag_ids])
+    answers = np.zeros((len(annotations), len(tag_ids)), dtype=np.int64)
+    for r, (_, tags) in enumerate(annotations):
+        for label_id in tags:
+            if label_id in column:
+                answers[r, column[label_id]] = 1
+    rule = partial(
+        routing.route_tags,
+        vector,
+        answers,
+        labels_needed=entry.labels_needed,
+        labels_per_item=project.labels_per_item,
+        max_labels=project.max_labels_per_item,
+        min_confidence=project.min_consensus_confidence,
+        policy=policy,
+        allow_empty=project.allow_empty_tags,
+    )
+    incomplete = len(annotations) < entry.labels_needed
+    result = None if incomplete else rule()
+    if result is None or result.decision.outcome is Outcome.EXTRA_LABEL:
+        if state is None:
+            state = labelling_states(project, [entry.item_id])[entry.item_id]
+        result = rule(can_extend=state.can_extend and not incomplete, has_reviewer=state.has_reviewer)
+    decision = result.decision
+    now = timezone.now()
+    posteriors_json = posterior_json(posterior)
+    if decision.outcome is Outcome.FINAL:
+        Item.objects.filter(pk=entry.item_id).update(
+            status=ItemStatus.FINALIZED,
+            final_label_id=None,
+            final_tags=sorted(tag_ids[j] for j in result.tags),
+            tag_posteriors=posteriors_json,
+            final_confidence=result.confidence,
+            final_source=LabelSource.CONSENSUS,
+            finalized_at=now,
+            updated_at=now,
+        )
+        entry.delete()
+        return Decision(Outcome.FINAL, label=None, confidence=result.confidence, value=decision.value)
+    if decision.outcome is Outcome.EXTRA_LABEL:
+        priority = _extra_label_priority(project.pk, decision.value)
+        QueueEntry.objects.filter(pk=entry.pk).update(
+            labels_needed=entry.labels_needed + 1, reason=QueueReason.EXTRA_LABEL, priority=priority
+        )
+        entry.labels_needed += 1
+        entry.reason = QueueReason.EXTRA_LABEL
+        entry.priority = priority
+        return decision
+    Item.objects.filter(pk=entry.item_id).update(
+        status=ItemStatus.IN_REVIEW, tag_posteriors=posteriors_json, updated_at=now
+    )
+    suggested = entry.suggested_tags or {}
+    ReviewTask.objects.get_or_create(
+        item_id=entry.item_id,
+        status="open",
+        defaults={
+            "project": project,
+            "reason": decision.reason.value,
+            "priority": decision.value,
+            "posterior": posteriors_json,
+            "disputed_tags": [tag_ids[j] for j in result.disputed],
+            "model_tags": suggested.get("tags"),
+            "model_confidence": entry.suggested_confidence,
+        },
+    )
+    entry.delete()
+    return decision
 
 
 def entry_route_if_complete(

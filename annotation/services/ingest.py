@@ -84,7 +84,7 @@ class _Existing:
     id: int
     text_hash: str
     metadata: dict | None
-    gold: tuple[int | None, bool] | None = None  # (gold label id, honeypot); None: not read
+    gold: tuple | None = None  # (gold label id or tag set, honeypot); None: not read
 
 
 def items_ingest(
@@ -111,7 +111,7 @@ def items_ingest(
         changed_items: list[tuple[Item, tuple[str, ...]]] = []
         vectors: dict[int, bytes] = {}  # item id -> pushed vector to store (existing items)
         stale_embedding_ids: list[int] = []
-        gold_changes: dict[int, tuple[int, bool]] = {}  # existing item id -> (gold label id, honeypot)
+        gold_changes: dict[int, tuple] = {}  # existing item id -> (gold label id or tag set, honeypot)
         text_changed_ids: list[int] = []  # existing items whose text changed
         unchanged = 0
         now = timezone.now()
@@ -121,9 +121,9 @@ def items_ingest(
                 new_records.append(record)
                 continue
             text_changed = current.text_hash != record.text_hash
-            if record.label_id is not None and (text_changed or current.gold != (record.label_id, record.honeypot)):
+            if record.has_gold and (text_changed or current.gold != (record.gold, record.honeypot)):
                 # (a changed text clears the old gold label first: the pushed one is set again)
-                gold_changes[current.id] = (record.label_id, record.honeypot)
+                gold_changes[current.id] = (record.gold, record.honeypot)
             if text_changed:
                 text_changed_ids.append(current.id)
             metadata_changed = (
@@ -164,7 +164,7 @@ def items_ingest(
         reset = _text_reset(text_changed_ids, now)
         _update_items(changed_items)
         _gold_apply(project, gold_changes, now)
-        labels_set = len(gold_changes) + sum(1 for r in new_records if r.label_id is not None)
+        labels_set = len(gold_changes) + sum(1 for r in new_records if r.has_gold)
         if stale_embedding_ids:
             ports.vector_store().drop(stale_embedding_ids)
         if vectors:
@@ -214,6 +214,7 @@ INSERT_COLUMNS = (
     "status",
     "embedding_state",
     "final_label_id",
+    "final_tags",
     "final_confidence",
     "final_source",
     "finalized_at",
@@ -251,13 +252,14 @@ def _insert_items(project: Project, records: list[CleanRecord], now) -> dict[str
             r.text,
             r.text_hash,
             json.dumps(r.metadata or {}),
-            ItemStatus.UNLABELED if r.label_id is None else ItemStatus.FINALIZED,
+            ItemStatus.FINALIZED if r.has_gold else ItemStatus.UNLABELED,
             EmbeddingState.READY if r.embedding is not None else EmbeddingState.PENDING,
             r.label_id,
-            None if r.label_id is None else 1.0,
-            "" if r.label_id is None else LabelSource.GOLD,
-            None if r.label_id is None else now,
-            r.label_id is not None and r.honeypot,
+            None if r.tags is None else json.dumps(list(r.tags)),
+            1.0 if r.has_gold else None,
+            LabelSource.GOLD if r.has_gold else "",
+            now if r.has_gold else None,
+            r.has_gold and r.honeypot,
             now,
             now,
         )
@@ -290,11 +292,11 @@ def _lookup(project: Project, external_ids: list[str], columns: str) -> list[tup
 
 def _existing_items(project: Project, records: list[CleanRecord]) -> dict[str, _Existing]:
     want_metadata = any(record.metadata is not None for record in records)
-    want_gold = any(record.label_id is not None for record in records)
+    want_gold = any(record.has_gold for record in records)
     columns = (
         "id, external_id, text_hash"
         + (", metadata" if want_metadata else "")
-        + (", final_label_id, final_source, honeypot" if want_gold else "")
+        + (", final_label_id, final_tags, final_source, honeypot" if want_gold else "")
     )
     found: dict[str, _Existing] = {}
     for row in _lookup(project, [record.external_id for record in records], columns):
@@ -302,8 +304,11 @@ def _existing_items(project: Project, records: list[CleanRecord]) -> dict[str, _
         if want_metadata:
             metadata = json.loads(row[3]) if isinstance(row[3], str) else row[3]
         if want_gold:
-            label_id, source, honeypot = row[-3:]
-            gold = (label_id if source == LabelSource.GOLD else None, bool(honeypot))
+            label_id, tags, source, honeypot = row[-4:]
+            if isinstance(tags, str):
+                tags = json.loads(tags)
+            answer = label_id if tags is None else tuple(tags)
+            gold = (answer if source == LabelSource.GOLD else None, bool(honeypot))
         found[row[1]] = _Existing(row[0], row[2], metadata, gold)
     return found
 
@@ -326,6 +331,7 @@ def _text_reset(item_ids: list[int], now) -> int:
             Item.objects.filter(pk__in=chunk)
             .filter(
                 Q(final_label__isnull=False)
+                | Q(final_tags__isnull=False)
                 | ~Q(status=ItemStatus.UNLABELED)
                 | Exists(Annotation.objects.filter(item_id=OuterRef("pk")))
                 | Exists(Assignment.objects.filter(item_id=OuterRef("pk")))
@@ -359,6 +365,8 @@ def _text_reset(item_ids: list[int], now) -> int:
         Item.objects.filter(pk__in=ids).update(
             status=ItemStatus.UNLABELED,
             final_label=None,
+            final_tags=None,
+            tag_posteriors=None,
             final_confidence=None,
             final_source="",
             finalized_at=None,
@@ -369,7 +377,7 @@ def _text_reset(item_ids: list[int], now) -> int:
     return reset
 
 
-def _gold_apply(project: Project, changes: dict[int, tuple[int, bool]], now) -> None:
+def _gold_apply(project: Project, changes: dict[int, tuple], now) -> None:
     """Make existing items final with their pushed gold label (and honeypot flag): set the label,
     end live leases on them (status ``expired``), drop their queue entries, resolve their open
     review tasks with the gold label. Bulk statements grouped by (label, honeypot)."""
@@ -384,11 +392,15 @@ def _gold_apply(project: Project, changes: dict[int, tuple[int, bool]], now) -> 
             status=AssignmentStatus.EXPIRED, finished_at=now
         )
         QueueEntry.objects.filter(item_id__in=chunk).delete()
-    for (label_id, honeypot), item_ids in groups.items():
+    for (answer, honeypot), item_ids in groups.items():
+        tags = list(answer) if isinstance(answer, tuple) else None
+        label_id = None if tags is not None else answer
         for chunk in iter_chunks(item_ids, CHUNK):
             Item.objects.filter(pk__in=chunk).update(
                 status=ItemStatus.FINALIZED,
                 final_label_id=label_id,
+                final_tags=tags,
+                tag_posteriors=None,
                 final_confidence=1.0,
                 final_source=LabelSource.GOLD,
                 finalized_at=now,
@@ -398,6 +410,7 @@ def _gold_apply(project: Project, changes: dict[int, tuple[int, bool]], now) -> 
             ReviewTask.objects.filter(item_id__in=chunk, status=ReviewStatus.OPEN).update(
                 status=ReviewStatus.RESOLVED,
                 decision_id=label_id,
+                decision_tags=tags,
                 resolved_at=now,
                 note="Decided by a gold label pushed with the pool.",
             )

@@ -131,6 +131,8 @@ class ItemListIngest(ProjectScopedMixin, generics.ListAPIView):
                 labels=dict(
                     LabelClass.objects.filter(project=self.project).order_by("order", "id").values_list("name", "id")
                 ),
+                multi_label=self.project.multi_label,
+                allow_empty_tags=self.project.allow_empty_tags,
             )
         except PayloadTooLarge as exc:
             raise ParseError(str(exc), code="payload_too_large") from None

@@ -71,7 +71,11 @@ class AssignmentAnnotation(APIView):
         require_role(role, assignment.project)
         data = validated(AnnotationSubmitSerializer, request.data)
         result = services.annotation_submit(
-            assignment_id=assignment.pk, user=request.user, label=data["label"], time_spent_ms=data["time_spent_ms"]
+            assignment_id=assignment.pk,
+            user=request.user,
+            label=data.get("label"),
+            labels=data.get("labels"),
+            time_spent_ms=data["time_spent_ms"],
         )
         paused = is_paused(assignment.project, request.user)  # this answer may have paused them
         body = {
@@ -148,7 +152,9 @@ class AnnotationDetail(APIView):
         annotation = selectors.annotation_for_user(request.user, annotation_id)
         require_member(request.user, annotation.project)
         data = validated(AnnotationChangeSerializer, request.data)
-        changed = services.annotation_change(annotation_id=annotation.pk, user=request.user, label=data["label"])
+        changed = services.annotation_change(
+            annotation_id=annotation.pk, user=request.user, label=data.get("label"), labels=data.get("labels")
+        )
         return Response({"annotation": annotation_payload(changed, username=request.user.get_username())})
 
 
