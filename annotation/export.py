@@ -15,6 +15,12 @@ record also has ``history``: the item's earlier texts with the labels given to t
 (``[{revision, text, replaced_at, annotations}]``, oldest first; empty when the text never changed
 after labelling). In CSV, ``metadata``, ``annotations`` and ``history`` are compact JSON strings,
 booleans are ``true``/``false`` and nulls are empty cells.
+
+Multi-label projects (``task_type`` ``multi_label``) export tag sets: ``labels`` (the final tag set's
+names, in the project's label order, or null while undecided; ``[]`` is the empty set) instead of
+``label``, ``tags`` (``{name: P(tag present)}`` for every tag the aggregation gave a posterior of at
+least 0.001; gold and reviewed sets are certain: 1 for their tags) and annotations with ``labels``.
+In CSV, ``labels`` is the names joined by ``|`` (the ingest format) and ``tags`` a JSON object.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ COLUMNS = (
     "metadata",
     "annotations",
 )
+#: Multi-label projects: ``labels`` (the tag set) and ``tags`` (per-tag posterior) replace ``label``.
+TAG_COLUMNS = ("external_id", "text", "labels", "tags", *COLUMNS[3:])
+TAG_SEPARATOR = "|"
 STATUS_FILTERS = ("all", "final")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 FORMATS = tuple(CONTENT_TYPES)
@@ -65,17 +74,33 @@ def _annotations_by_item(queryset, label_names: dict, key) -> dict:
     """``{key(row): [{annotator, label, created_at}]}`` of the annotations in ``queryset``, in id order."""
     grouped: dict = defaultdict(list)
     rows = queryset.order_by("pk").values_list(
-        "item_id", "item_revision", "user__username", "former_user_id", "label_id", "created_at"
+        "item_id", "item_revision", "user__username", "former_user_id", "label_id", "tags", "created_at"
     )
-    for item_id, revision, username, former_user_id, label_id, created_at in rows:
+    for item_id, revision, username, former_user_id, label_id, tags, created_at in rows:
+        answer = {"label": label_names.get(label_id)} if tags is None else {"labels": _tag_names(tags, label_names)}
         grouped[key(item_id, revision)].append(
             {
                 "annotator": username if username is not None else deleted_user_name(former_user_id),
-                "label": label_names.get(label_id),
+                **answer,
                 "created_at": _iso(created_at),
             }
         )
     return grouped
+
+
+def _tag_names(tags, label_names: dict) -> list[str]:
+    """Names of a tag set in the project's label order (``label_names`` is in that order)."""
+    chosen = set(tags)
+    return [name for label_id, name in label_names.items() if label_id in chosen]
+
+
+def _tag_confidences(tags, posteriors, source: str, label_names: dict) -> dict[str, float] | None:
+    if posteriors:
+        p = {int(label_id): float(value) for label_id, value in posteriors.items()}
+        return {name: round(p[label_id], 6) for label_id, name in label_names.items() if p.get(label_id, 0) >= 1e-3}
+    if tags is not None and source in (LabelSource.GOLD, LabelSource.REVIEW):
+        return dict.fromkeys(_tag_names(tags, label_names), 1.0)
+    return None
 
 
 def _history(item_ids: list[int], label_names: dict) -> dict[int, list[dict]]:
@@ -105,15 +130,18 @@ def records(
     """The export records of ``project`` in item id order (``final_only``: items with a final label;
     ``history``: with the labels given to the items' earlier texts)."""
     chunk_size = chunk_size or CHUNK_SIZE
-    label_names = dict(LabelClass.objects.filter(project=project).order_by().values_list("id", "name"))
+    multi_label = project.multi_label
+    label_names = dict(LabelClass.objects.filter(project=project).order_by("order", "id").values_list("id", "name"))
     items = Item.objects.filter(project=project)
     if final_only:
-        items = items.filter(final_label__isnull=False)
+        items = items.filter(final_tags__isnull=False) if multi_label else items.filter(final_label__isnull=False)
     fields = (
         "id",
         "external_id",
         "text",
         "final_label_id",
+        "final_tags",
+        "tag_posteriors",
         "final_confidence",
         "final_source",
         "honeypot",
@@ -131,11 +159,19 @@ def records(
             Annotation.objects.filter(item_id__in=ids), label_names, lambda item_id, revision: item_id
         )
         earlier = _history(ids, label_names) if history else {}
-        for item_id, external_id, text, label_id, confidence, source, honeypot, status, metadata in rows:
+        for row in rows:
+            item_id, external_id, text, label_id, tags, posteriors, confidence, source, honeypot, status, metadata = row
+            if multi_label:
+                answer = {
+                    "labels": None if tags is None else _tag_names(tags, label_names),
+                    "tags": _tag_confidences(tags, posteriors, source, label_names),
+                }
+            else:
+                answer = {"label": label_names.get(label_id) if label_id is not None else None}
             record = {
                 "external_id": external_id,
                 "text": text,
-                "label": label_names.get(label_id) if label_id is not None else None,
+                **answer,
                 "confidence": _finite(confidence),
                 "source": source or None,
                 "gold": source == LabelSource.GOLD,
@@ -168,13 +204,21 @@ def csv_lines(project: Project, **options) -> Iterator[str]:
     """A header row, then one CSV row per record (RFC 4180 quoting, CRLF line ends)."""
     writer = csv.writer(_Echo())
     history = bool(options.get("history"))
-    yield writer.writerow(COLUMNS + (("history",) if history else ()))
+    multi_label = project.multi_label
+    yield writer.writerow((TAG_COLUMNS if multi_label else COLUMNS) + (("history",) if history else ()))
     for record in records(project, **options):
+        if multi_label:
+            answer = [
+                None if record["labels"] is None else TAG_SEPARATOR.join(record["labels"]),
+                None if record["tags"] is None else _compact(record["tags"]),
+            ]
+        else:
+            answer = [record["label"]]
         yield writer.writerow(
             [
                 record["external_id"],
                 record["text"],
-                record["label"],
+                *answer,
                 record["confidence"],
                 record["source"],
                 "true" if record["gold"] else "false",

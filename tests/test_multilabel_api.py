@@ -230,3 +230,44 @@ def test_ingest_rejects_bad_tag_sets_per_record_and_writes_nothing(ml_project, a
     )
     assert response.status_code == 400
     assert "labels" in json.dumps(response.json())
+
+
+def _export(api, project, fmt="jsonl") -> str:
+    response = api.get(f"/api/v1/projects/{project.pk}/export", {"format": fmt})
+    assert response.status_code == 200, response
+    return b"".join(response.streaming_content).decode("utf-8")
+
+
+def test_export_carries_tag_sets_per_tag_confidence_and_the_annotations(ml_project, annotators, admin_api):
+    import csv
+    import io
+
+    item = make_items(ml_project, 1)[0]
+    enqueue(ml_project, [item])
+    (_, ann), (_, bob), _ = annotators
+    submit(ann, lease(ann, ml_project)["assignment"]["id"], labels=["card", "refund"])
+    submit(bob, lease(bob, ml_project)["assignment"]["id"], labels=["refund", "card"])
+    admin_api.post(
+        f"/api/v1/projects/{ml_project.pk}/items",
+        [{"external_id": "g", "text": "gold", "labels": ["praise"]}, {"external_id": "u", "text": "open"}],
+        format="json",
+    )
+    records = {r["external_id"]: r for r in map(json.loads, _export(admin_api, ml_project).splitlines())}
+    consensus = records[item.external_id]
+    assert consensus["labels"] == ["refund", "card"]  # the project's label order
+    assert consensus["tags"] == {"refund": 1.0, "card": 1.0}
+    assert consensus["source"] == "consensus" and "label" not in consensus
+    assert [a["labels"] for a in consensus["annotations"]] == [["refund", "card"], ["refund", "card"]]
+    assert records["g"]["labels"] == ["praise"] and records["g"]["tags"] == {"praise": 1.0}
+    assert records["g"]["gold"] is True
+    assert records["u"]["labels"] is None and records["u"]["tags"] is None
+    rows = {row["external_id"]: row for row in csv.DictReader(io.StringIO(_export(admin_api, ml_project, "csv")))}
+    assert rows[item.external_id]["labels"] == "refund|card"
+    assert json.loads(rows[item.external_id]["tags"]) == {"refund": 1.0, "card": 1.0}
+    assert rows["u"]["labels"] == ""
+    # Only decided items with status=final.
+    final = [json.loads(line)["external_id"] for line in _export(admin_api, ml_project).splitlines()]
+    assert "u" in final
+    response = admin_api.get(f"/api/v1/projects/{ml_project.pk}/export", {"status": "final"})
+    finals = [json.loads(line)["external_id"] for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert sorted(finals) == sorted([item.external_id, "g"])
