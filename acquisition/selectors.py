@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from django.db.models import Exists, OuterRef, QuerySet
 
-from annotation.models import Annotation, EmbeddingState, Item, ItemStatus, Project, QueueEntry
+from annotation.models import DECIDED, Annotation, EmbeddingState, Item, ItemStatus, Project, QueueEntry
 
 from .models import ItemEmbedding, ModelVersion, ScoringRun, TrainingJob
 
@@ -17,7 +17,7 @@ def scoring_candidate_ids(project: Project, *, lo: int | None = None, hi: int | 
     annotators have started.
     """
     items = (
-        Item.objects.filter(project=project, embedding_state=EmbeddingState.READY, final_label__isnull=True)
+        Item.objects.filter(~DECIDED, project=project, embedding_state=EmbeddingState.READY)
         .exclude(status__in=[ItemStatus.FINALIZED, ItemStatus.IN_REVIEW])
         .filter(~Exists(Annotation.objects.filter(item=OuterRef("pk"))))
         .filter(~Exists(QueueEntry.objects.filter(item=OuterRef("pk"), labels_taken__gt=0)))
@@ -36,7 +36,7 @@ def labelled_item_ids(project: Project) -> np.ndarray:
     Leases are left out on purpose: they come and go, and the min-distance cache is only cheap
     while this set grows.
     """
-    final = Item.objects.filter(project=project, final_label__isnull=False).values_list("pk", flat=True)
+    final = Item.objects.filter(DECIDED, project=project).values_list("pk", flat=True)
     annotated = Annotation.objects.filter(project=project).values_list("item_id", flat=True)
     ids = np.concatenate(
         [np.fromiter(final.order_by(), dtype=np.int64), np.fromiter(annotated.order_by(), dtype=np.int64)]
@@ -45,7 +45,7 @@ def labelled_item_ids(project: Project) -> np.ndarray:
 
 
 def final_label_count(project: Project) -> int:
-    return Item.objects.filter(project=project, final_label__isnull=False).count()
+    return Item.objects.filter(DECIDED, project=project).count()
 
 
 def model_version_current(project: Project) -> ModelVersion | None:
@@ -82,7 +82,7 @@ def new_labels_since_model(project: Project, *, embedded_only: bool = False) -> 
     """Final labels finalised after the newest (non-failed) model version's label snapshot;
     ``embedded_only``: only those whose item has a vector (what a job could train on now)."""
     latest = model_version_latest_trained(project)
-    finals = Item.objects.filter(project=project, final_label__isnull=False)
+    finals = Item.objects.filter(DECIDED, project=project)
     if embedded_only:
         finals = finals.filter(Exists(ItemEmbedding.objects.filter(item=OuterRef("pk"))))
     if latest is not None:

@@ -366,6 +366,11 @@ class Item(models.Model):
         return f"{self.project_id}:{self.external_id}"
 
 
+#: Items with a final answer: a label (single-label projects) or a tag set (multi-label; ``[]``, the
+#: empty set, counts). The one filter for "labelled for good" on every read of either task type.
+DECIDED = Q(final_label__isnull=False) | Q(final_tags__isnull=False)
+
+
 class ItemRevision(models.Model):
     """An earlier text of an item, kept when a push changed it while the item had annotations,
     leases or a final label: the annotations given for it (``Annotation.item_revision``) are

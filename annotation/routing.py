@@ -283,19 +283,17 @@ def tag_vote_shares(answers) -> np.ndarray:
     return answers.mean(axis=0)
 
 
-def tag_posteriors(answers, weights: np.ndarray, prevalence: np.ndarray) -> np.ndarray:
-    r"""Posterior P(tag present) per tag from the item's answers: per tag ℓ,
-    :math:`\operatorname{logit} p_\ell = \operatorname{logit}\rho_\ell + \sum_r \log
-    \frac{w_r^{\ell}[1, y_{r\ell}]}{w_r^{\ell}[0, y_{r\ell}]}` with ``weights`` (R, L, 2, 2): annotator r's
-    calibrated P(answer k | truth j) on tag ℓ (the aggregator's answer weights), ``prevalence`` (L,)."""
+def tag_posteriors(answers, log_odds: np.ndarray, prior_log_odds: np.ndarray) -> np.ndarray:
+    r"""Posterior P(tag present) per tag from the item's answers, the E-step of the binary-relevance
+    aggregator (``annotation.tagsets.BinaryRelevanceDawidSkene``) for this item alone:
+    :math:`\operatorname{logit} p_\ell = b_\ell + \sum_r w_{r\ell}[y_{r\ell}]`, with ``answers`` (R, L)
+    0/1, ``log_odds`` (R, L, 2) annotator r's evidence for "present" when they left tag ℓ out (``[...,
+    0]``) or chose it (``[..., 1]``), and ``prior_log_odds`` (L,) :math:`b`."""
     answers = np.atleast_2d(np.asarray(answers, dtype=np.int64))
-    weights = np.asarray(weights, dtype=np.float64)
+    log_odds = np.asarray(log_odds, dtype=np.float64)
     rows = np.arange(answers.shape[0])[:, None]
     cols = np.arange(answers.shape[1])[None, :]
-    given_present = np.maximum(weights[rows, cols, 1, answers], 1e-300)
-    given_absent = np.maximum(weights[rows, cols, 0, answers], 1e-300)
-    prevalence = np.clip(np.asarray(prevalence, dtype=np.float64), 1e-12, 1 - 1e-12)
-    logit = np.log(prevalence) - np.log1p(-prevalence) + (np.log(given_present) - np.log(given_absent)).sum(axis=0)
+    logit = np.asarray(prior_log_odds, dtype=np.float64) + log_odds[rows, cols, answers].sum(axis=0)
     return 1.0 / (1.0 + np.exp(-np.clip(logit, -700, 700)))
 
 

@@ -542,6 +542,16 @@ class BinaryRelevanceDawidSkene(BaseEstimator):
     count. The E-step uses the variational weights :math:`\exp E[\log\cdot]` (digamma of the Beta
     posteriors), as ``HierarchicalDawidSkene``; EM starts from the per-tag vote shares.
 
+    Which model, in the end. As ``HierarchicalDawidSkene`` does, the fit is then checked on held-out
+    answers against the one-coin model (one accuracy per annotator for every tag, present or
+    absent, refitted from the same posteriors): every answer on an item with two or more is
+    predicted from its item's other answers, tag by tag (present where the log-odds without it is
+    positive), and the tag-conditional model stays only if it predicts more of them right by more
+    than one standard error of the paired difference (per answer; by the held-out log-likelihood
+    when both predict every held-out tag alike). With many rare tags one-coin lets the prevalence
+    outvote two of three annotators and loses; on binary sets whose errors follow the item
+    (ZenCrowd) it wins, as there (``bench/multilabel_aggregation.py``, table 2).
+
     Gold (``true_Y``) clamps its cells at every E-step; after convergence the log-odds are divided
     by a temperature :math:`\tau` (``calibrate``) that maximises the held-out likelihood of the
     gold cells of at least ``MIN_CALIBRATION_GOLD`` gold items, or else of the answers on items
@@ -549,7 +559,9 @@ class BinaryRelevanceDawidSkene(BaseEstimator):
     ``HierarchicalDawidSkene``). It never changes which side of 0.5 a posterior is on.
 
     Cost per EM iteration: O(answers x L) for the dense (n_items, L) products plus O(tags chosen)
-    for the sparse part; the strength searches cost O(W x L) log-gamma terms each.
+    for the sparse part; the strength searches cost O(W x L) log-gamma terms each. The model
+    choice runs EM a second time (one-coin, from the first fit's posteriors): about one CPU-second
+    for 100k answers over 28 tags.
 
     Parameters
     ----------
@@ -562,7 +574,8 @@ class BinaryRelevanceDawidSkene(BaseEstimator):
     calibrate : bool, default True
         Fit the temperature τ (else τ = 1).
     max_calibration_answers : int, default 20000
-        Held-out answers (evenly spread, each with all its L cells) used to fit τ.
+        Held-out answers (evenly spread, each with all its L cells) used to fit τ; ten times as
+        many (at most 2M cells) for the model choice.
 
     Learned attributes
     ------------------
@@ -578,7 +591,13 @@ class BinaryRelevanceDawidSkene(BaseEstimator):
         prior_log_odds_[l] + sum over i's answers of present_log_odds_[r, l]`` (tag chosen) or
         ``absent_log_odds_[r, l]`` (not chosen); :meth:`item_posterior` recomputes one item.
     strengths_ : dict of the chosen prior strengths (``sensitivity_tag``, ``sensitivity_annotator``,
-        ``sensitivity_annotator_tag`` (one per annotator), and the same for ``specificity_*``).
+        ``sensitivity_annotator_tag`` (one per annotator), the same for ``specificity_*``, and
+        ``annotator``, the one-coin model's).
+    model_ : ``"tag-conditional"`` or ``"one-coin"``, the model kept; with one-coin the
+        sensitivities and specificities are one accuracy per annotator.
+    selection_ : dict: ``gain`` (right held-out tags per answer, tag-conditional minus one-coin),
+        ``se`` (its standard error), ``answers`` (held out), ``criterion`` (``labels`` or
+        ``log-likelihood``; absent when no item has two answers, and the tag-conditional model stays).
     temperature_, n_iter_, converged_, log_likelihood_, n_items_, n_workers_, n_labels_,
     classes_ (``np.arange(L)``, the tag of each column).
 
@@ -676,7 +695,23 @@ class BinaryRelevanceDawidSkene(BaseEstimator):
             )
         self._peaks = {}
 
-        posteriors = self._clamp(tag_vote_shares(data.items, data.Y, n_items=n_items))
+        self.strengths_["annotator"] = 1e3  # the one-coin model's (see _choose_model)
+        self._peaks, self._one_coin = {}, False
+
+        weights, logits = self._em(self._clamp(tag_vote_shares(data.items, data.Y, n_items=n_items)))
+        weights, logits = self._choose_model(data, per_item, weights, logits)
+        self.temperature_ = self._temperature(data, logits, weights, per_item) if self.calibrate else 1.0
+        tau = self.temperature_
+        prior, absent, present = weights
+        self.prior_log_odds_, self.absent_log_odds_, self.present_log_odds_ = tau * prior, tau * absent, tau * present
+        self.posteriors_ = self._clamp(expit(tau * logits))
+        scratch = ("_by_item", "_by_worker", "_cell_item", "_cell_worker", "_chosen", "_answers", "_gold")
+        for name in (*scratch, "_labelled", "_peaks", "_absent_terms", "_one_coin"):
+            self.__dict__.pop(name, None)
+
+    def _em(self, posteriors: np.ndarray):
+        """EM from (n_items, L) ``posteriors``; returns the last M-step's weights and their log-odds."""
+        n_answers = max(self._answers.sum(), 1.0)
         weights = self._m_step(posteriors, search=True)
         previous = -np.inf
         self.n_iter_, self.converged_, self.log_likelihood_ = 0, False, float("nan")
@@ -684,21 +719,75 @@ class BinaryRelevanceDawidSkene(BaseEstimator):
             logits, log_likelihood = self._e_step(weights)
             posteriors = self._clamp(expit(logits))
             self.n_iter_, self.log_likelihood_ = iteration, log_likelihood
-            settled = abs(log_likelihood - previous) / max(n_answers, 1) < self.tol
+            settled = abs(log_likelihood - previous) / n_answers < self.tol
             weights = self._m_step(posteriors, search=settled or iteration in (2, 8, 32))
             if settled:
                 self.converged_ = True
                 break
             previous = log_likelihood
-        logits, _ = self._e_step(weights)
-        self.temperature_ = self._temperature(data, logits, weights, per_item) if self.calibrate else 1.0
-        tau = self.temperature_
-        prior, absent, present = weights
-        self.prior_log_odds_, self.absent_log_odds_, self.present_log_odds_ = tau * prior, tau * absent, tau * present
-        self.posteriors_ = self._clamp(expit(tau * logits))
-        scratch = ("_by_item", "_by_worker", "_cell_item", "_cell_worker", "_chosen", "_answers", "_gold")
-        for name in (*scratch, "_labelled", "_peaks", "_absent_terms"):
-            self.__dict__.pop(name, None)
+        return weights, self._e_step(weights)[0]
+
+    def _choose_model(self, data: TagAnswers, per_item: np.ndarray, weights, logits):
+        """Keep the tag-conditional fit only if it predicts held-out answers better than one-coin.
+
+        As ``HierarchicalDawidSkene``: every held-out answer (on an item with two or more) is
+        predicted from its item's other answers, tag by tag (present when the item's log-odds
+        without it is positive), by the fitted model and by the one-coin model (one accuracy per
+        annotator for every tag, present or absent, refitted from these posteriors); the
+        tag-conditional model stays when its right predictions per answer are more by over one
+        standard error of the paired difference (by the held-out log-likelihood when both predict
+        every held-out tag alike).
+        """
+        self.model_ = "tag-conditional"
+        self.selection_ = {"gain": 0.0, "se": 0.0, "answers": 0}
+        held = self._held_out(data, per_item, 10 * self.max_calibration_answers)
+        if held.size < 2:
+            return weights, logits
+        full_match, full_log = self._held_out_scores(data, held, logits, weights)
+        keep = ("sensitivity_", "specificity_", "tag_sensitivity_", "tag_specificity_", "prevalence_", "_absent_terms")
+        state = {key: getattr(self, key) for key in (*keep, "n_iter_", "converged_", "log_likelihood_")}
+        self._one_coin = True
+        one_weights, one_logits = self._em(self._clamp(expit(logits)))
+        self._one_coin = False
+        one_match, one_log = self._held_out_scores(data, held, one_logits, one_weights)
+        difference, criterion = full_match - one_match, "labels"
+        if not difference.any():
+            difference, criterion = full_log - one_log, "log-likelihood"
+        gain = float(difference.mean())
+        se = float(difference.std(ddof=1) / np.sqrt(difference.size))
+        self.selection_ = {"gain": gain, "se": se, "answers": int(difference.size), "criterion": criterion}
+        if gain > se:
+            for key, value in state.items():
+                setattr(self, key, value)
+            return weights, logits
+        self.model_ = "one-coin"
+        return one_weights, one_logits
+
+    def _held_out(self, data: TagAnswers, per_item: np.ndarray, cap: int) -> np.ndarray:
+        """Answers on items with two or more answers, at most ``cap`` (and ``_MAX_CALIBRATION_CELLS``
+        cells), evenly spread."""
+        cap = max(1, min(cap, _MAX_CALIBRATION_CELLS // data.n_labels))
+        held = np.flatnonzero(per_item[data.items] >= 2)
+        if held.size > cap:
+            held = held[np.linspace(0, held.size - 1, cap).astype(np.int64)]
+        return held
+
+    def _rest(self, data: TagAnswers, held: np.ndarray, logits: np.ndarray, weights):
+        """Each held-out answer's (n, L) tags and its item's log-odds without it."""
+        _, absent, present = weights
+        r, i = data.workers[held], data.items[held]
+        given = data.Y[held].toarray()
+        return given, logits[i] - (absent[r] + given * (present[r] - absent[r]))
+
+    def _held_out_scores(self, data: TagAnswers, held: np.ndarray, logits: np.ndarray, weights):
+        """Per held-out answer: its tags predicted right from the rest of its item, and its log-likelihood."""
+        given, rest = self._rest(data, held, logits, weights)
+        match = ((rest > 0) == (given > 0)).sum(axis=1).astype(np.float64)
+        r = data.workers[held]
+        p = expit(rest)
+        chosen = p * self.tag_sensitivity_[r] + (1.0 - p) * (1.0 - self.tag_specificity_[r])
+        likelihood = np.where(given > 0, chosen, 1.0 - chosen)
+        return match, np.log(np.maximum(likelihood, 1e-300)).sum(axis=1)
 
     def _clamp(self, posteriors: np.ndarray) -> np.ndarray:
         if self._gold is not None:
@@ -746,11 +835,30 @@ class BinaryRelevanceDawidSkene(BaseEstimator):
         k = strengths[name][:, None]
         return hits + k * mean, misses + k * (1.0 - mean), worker_rate
 
+    def _one_coin_rung(self, hits: np.ndarray, misses: np.ndarray, search: bool):
+        """The one-coin model's Beta parameters, (W, L) alike for both rates: one accuracy per
+        annotator over every (tag, present or absent) cell, shrunk towards the pool's."""
+        hits, misses = hits.sum(axis=1), misses.sum(axis=1)
+        pool = (hits.sum() + 1.0) / (hits.sum() + misses.sum() + 2.0)
+        if search:
+            start = self._peaks.get("annotator", self.strengths_["annotator"])
+            found = _beta_binomial_strength(hits, misses, pool, start, peak=True)
+            if found is not None:
+                self.strengths_["annotator"], self._peaks["annotator"] = found
+        k = self.strengths_["annotator"]
+        alpha, beta = hits + k * pool, misses + k * (1.0 - pool)
+        L = self._chosen.shape[1]
+        return np.repeat(alpha[:, None], L, axis=1), np.repeat(beta[:, None], L, axis=1), alpha / (alpha + beta)
+
     def _m_step(self, posteriors: np.ndarray, search: bool):
         """(prior log-odds (L,), absent-answer log-odds (W, L), present-answer log-odds (W, L))."""
         true_pos, false_neg, true_neg, false_pos = self._counts(posteriors)
-        a_s, b_s, self.sensitivity_ = self._rung("sensitivity", true_pos, false_neg, search)
-        a_c, b_c, self.specificity_ = self._rung("specificity", true_neg, false_pos, search)
+        if self._one_coin:
+            a_s, b_s, self.sensitivity_ = self._one_coin_rung(true_pos + true_neg, false_neg + false_pos, search)
+            a_c, b_c, self.specificity_ = a_s, b_s, self.sensitivity_
+        else:
+            a_s, b_s, self.sensitivity_ = self._rung("sensitivity", true_pos, false_neg, search)
+            a_c, b_c, self.specificity_ = self._rung("specificity", true_neg, false_pos, search)
         self.tag_sensitivity_, self.tag_specificity_ = a_s / (a_s + b_s), a_c / (a_c + b_c)
         log_s, log_not_s = digamma(a_s) - digamma(a_s + b_s), digamma(b_s) - digamma(a_s + b_s)
         log_c, log_not_c = digamma(a_c) - digamma(a_c + b_c), digamma(b_c) - digamma(a_c + b_c)
@@ -780,8 +888,6 @@ class BinaryRelevanceDawidSkene(BaseEstimator):
 
     def _temperature(self, data: TagAnswers, logits: np.ndarray, weights, per_item: np.ndarray) -> float:
         """τ maximising the held-out likelihood of the gold cells, or of the answers (class docstring)."""
-        prior, absent, present = weights
-        L = data.n_labels
         gold = self._gold
         if gold is not None:
             gold_rows = np.flatnonzero((gold >= 0).any(axis=1) & (per_item > 0))
@@ -795,16 +901,11 @@ class BinaryRelevanceDawidSkene(BaseEstimator):
                     return float((np.logaddexp(0.0, z) - truth * z).sum())
 
                 return self._minimise(gold_loss)
-        cap = max(1, min(self.max_calibration_answers, _MAX_CALIBRATION_CELLS // L))
-        held = np.flatnonzero(per_item[data.items] >= 2)
+        held = self._held_out(data, per_item, self.max_calibration_answers)
         if held.size == 0:
             return 1.0
-        if held.size > cap:
-            held = held[np.linspace(0, held.size - 1, cap).astype(np.int64)]
-        r, i = data.workers[held], data.items[held]
-        given = data.Y[held].toarray()
-        own = absent[r] + given * (present[r] - absent[r])
-        rest = logits[i] - own  # each item's evidence without the held-out answer
+        given, rest = self._rest(data, held, logits, weights)
+        r = data.workers[held]
         sens, spec = self.tag_sensitivity_[r], self.tag_specificity_[r]
 
         def answer_loss(tau: float) -> float:

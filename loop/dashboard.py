@@ -4,6 +4,7 @@ queries whatever the size of the project (every count is one ``GROUP BY``)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 from django.db.models import Count, F, Q, Sum
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from acquisition.models import ModelVersion, ScoringRun, TrainingJob
 from annotation.models import (
+    DECIDED,
     AgreementSnapshot,
     Annotation,
     EmbeddingState,
@@ -37,23 +39,31 @@ def progress(project: Project) -> dict:
         "in_review": by_status.get(ItemStatus.IN_REVIEW, 0),
         "finalized_percent": round(100 * finalized / total, 1) if total else 0.0,
         "by_source": dict(
-            Item.objects.filter(project=project, final_label__isnull=False)
-            .order_by()
-            .values_list("final_source")
-            .annotate(n=Count("id"))
+            Item.objects.filter(DECIDED, project=project).order_by().values_list("final_source").annotate(n=Count("id"))
         ),
     }
 
 
 def label_distribution(project: Project) -> list[tuple[str, int]]:
-    """Final labels per class, in the project's label order (classes without any included)."""
+    """Final labels per class, in the project's label order (classes without any included); for a
+    multi-label project, the decided items carrying each tag."""
+    labels = project.labels.order_by("order", "pk").values_list("pk", "name")
+    if project.multi_label:
+        tagged: Counter = Counter()
+        for tags in (
+            Item.objects.filter(project=project, final_tags__isnull=False)
+            .values_list("final_tags", flat=True)
+            .iterator(chunk_size=5000)
+        ):
+            tagged.update(tags)
+        return [(name, tagged.get(pk, 0)) for pk, name in labels]
     counts = dict(
         Item.objects.filter(project=project, final_label__isnull=False)
         .order_by()
         .values_list("final_label_id")
         .annotate(n=Count("id"))
     )
-    return [(name, counts.get(pk, 0)) for pk, name in project.labels.order_by("order", "pk").values_list("pk", "name")]
+    return [(name, counts.get(pk, 0)) for pk, name in labels]
 
 
 def model_history(project: Project) -> list[dict]:

@@ -271,3 +271,54 @@ def test_export_carries_tag_sets_per_tag_confidence_and_the_annotations(ml_proje
     response = admin_api.get(f"/api/v1/projects/{ml_project.pk}/export", {"status": "final"})
     finals = [json.loads(line)["external_id"] for line in b"".join(response.streaming_content).decode().splitlines()]
     assert sorted(finals) == sorted([item.external_id, "g"])
+
+
+def test_aggregation_fits_tag_posteriors_agreement_and_the_submit_path_reuses_them(ml_project, annotators):
+    """Binary-relevance Dawid-Skene over the project's tag sets: the snapshot carries the MASI
+    agreement figures and per-tag kappa, and the submit path's posterior for an item equals the
+    fitted one (the stored per-annotator log-odds and the tags' prior log-odds)."""
+    import numpy as np
+
+    from annotation.services.aggregation import project_aggregate
+    from annotation.services.consensus import item_tag_posterior
+    from annotation.tagsets import BinaryRelevanceDawidSkene
+
+    rng = np.random.default_rng(0)
+    tag_ids = ids(ml_project, TAGS)
+    items = make_items(ml_project, 40)
+    users = [user for user, _ in annotators]
+    truth = {item.pk: tuple(sorted(t for t in tag_ids if rng.random() < 0.4)) for item in items}
+    rows = []
+    for item in items:
+        for r, user in enumerate(users):
+            answer = set(truth[item.pk])
+            if r == 2 and rng.random() < 0.5:  # the third annotator adds a wrong tag half the time
+                answer ^= {tag_ids[int(rng.integers(len(tag_ids)))]}
+            rows.append(Annotation(project=ml_project, item=item, user=user, tags=sorted(answer)))
+    Annotation.objects.bulk_create(rows)
+    snapshot = project_aggregate(project=ml_project)
+    assert snapshot.method == "binary_relevance_ds"
+    assert snapshot.label_ids == tag_ids and len(snapshot.priors) == len(TAGS)
+    assert snapshot.krippendorff_alpha is not None and -1 <= snapshot.krippendorff_alpha <= 1
+    assert len(snapshot.kappa_matrix["per_label"]) == len(TAGS)
+    names = {a["username"]: a for a in snapshot.annotators}
+    assert names["ann"]["agreement_rate"] > names["cat"]["agreement_rate"]
+    # The stored weights reproduce the fitted posterior of an item from its answers.
+    item = items[0]
+    answers = [(a.user_id, tuple(a.tags)) for a in Annotation.objects.filter(item=item).order_by("id")]
+    served = item_tag_posterior(ml_project.pk, answers, snapshot)
+    model = BinaryRelevanceDawidSkene()
+    user_index = {u.pk: r for r, u in enumerate(sorted(users, key=lambda u: u.pk))}
+    all_rows = list(Annotation.objects.filter(project=ml_project).order_by("id"))
+    item_index = {i.pk: n for n, i in enumerate(sorted(items, key=lambda i: i.pk))}
+    Y = np.array([[int(t in a.tags) for t in tag_ids] for a in all_rows])
+    model.fit(
+        [item_index[a.item_id] for a in all_rows],
+        [user_index[a.user_id] for a in all_rows],
+        Y,
+        n_items=len(items),
+        n_workers=3,
+        n_labels=len(tag_ids),
+    )
+    expected = model.posteriors_[item_index[item.pk]]
+    assert [served[t] for t in tag_ids] == pytest.approx(expected.tolist(), abs=1e-4)

@@ -279,6 +279,10 @@ def project_aggregate(*, project: Project) -> AgreementSnapshot:
     with transaction.atomic():
         Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
         project = Project.objects.get(pk=project.pk)
+        if project.multi_label:
+            snapshot = _tags_aggregate(project, started)
+            AggregationState.objects.filter(project_id=project.pk).update(finished_at=timezone.now())
+            return snapshot
         data = _load(project)
         n_classes, n_items, n_workers = data.label_ids.size, data.item_ids.size, data.user_ids.size
         n_annotations = data.items.size
@@ -343,16 +347,82 @@ def project_aggregate(*, project: Project) -> AgreementSnapshot:
             duration_ms=0,
             **counts,
         )
-        old = list(
-            AgreementSnapshot.objects.filter(project=project)
-            .order_by("-computed_at", "-id")
-            .values_list("id", flat=True)[SNAPSHOT_HISTORY:]
-        )
-        for chunk in iter_chunks(old, CHUNK):
-            AgreementSnapshot.objects.filter(pk__in=chunk).delete()
-        snapshot.duration_ms = int((time.perf_counter() - started) * 1000)
-        AgreementSnapshot.objects.filter(pk=snapshot.pk).update(duration_ms=snapshot.duration_ms)
+        _snapshot_finish(project, snapshot, started)
     AggregationState.objects.filter(project_id=project.pk).update(finished_at=timezone.now())
+    return snapshot
+
+
+def _snapshot_finish(project: Project, snapshot: AgreementSnapshot, started: float) -> None:
+    """Keep the newest ``SNAPSHOT_HISTORY`` snapshots and record the aggregation's duration."""
+    old = list(
+        AgreementSnapshot.objects.filter(project=project)
+        .order_by("-computed_at", "-id")
+        .values_list("id", flat=True)[SNAPSHOT_HISTORY:]
+    )
+    for chunk in iter_chunks(old, CHUNK):
+        AgreementSnapshot.objects.filter(pk__in=chunk).delete()
+    snapshot.duration_ms = int((time.perf_counter() - started) * 1000)
+    AgreementSnapshot.objects.filter(pk=snapshot.pk).update(duration_ms=snapshot.duration_ms)
+
+
+def _tags_aggregate(project: Project, started: float) -> AgreementSnapshot:
+    """``project_aggregate`` of a multi-label project (``tag_aggregation``), in the caller's
+    transaction and lock."""
+    from . import tag_aggregation
+
+    data = tag_aggregation.TagData(project)
+    n_labels, n_annotations = data.label_ids.size, data.items.size
+    per_item = np.bincount(data.items, minlength=data.item_ids.size)
+    overlap_items = int((per_item >= 2).sum())
+    changes = {"relabelled": 0, "finalized": 0, "to_review": 0, "extra_label": 0, "reprioritised": 0}
+    annotators: list[dict] = []
+    figures = {"project_kappa": None, "krippendorff_alpha": None, "matrix": [], "per_label": []}
+    priors = np.zeros(n_labels)
+    iterations = 0
+    policy_kappa = None
+    if n_annotations and n_labels:
+        model = tag_aggregation.fit(data)
+        figures = tag_aggregation.tag_figures(data)
+        policy_kappa = figures["project_kappa"]
+        priors, iterations = model.prior_log_odds_, model.n_iter_
+    policy = routing.review_policy(
+        policy_kappa,
+        overlap_items,
+        review_all_below=project.review_all_below_kappa,
+        review_disagreements_below=project.review_disagreements_below_kappa,
+    )
+    if n_annotations and n_labels:
+        annotators = tag_aggregation.write_quality(project, data, model)
+        tag_aggregation.reroute(project, data, model.posteriors_, policy, changes)
+    else:
+        AnnotatorQuality.objects.filter(project=project).delete()
+    snapshot = AgreementSnapshot.objects.create(
+        project=project,
+        computed_at=timezone.now(),
+        method=tag_aggregation.METHOD,
+        project_kappa=figures["project_kappa"],
+        fleiss_kappa=None,
+        krippendorff_alpha=figures["krippendorff_alpha"],
+        kappa_matrix={
+            "annotators": [a["username"] for a in annotators],
+            "values": figures["matrix"],
+            "per_label": figures["per_label"],
+            "distance": "masi",
+        },
+        annotators=annotators,
+        policy=str(policy),
+        label_ids=[int(x) for x in data.label_ids],
+        priors=[float(x) for x in priors],
+        n_items_final=Item.objects.filter(project=project, status=ItemStatus.FINALIZED).count(),
+        ds_iterations=int(iterations),
+        changes=changes,
+        duration_ms=0,
+        n_annotations=int(n_annotations),
+        n_items=int((per_item > 0).sum()),
+        n_overlap_items=overlap_items,
+        n_gold=int((data.gold >= 0).all(axis=1).sum()) if data.gold.size else 0,
+    )
+    _snapshot_finish(project, snapshot, started)
     return snapshot
 
 

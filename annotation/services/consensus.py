@@ -255,9 +255,10 @@ def item_tag_posterior(
     project_id: int, annotations: Sequence[tuple[int, tuple[int, ...]]], snapshot=None, tag_ids=None
 ) -> dict[int, float]:
     """``{label_id: P(tag present)}`` for every label of the project from the item's ``(user_id,
-    tag set)`` annotations: the latest aggregation's per-tag prevalence (``snapshot.priors``) and
-    the annotators' per-tag answer weights (``AnnotatorQuality.confusion``: (L, 2, 2) float32, P(answer
-    k | truth j) per tag), or the vote shares when the aggregation does not know an annotator."""
+    tag set)`` annotations: the latest aggregation's per-tag prior log-odds (``snapshot.priors``) and
+    the annotators' per-tag evidence (``AnnotatorQuality.confusion``: (L, 2) float32, the log-odds a
+    left-out / chosen tag adds, ``BinaryRelevanceDawidSkene``'s tempered weights), so the posterior is
+    the fitted one; the vote shares when the aggregation does not know an annotator."""
     tag_ids = project_tag_ids(project_id) if tag_ids is None else tag_ids
     column = {label_id: j for j, label_id in enumerate(tag_ids)}
     answers = np.zeros((len(annotations), len(tag_ids)), dtype=np.int64)
@@ -275,15 +276,15 @@ def item_tag_posterior(
                 project_id=project_id, user_id__in=users, n_classes=len(tag_ids)
             ).values_list("user_id", "confusion")
         )
-        size = len(tag_ids) * 4 * 4
+        size = len(tag_ids) * 2 * 4
         if len(rows) == len(users) and all(len(bytes(rows[u])) == size for u in users):
-            weights = np.stack(
+            log_odds = np.stack(
                 [
-                    np.frombuffer(bytes(rows[user_id]), dtype="<f4").reshape(len(tag_ids), 2, 2)
+                    np.frombuffer(bytes(rows[user_id]), dtype="<f4").reshape(len(tag_ids), 2)
                     for user_id, _ in annotations
                 ]
             )
-            posterior = routing.tag_posteriors(answers, weights, np.asarray(snapshot.priors, dtype=np.float64))
+            posterior = routing.tag_posteriors(answers, log_odds, np.asarray(snapshot.priors, dtype=np.float64))
     if posterior is None:
         posterior = routing.tag_vote_shares(answers)
     return {label_id: float(posterior[j]) for j, label_id in enumerate(tag_ids)}

@@ -4,7 +4,8 @@ The rules (which item is a honeypot, when an annotator is paused, the Wilson int
 in ``annotation.quality``; this module applies them to the database.
 
 - A honeypot answer is scored when it is submitted or changed (``quality_check``, called by
-  ``annotations`` inside the same transaction): correct when its label is the honeypot's label.
+  ``annotations`` inside the same transaction): correct when its label is the honeypot's label (on a
+  multi-label project: its tag set is the honeypot's set).
 - Only answers given since the member's last reinstatement count (``Membership.reinstated_at``;
   the annotation's ``created_at``): an admin who reinstates someone gives them a fresh start, so the
   same old wrong answers do not pause them again at their next submission.
@@ -52,7 +53,14 @@ def honeypot_scores(project: Project, user_ids=None) -> dict[int, HoneypotScore]
         answers.filter(~Exists(reinstated_later))
         .order_by()
         .values("user_id")
-        .annotate(answered=Count("id"), correct=Count("id", filter=Q(label_id=F("item__final_label_id"))))
+        .annotate(
+            answered=Count("id"),
+            # the same label, or on a multi-label project the same tag set (both stored sorted)
+            correct=Count(
+                "id",
+                filter=Q(label_id=F("item__final_label_id")) | (Q(tags__isnull=False) & Q(tags=F("item__final_tags"))),
+            ),
+        )
     )
     return {row["user_id"]: HoneypotScore(row["correct"], row["answered"]) for row in rows}
 
