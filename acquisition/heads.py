@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from acquisition.committee import DEFAULT_CHUNK, HeadCommittee
+from acquisition.multilabel import OneVsRestHead
 from acquisition.semisupervised import LabelSpreadingHead
 
 __all__ = ["HeadWithCommittee", "head_from_state_dict"]
@@ -80,13 +81,16 @@ class HeadWithCommittee:
 
 
 def head_from_state_dict(state: dict[str, Any], *, device: str | None = None):
-    """A ``HeadCommittee``, ``LabelSpreadingHead`` or ``HeadWithCommittee`` from its ``state_dict``
+    """A ``HeadCommittee``, ``LabelSpreadingHead``, ``HeadWithCommittee`` or (multi-label)
+    ``multilabel.OneVsRestHead`` from its ``state_dict``
     (by the state's ``kind``; a state without one is a ``HeadCommittee``'s)."""
     kind = state.get("kind")
     if kind == "head_with_committee":
         return HeadWithCommittee.from_state_dict(state, device=device)
     if kind == "label_spreading":
         return LabelSpreadingHead.from_state_dict(state, device=device)
+    if kind == "one_vs_rest":
+        return OneVsRestHead.from_state_dict(state, device=device)
     if kind is not None:
         raise ValueError(f"not a head's state: kind {kind!r}")
     return HeadCommittee.from_state_dict(state, device=device)

@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 
-from quorum.vocabulary import MULTI_LABEL, STRATEGY_CHOICES, TEXT_CLASSIFICATION
+from quorum.vocabulary import MULTI_LABEL, STRATEGY_CHOICES, TASK_STRATEGIES, TEXT_CLASSIFICATION
 
 from . import routing
 
@@ -241,8 +241,6 @@ class Project(models.Model):
         return self.name
 
     def clean(self):
-        from quorum.vocabulary import TASK_STRATEGIES
-
         offered = TASK_STRATEGIES.get(self.task_type)
         if offered is not None and self.acquisition_strategy not in offered:
             raise ValidationError(

@@ -31,7 +31,8 @@ from .models import (
     Role,
     deleted_user_name,
 )
-from .routing import review_policy, review_reason_text
+from .routing import ReviewReason, review_policy, review_reason_text
+from .task_types import task_of
 
 ROLE_RANK = {Role.ANNOTATOR: 1, Role.REVIEWER: 2, Role.ADMIN: 3}
 
@@ -325,9 +326,127 @@ def reviews_of_project(project: Project, *, status: str | None = None) -> QueryS
     return queryset.order_by("-created_at", "-id")
 
 
+def _percent(p: float, other: float | None = None) -> str:
+    """``p`` as a percentage, with as many decimals (up to three) as it takes not to print the same
+    figure as ``other`` when the two differ."""
+    for digits in range(4):
+        text = f"{100.0 * p:.{digits}f}"
+        if other is None or p == other or text != f"{100.0 * other:.{digits}f}":
+            break
+    return f"{text} %"
+
+
+def tags_reason_text(
+    reason: str,
+    *,
+    disputed: list[tuple[str, int]],
+    n_labels: int,
+    confidence: float | None,
+    threshold: float,
+    review_all_below_kappa: float | None = None,
+) -> str:
+    """The words of a multi-label task's review chip, from the stored reason and the item's actual
+    numbers: ``disputed``, the tags in dispute with the number of annotators who chose each (of
+    ``n_labels`` annotations); ``confidence``, the least confident tag's max(p, 1 - p)."""
+    reason = ReviewReason(reason)
+    if reason is ReviewReason.LABEL_ERROR:
+        return reason.label
+    shown = [f"{name}: {n} of {n_labels} chose it" for name, n in disputed[:5]]
+    if len(disputed) > 5:
+        shown.append(f"{len(disputed) - 5} more")
+    tags = "; ".join(shown) if shown else "no tag in dispute now"
+    if confidence is None:
+        consensus, under = "no consensus estimate yet", None
+    else:
+        under = confidence < threshold
+        relation = "under" if under else "at or above"
+        consensus = f"weakest tag {_percent(confidence, threshold)}, {relation} the {_percent(threshold)} threshold"
+    if reason is ReviewReason.POLICY_ALL:
+        kappa = "" if review_all_below_kappa is None else f" (kappa under {review_all_below_kappa:.2f})"
+        return f"Low project agreement{kappa}: every item with two or more labels is reviewed ({tags})"
+    if reason is ReviewReason.NO_ANNOTATOR:
+        return f"Needs another label, and no annotator who has not labelled it is left ({tags}; {consensus})"
+    split = [name for name, n in disputed if n_labels > 1 and 2 * n == n_labels]
+    if split and reason in (ReviewReason.DISAGREEMENT, ReviewReason.MAX_LABELS):
+        return f"Annotators split evenly: {tags}"
+    if reason is ReviewReason.MAX_LABELS:
+        return f"Unresolved after {n_labels} labels ({tags}): {consensus}"
+    if reason is ReviewReason.DISAGREEMENT:
+        return f"Sent to review as a disagreement; now {tags}, {consensus}"
+    if under is False:  # LOW_CONFIDENCE, and the posterior has risen since
+        return f"Sent to review under the threshold; now {consensus} ({tags})"
+    return f"{consensus[:1].upper()}{consensus[1:]} ({tags})"
+
+
+def _single_review_facts(task, given, posterior, names) -> dict:
+    """What a single-label task says about its labels: the chip's words and figures."""
+    votes = Counter(names.get(answer) for _, _, answer, _ in given)
+    confidence = max((p for _, p in posterior), default=None)
+    threshold = task.project.min_consensus_confidence
+    return {
+        "reason_text": review_reason_text(
+            task.reason,
+            votes=votes.values(),
+            confidence=confidence,
+            threshold=threshold,
+            review_all_below_kappa=task.project.review_all_below_kappa,
+        ),
+        "reason_facts": {
+            "labels": sum(votes.values()),
+            "votes": [{"label": label, "n": n} for label, n in votes.most_common()],
+            "confidence": confidence,
+            "threshold": threshold,
+        },
+    }
+
+
+def _tags_review_facts(task, given, posterior, names) -> dict:
+    """What a multi-label task says about its tags: the chip's words and figures (``votes``: per tag,
+    the annotators who chose it; ``confidence``: the least confident tag's max(p, 1 - p)), the
+    disputed tags, the model's tag set and the decided one."""
+    chose = Counter(names.get(label_id) for _, _, answer, _ in given for label_id in answer)
+    chose.pop(None, None)
+    n_labels = len(given)
+    confidence = min((max(p, 1.0 - p) for _, p in posterior), default=None)
+    threshold = task.project.min_consensus_confidence
+    disputed = [names[label_id] for label_id in task.disputed_tags or () if label_id in names]
+    return {
+        "reason_text": tags_reason_text(
+            task.reason,
+            disputed=[(name, chose.get(name, 0)) for name in disputed],
+            n_labels=n_labels,
+            confidence=confidence,
+            threshold=threshold,
+            review_all_below_kappa=task.project.review_all_below_kappa,
+        ),
+        "reason_facts": {
+            "labels": n_labels,
+            "votes": [{"label": label, "n": n} for label, n in chose.most_common()],
+            "confidence": confidence,
+            "threshold": threshold,
+        },
+        "disputed": disputed,
+        "model_prediction": None
+        if task.model_tags is None
+        else {
+            "labels": [names[label_id] for label_id in task.model_tags if label_id in names],
+            "confidence": task.model_confidence,
+        },
+        "decision_labels": None
+        if task.decision_tags is None
+        else [names[label_id] for label_id in task.decision_tags if label_id in names],
+    }
+
+
 def review_payloads(tasks) -> list[dict]:
     """The API shape of review tasks, for a page of them in four queries (tasks with their item and
-    users, the items' annotations, the annotators' quality, the label names)."""
+    users, the items' annotations, the annotators' quality, the label names).
+
+    Answers follow the project's task type (``task_types``): ``label`` per annotation on single-label
+    projects, ``labels`` (a tag set) on multi-label ones, whose tasks also carry ``disputed`` (the
+    tags in dispute), ``decision_labels`` (the decided tag set) and a ``posterior`` of P(tag present)
+    per tag instead of a distribution over labels; both list the entries of at least 0.001, most
+    probable first."""
     tasks = list(tasks)
     if not tasks:
         return []
@@ -340,15 +459,17 @@ def review_payloads(tasks) -> list[dict]:
     by_id = {task.pk: task for task in tasks}
     tasks = [by_id[pk] for pk in ids if pk in by_id]
     project_ids = {task.project_id for task in tasks}
+    kinds = {task.project_id: task_of(task.project) for task in tasks}
     item_ids = [task.item_id for task in tasks]
     username = get_user_model().USERNAME_FIELD
     annotations: dict[int, list[tuple]] = {}
-    for item_id, user_id, name, label, created_at in (
+    for item_id, project_id, user_id, name, label_id, tags, created_at in (
         Annotation.objects.filter(item_id__in=item_ids)
         .order_by("created_at", "id")
-        .values_list("item_id", ANNOTATOR_KEY, f"user__{username}", "label__name", "created_at")
+        .values_list("item_id", "project_id", ANNOTATOR_KEY, f"user__{username}", "label_id", "tags", "created_at")
     ):
-        annotations.setdefault(item_id, []).append((user_id, name, label, created_at))
+        answer = kinds[project_id].stored_answer(label_id, tags) if project_id in kinds else label_id
+        annotations.setdefault(item_id, []).append((user_id, name, answer, created_at))
     quality = {
         (project_id, user_id): accuracy
         for project_id, user_id, accuracy in AnnotatorQuality.objects.filter(project_id__in=project_ids).values_list(
@@ -359,6 +480,7 @@ def review_payloads(tasks) -> list[dict]:
     now = timezone.now()
     out = []
     for task in tasks:
+        kind = kinds[task.project_id]
         posterior = sorted(
             ((names.get(int(label_id)), float(p)) for label_id, p in (task.posterior or {}).items()),
             key=lambda pair: -pair[1],
@@ -366,49 +488,36 @@ def review_payloads(tasks) -> list[dict]:
         claimed = task.status == ReviewStatus.OPEN and task.claimed_until is not None and task.claimed_until >= now
         item = task.item
         given = annotations.get(task.item_id, [])
-        votes = Counter(label for _, _, label, _ in given)
-        confidence = max((p for _, p in posterior), default=None)
-        threshold = task.project.min_consensus_confidence
-        out.append(
-            {
-                "id": task.pk,
-                "item": {"id": item.pk, "external_id": item.external_id, "text": item.text, "metadata": item.metadata},
-                "reason": task.reason,
-                "reason_text": review_reason_text(
-                    task.reason,
-                    votes=votes.values(),
-                    confidence=confidence,
-                    threshold=threshold,
-                    review_all_below_kappa=task.project.review_all_below_kappa,
-                ),
-                "reason_facts": {
-                    "labels": sum(votes.values()),
-                    "votes": [{"label": label, "n": n} for label, n in votes.most_common()],
-                    "confidence": confidence,
-                    "threshold": threshold,
-                },
-                "status": task.status,
-                "created_at": task.created_at,
-                "annotations": [
-                    {
-                        "username": name if name is not None else deleted_user_name(user_id),
-                        "label": label,
-                        "annotator_quality": quality.get((task.project_id, user_id)),
-                        "created_at": created_at,
-                    }
-                    for user_id, name, label, created_at in annotations.get(task.item_id, [])
-                ],
-                "posterior": [{"label": label, "p": p} for label, p in posterior if label is not None],
-                "model_prediction": None
-                if task.model_label_id is None
-                else {"label": task.model_label.name, "confidence": task.model_confidence},
-                "claimed_by": task.claimed_by.get_username() if claimed and task.claimed_by else None,
-                "resolved_by": task.resolved_by.get_username() if task.resolved_by else None,
-                "resolved_at": task.resolved_at,
-                "decision": task.decision.name if task.decision else None,
-                "note": task.note,
-            }
-        )
+        facts = (_tags_review_facts if kind.multi_label else _single_review_facts)(task, given, posterior, names)
+        payload = {
+            "id": task.pk,
+            "item": {"id": item.pk, "external_id": item.external_id, "text": item.text, "metadata": item.metadata},
+            "reason": task.reason,
+            "reason_text": facts.pop("reason_text"),
+            "reason_facts": facts.pop("reason_facts"),
+            "status": task.status,
+            "created_at": task.created_at,
+            "annotations": [
+                {
+                    "username": name if name is not None else deleted_user_name(user_id),
+                    **kind.response_fields(answer, names),
+                    "annotator_quality": quality.get((task.project_id, user_id)),
+                    "created_at": created_at,
+                }
+                for user_id, name, answer, created_at in given
+            ],
+            "posterior": [{"label": label, "p": p} for label, p in posterior if label is not None],
+            "model_prediction": None
+            if task.model_label_id is None
+            else {"label": task.model_label.name, "confidence": task.model_confidence},
+            "claimed_by": task.claimed_by.get_username() if claimed and task.claimed_by else None,
+            "resolved_by": task.resolved_by.get_username() if task.resolved_by else None,
+            "resolved_at": task.resolved_at,
+            "decision": task.decision.name if task.decision else None,
+            "note": task.note,
+        }
+        payload.update(facts)  # multi-label: disputed, model_prediction (a tag set), decision_labels
+        out.append(payload)
     return out
 
 

@@ -111,6 +111,16 @@ def home_rows(user) -> list[dict]:
 
 # Once the single keys run out, the other labels get two-key chords: a layer key, then a key.
 CHORD_PREFIXES = ".,;"
+# Multi-label pages: the key of "none of these" (the empty tag set). Label shortcuts are digits and
+# letters (SHORTCUT_KEYS), chords start with CHORD_PREFIXES and "/" opens the filter: "-" is none of
+# them. The others stand in should a label have been given "-" as its shortcut outside the API.
+NONE_KEY = "-"
+NONE_KEY_FALLBACKS = "=`"
+
+
+def _none_key(labels: list) -> str:
+    taken = {label_class.shortcut for label_class in labels}
+    return next((key for key in NONE_KEY + NONE_KEY_FALLBACKS if key not in taken), "")
 
 
 def _label_buttons(project: Project) -> list:
@@ -126,13 +136,27 @@ def _label_buttons(project: Project) -> list:
 
 
 def _page_config(request, project: Project, labels: list) -> dict:
-    return {
+    """What the page's script needs. Multi-label projects add ``taskType``, ``allowEmptyTags`` and
+    ``noneKey``: label keys toggle tags, Enter saves the set (``static/js/label.js``, ``review.js``)."""
+    config = {
         "projectId": project.pk,
         "apiRoot": reverse("api-projects").removesuffix("projects"),
         "csrfToken": get_token(request),
         "loginUrl": f"{reverse('login')}?next={request.path}",
         "labels": [{"name": label_class.name, "shortcut": label_class.shortcut} for label_class in labels],
         "chordPrefixes": CHORD_PREFIXES,
+    }
+    if project.multi_label:
+        config.update(taskType=project.task_type, allowEmptyTags=project.allow_empty_tags, noneKey=_none_key(labels))
+    return config
+
+
+def _task_context(project: Project, labels: list) -> dict:
+    """Template switches of the multi-label pages (tag toggles, the "none of these" control)."""
+    return {
+        "multi_label": project.multi_label,
+        "allow_empty_tags": project.multi_label and project.allow_empty_tags,
+        "none_key": _none_key(labels),
     }
 
 
@@ -158,6 +182,7 @@ def label(request, project_id: int):
             "many_labels": len(labels) > 12,
             "has_descriptions": any(label_class.description for label_class in labels),
             "chords": any(len(label_class.keys) > 1 for label_class in labels),
+            **_task_context(project, labels),
         },
     )
 
@@ -193,6 +218,7 @@ def review(request, project_id: int):
             "note_keys": ["Shift", "n"] if note_key == "N" else ["n"],
             "note_aria": "Shift+N" if note_key == "N" else "N",
             "many_labels": len(labels) > 12,
+            **_task_context(project, labels),
         },
     )
 

@@ -133,3 +133,110 @@ def _user(username):
     from django.contrib.auth import get_user_model
 
     return get_user_model().objects.get(username=username)
+
+
+TAG_TEMPLATES = {
+    ("refund",): "please refund order {i} money back for purchase",
+    ("card_lost",): "my card {i} was lost or stolen block card",
+    ("refund", "complaint"): "refund order {i} now this service is awful and slow",
+    (): "what time do branches open on day {i}",
+}
+
+
+def test_a_multi_label_project_runs_the_loop_on_tag_sets(
+    admin_api, make_user, token_api, tmp_path, monkeypatch, settings
+):
+    """The same loop for tag sets: the pool pushed with a few known sets, annotators answering with
+    ``labels``, per-tag aggregation, a one-vs-rest head promoted and a queue re-scored with tag-set
+    suggestions."""
+    monkeypatch.setenv("QUORUM_AGGREGATION_DELAY_SECONDS", "1")
+    settings.QUORUM_AGGREGATION_DELAY_SECONDS = 1
+    response = admin_api.post(
+        "/api/v1/projects",
+        {
+            "name": "Tags end to end",
+            "task_type": "multi_label",
+            "labels": ["refund", "card_lost", "complaint"],
+            "encoder": "hashing:64",
+            "embedding_dim": 64,
+            "batch_size": 10,
+            "labels_per_item": 2,
+            "retrain_after": 10,
+            "acquisition_strategy": "margin",
+            "exploration_fraction": 0.2,
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    project_id = response.json()["id"]
+    annotators = []
+    for name in ("ann1", "ann2"):
+        make_user(name)
+        services.membership_set(project=_project(project_id), username=name, role=Role.ANNOTATOR)
+        annotators.append(token_api(_user(name)))
+    truth = {}
+    records = []
+    for i in range(30):
+        for n, (tags, template) in enumerate(TAG_TEMPLATES.items()):
+            external_id = f"s{n}-{i}"
+            truth[external_id] = list(tags)
+            record = {"external_id": external_id, "text": template.format(i=i)}
+            if i < 2:  # a few sets the team already has
+                record["labels"] = list(tags)
+            records.append(record)
+
+    with celery_worker(tmp_path) as (process, log_path):
+
+        def log():
+            return log_path.read_text()
+
+        assert admin_api.post(f"/api/v1/projects/{project_id}/items", records, format="json").status_code == 201
+        wait_for(
+            lambda: ScoringRun.objects.filter(project_id=project_id, status="succeeded").first(),
+            timeout=120,
+            what=f"the first scoring run\n{log()}",
+        )
+
+        def decided():
+            return Item.objects.filter(project_id=project_id, final_source="consensus").count()
+
+        def label_some():
+            for api in annotators:
+                answer = api.post(f"/api/v1/projects/{project_id}/next", {}, format="json")
+                assert answer.status_code == 200, answer.content
+                assignment = answer.json()["assignment"]
+                if assignment is None:
+                    continue
+                submitted = api.post(
+                    f"/api/v1/assignments/{assignment['id']}/annotation",
+                    {"labels": truth[assignment["item"]["external_id"]]},
+                    format="json",
+                )
+                assert submitted.status_code == 201, submitted.content
+            return decided() >= 10
+
+        wait_for(label_some, timeout=120, interval=0.05, what=f"10 decided tag sets\n{log()}")
+        job = wait_for(
+            lambda: TrainingJob.objects.filter(project_id=project_id, status__in=["succeeded", "failed"]).first(),
+            timeout=180,
+            what=f"a finished training job\n{log()}",
+        )
+        assert job.status == "succeeded", f"{job.error}\n{log()}"
+        wait_for(
+            lambda: AgreementSnapshot.objects.filter(project_id=project_id).exists(),
+            timeout=60,
+            what=f"an aggregation\n{log()}",
+        )
+        assert process.poll() is None
+
+    snapshot = AgreementSnapshot.objects.filter(project_id=project_id).order_by("-computed_at").first()
+    assert snapshot.method == "binary_relevance_ds"
+    consensus = Item.objects.filter(project_id=project_id, final_source="consensus")
+    names = dict(_project(project_id).labels.values_list("pk", "name"))
+    assert all(sorted(names[t] for t in item.final_tags) == sorted(truth[item.external_id]) for item in consensus)
+    version = job.model_version
+    assert version.status == ModelVersion.Status.CURRENT and version.hyperparameters["head"]["kind"] == "one_vs_rest"
+    assert "subset_accuracy" in version.metrics["eval"] or version.metrics["eval"]["n"] == 0
+    entries = QueueEntry.objects.filter(project_id=project_id, labels_taken=0)
+    assert entries.exists()
+    assert not entries.filter(suggested_tags__isnull=True).exists()  # the new model's tag sets

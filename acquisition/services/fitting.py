@@ -58,7 +58,7 @@ from .. import evaluation
 from ..embeddings import embeddings_load
 from ..models import ModelVersion
 from ..sampling import uniform_keys
-from .gate import head_to_head
+from .gate import head_to_head, tag_metrics
 from .registry import EVALUATION, SERVING, code_version, committee_device, remember
 from .snapshot import LabelSnapshot, evaluation_mask, label_snapshot, model_inputs, unseen_by
 
@@ -204,8 +204,11 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
         held_out[:] = False
     train, test = ~held_out, held_out
     device = committee_device()
+    multi = project.multi_label
     finetune, note = _finetune_plan(project, device)
-    if finetune:
+    if multi:
+        hyper = {"head": {"kind": "one_vs_rest", **tag_head_hyperparameters(project)}}
+    elif finetune:
         hyper = {"base": project.encoder, "epochs": settings.QUORUM_FINETUNE_EPOCHS}
     else:
         hyper = committee_hyperparameters(project.acquisition_strategy) | {"head": head_hyperparameters()}
@@ -238,7 +241,10 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
     started = time.perf_counter()
     strategy = project.acquisition_strategy
     try:
-        if finetune:
+        if multi:
+            version, serving, committee, state, train_seconds = _fit_tags(version, snap, train, test, hyper, device)
+            metrics = version.metrics
+        elif finetune:
             committee = FineTunedClassifier(**hyper, random_state=seed, device=device)
             hyper = committee.get_params()
             ModelVersion.objects.filter(pk=version.pk).update(hyperparameters=hyper)
@@ -251,14 +257,15 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
         else:
             heads = _Heads(project, snap, hyper["head"], seed, device)
             committee = heads.fit(train)  # the evaluation head
-        train_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        metrics = _evaluate(version, committee, snap, train, test)
-        metrics["evaluate_seconds"] = round(time.perf_counter() - started, 4)
-        # The model that serves (scores the pool, suggests labels) is refitted on every label, the
-        # held-out ones included; the one fitted without them stays for evaluation and the gate.
-        serving = committee
-        if not finetune:
+        if not multi:
+            train_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            metrics = _evaluate(version, committee, snap, train, test)
+            metrics["evaluate_seconds"] = round(time.perf_counter() - started, 4)
+            # The model that serves (scores the pool, suggests labels) is refitted on every label, the
+            # held-out ones included; the one fitted without them stays for evaluation and the gate.
+            serving = committee
+        if not finetune and not multi:
             started = time.perf_counter()
             if test.any():
                 serving = heads.fit(np.ones(len(snap), dtype=bool), like=_semi(committee))
@@ -268,9 +275,10 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
                 serving = HeadWithCommittee(serving, ranker)
             train_seconds += time.perf_counter() - started
             hyper["head"] = hyper["head"] | _head_record(committee, heads)
-        state = committee.state_dict()
-        if serving is not committee:
-            state = {"serving": serving.state_dict(), "evaluation": state}
+        if not multi:
+            state = committee.state_dict()
+            if serving is not committee:
+                state = {"serving": serving.state_dict(), "evaluation": state}
         metrics["serving_trained_on"] = "all labels" if test.any() and not finetune else "the training split"
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -293,6 +301,45 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
         "trained %s on %d labels (%d held out) in %.2f s", version, version.n_train, version.n_eval, train_seconds
     )
     return version
+
+
+def tag_head_hyperparameters(project: Project) -> dict:
+    """The one-vs-rest head of a multi-label project (``multilabel.OneVsRestHead``): its L2 strength
+    chosen among a few by out-of-fold cross-entropy, per-tag thresholds by cross-validated F1."""
+    return {"weight_decay": [0.01, 0.1, 1.0], "cv": 5, "allow_empty": bool(project.allow_empty_tags)}
+
+
+def _fit_tags(version: ModelVersion, snap: LabelSnapshot, train, test, hyper: dict, device: str):
+    """Multi-label ``model_fit``: the one-vs-rest head on the training split (evaluated on the
+    held-out tag sets), and the serving head refitted on every label with the chosen strength.
+    Returns ``(version with metrics, serving, evaluation head, state, train seconds)``."""
+    from ..multilabel import OneVsRestHead  # PyTorch loads where a model runs, not in web processes
+
+    params = {k: v for k, v in hyper["head"].items() if k != "kind"}
+    started = time.perf_counter()
+    head = OneVsRestHead(**params, random_state=version.seed, device=device)
+    head.fit(snap.X[train], snap.y[train], sample_weight=snap.weights[train])
+    train_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    metrics = _evaluate(version, head, snap, train, test)
+    metrics["evaluate_seconds"] = round(time.perf_counter() - started, 4)
+    serving = head
+    if test.any():
+        started = time.perf_counter()
+        serving = OneVsRestHead(
+            **(params | {"weight_decay": head.weight_decay_}), random_state=version.seed, device=device
+        )
+        serving.fit(snap.X, snap.y, sample_weight=snap.weights)
+        train_seconds += time.perf_counter() - started
+    hyper["head"] = hyper["head"] | {
+        "chosen_weight_decay": float(head.weight_decay_),
+        "tuned_thresholds": int(head.tuned_.sum()),
+    }
+    state = head.state_dict()
+    if serving is not head:
+        state = {"serving": serving.state_dict(), "evaluation": state}
+    version.metrics = metrics
+    return version, serving, head, state, train_seconds
 
 
 def _semi(head):
@@ -323,6 +370,21 @@ def _evaluate(version: ModelVersion, committee, snap: LabelSnapshot, train: np.n
         for name, group in (("gold", evaluation.GOLD), ("exploration", evaluation.EXPLORATION))
     }
     sources["other"] = int(test.sum()) - sources["gold"] - sources["exploration"]
+    if snap.multi_label:
+        metrics = {
+            "eval": tag_metrics(committee, snap.y[test], snap.X[test], names),
+            "eval_sources": sources,
+            "eval_unbiased": sources["other"] == 0 and int(test.sum()) > 0,
+            "train": {
+                key: value
+                for key, value in tag_metrics(committee, snap.y[train], snap.X[train], names).items()
+                if key not in ("per_label", "ece_per_tag")
+            },
+        }
+        parent = version.parent
+        if parent is not None:
+            metrics["gate"] = head_to_head(committee, version, parent, snap, test & unseen_by(parent, snap))
+        return metrics
     metrics = {
         "eval": evaluation.classification_metrics(
             snap.y[test], committee.predict_proba(model_inputs(committee, snap, test)), names

@@ -23,12 +23,73 @@ from .snapshot import LabelSnapshot, evaluation_mask, label_snapshot, model_inpu
 logger = logging.getLogger(__name__)
 
 
+def _tag_probabilities(model, version: ModelVersion | None, X, label_names: list[str]):
+    """``model``'s tag probabilities of ``X`` and its thresholds, with columns in ``label_names`` order
+    (a tag added since ``version`` was trained gets probability 0 and threshold 0.5)."""
+    probs = np.asarray(model.predict_proba(X), dtype=np.float64)
+    thresholds = np.asarray(model.thresholds_, dtype=np.float64)
+    trained = list(version.label_names) if version is not None else list(label_names)
+    if trained == list(label_names):
+        return probs, thresholds
+    out = np.zeros((probs.shape[0], len(label_names)))
+    t = np.full(len(label_names), 0.5)
+    where = {name: j for j, name in enumerate(label_names)}
+    for k, name in enumerate(trained):
+        if name in where:
+            out[:, where[name]] = probs[:, k]
+            t[where[name]] = thresholds[k]
+    return out, t
+
+
+def tag_metrics(model, Y: np.ndarray, X, names: list[str], version: ModelVersion | None = None) -> dict:
+    """A multi-label head's figures on tag sets ``Y`` (``multilabel.multilabel_metrics``), with
+    ``accuracy`` (subset accuracy: the whole set right) and ``ece`` (the mean per-tag calibration
+    error) under the names single-label metrics use, so the gate, the dashboard and the learning curve
+    read either. ``version``: the model's version, when its tags may differ from ``names``."""
+    from ..multilabel import multilabel_metrics  # PyTorch loads where a model runs
+
+    if not len(Y):
+        return {"n": 0, "accuracy": None, "macro_f1": None, "micro_f1": None, "ece": None}
+    probs, thresholds = _tag_probabilities(model, version, X, names)
+    figures = multilabel_metrics(Y, probs, thresholds, names, allow_empty=getattr(model, "allow_empty", True))
+    figures["accuracy"] = figures["subset_accuracy"]
+    figures["ece"] = figures["ece_mean"]
+    return figures
+
+
+def _tags_head_to_head(candidate_model, candidate, current, snap: LabelSnapshot, rows) -> dict:
+    """``head_to_head`` on tag sets: the figures of ``tag_metrics`` and McNemar's test on whole sets."""
+    from ..multilabel import predict_tags  # PyTorch loads where a model runs
+
+    Y = snap.y[rows]
+    X = snap.X[rows]
+    names = snap.label_names
+    current_model = model_load(current, role=EVALUATION)
+    right = []
+    for model, version in ((candidate_model, candidate), (current_model, current)):
+        probs, thresholds = _tag_probabilities(model, version, X, names)
+        tags = predict_tags(probs, thresholds, allow_empty=getattr(model, "allow_empty", True))
+        right.append((tags == Y).all(axis=1))
+    b, c, p = evaluation.paired_worse_p(right[0], right[1])
+    return {
+        "n": int(len(Y)),
+        "current_version": current.version,
+        "candidate": tag_metrics(candidate_model, Y, X, names, candidate),
+        "current": tag_metrics(current_model, Y, X, names, current),
+        "only_current_right": b,
+        "only_candidate_right": c,
+        "p_worse": p,
+    }
+
+
 def head_to_head(candidate_model, candidate: ModelVersion, current: ModelVersion, snap: LabelSnapshot, rows) -> dict:
     """Candidate and current model on the same labels, ``rows`` (neither was trained on them)."""
     names = snap.label_names
     y = snap.y[rows]
     if not len(y):
         return {"n": 0, "current_version": current.version}
+    if snap.multi_label:
+        return _tags_head_to_head(candidate_model, candidate, current, snap, rows)
     current_model = model_load(current, role=EVALUATION)
     candidate_probs = probabilities_in_order(
         candidate_model, candidate, model_inputs(candidate_model, snap, rows), names

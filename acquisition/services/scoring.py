@@ -136,6 +136,7 @@ class Pick:
     score: float | None = None
     suggested_label_id: int | None = None
     suggested_confidence: float | None = None
+    suggested_tags: dict | None = None  # multi-label projects: {"tags": [label ids], "p": {id: p}}
 
 
 @dataclass
@@ -453,6 +454,8 @@ def zero_shot_prior(project, matrix: EmbeddingMatrix, *, seed: int = 0, timings:
 def _zero_shot(project, matrix: EmbeddingMatrix, seed: int):
     if not getattr(settings, "QUORUM_ZERO_SHOT", True):
         return None, "QUORUM_ZERO_SHOT is off"
+    if project.multi_label:
+        return None, "single-label projects only (a softmax over label names cannot say how many tags apply)"
     classes = _label_classes(project)
     if len(classes) < 2:
         return None, "fewer than two label classes"
@@ -547,6 +550,8 @@ def _suggestions(run, project, item_ids: np.ndarray, *, prior=None) -> dict[int,
     matrix = embeddings_load(project)
     present = matrix.present(item_ids)
     ids = item_ids[present]
+    if project.multi_label:
+        return _tag_suggestions(project, version, model, np.asarray(matrix.vectors[matrix.positions(ids)]), ids)
     if getattr(model, "input_kind", "vectors") == "texts":
         probs = np.asarray(model.predict_proba(item_texts(ids)))
     else:
@@ -559,6 +564,36 @@ def _suggestions(run, project, item_ids: np.ndarray, *, prior=None) -> dict[int,
         for i, item_id in enumerate(ids)
         if columns[best[i]] is not None
     }
+
+
+#: Tags a multi-label suggestion lists with their probability (the rest are near 0).
+SUGGESTED_TAG_MIN_P = 0.01
+
+
+def _tag_suggestions(project, version, model, X: np.ndarray, ids: np.ndarray) -> dict[int, dict]:
+    """Multi-label: the model's tag set (its per-tag thresholds) with every tag's probability of at
+    least ``SUGGESTED_TAG_MIN_P``; the confidence is the least sure tag's max(p, 1 − p)."""
+    if not len(ids):
+        return {}
+    probs = np.asarray(model.predict_proba(X), dtype=np.float64)
+    tags = np.asarray(model.predict(X), dtype=bool)
+    label_ids = dict(LabelClass.objects.filter(project=project).values_list("name", "pk"))
+    columns = [label_ids.get(name) for name in version.label_names]
+    confidence = np.maximum(probs, 1.0 - probs).min(axis=1) if probs.shape[1] else np.ones(len(ids))
+    out = {}
+    for i, item_id in enumerate(ids):
+        out[int(item_id)] = {
+            "suggested_confidence": float(confidence[i]),
+            "suggested_tags": {
+                "tags": sorted(columns[j] for j in np.flatnonzero(tags[i]) if columns[j] is not None),
+                "p": {
+                    str(columns[j]): round(float(probs[i, j]), 4)
+                    for j in np.flatnonzero(probs[i] >= SUGGESTED_TAG_MIN_P)
+                    if columns[j] is not None
+                },
+            },
+        }
+    return out
 
 
 def _prior_suggestions(prior, project, item_ids: np.ndarray) -> dict[int, dict]:

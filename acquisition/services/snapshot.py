@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import numpy as np
 from django.utils import timezone
 
-from annotation.models import Item, LabelClass, LabelSource, Project, QueueReason
+from annotation.models import DECIDED, Item, LabelClass, LabelSource, Project, QueueReason
 from quorum.chunks import iter_chunks
 
 from .. import evaluation
@@ -33,7 +33,7 @@ EVAL_KEY_SALT = 7  # per-item keys of the evaluation split (stable across snapsh
 class LabelSnapshot:
     item_ids: np.ndarray  # (n,)
     X: np.ndarray  # (n, d) float32
-    y: np.ndarray  # (n,) column in label_names
+    y: np.ndarray  # (n,) column in label_names; multi-label: (n, L) 0/1 tag sets
     weights: np.ndarray  # (n,) in (0, 1]
     groups: np.ndarray  # (n,) evaluation.GOLD | EXPLORATION | OTHER
     finalized_at: np.ndarray  # (n,) datetime64[us], when each label became final
@@ -41,6 +41,8 @@ class LabelSnapshot:
     label_ids: list[int]
     digest: str
     as_of: datetime
+    multi_label: bool = False
+    strata: np.ndarray | None = None  # (n,) the class the held-out split stratifies by (y when None)
 
     def __len__(self) -> int:
         return int(self.y.size)
@@ -64,14 +66,18 @@ def model_inputs(model, snap: LabelSnapshot, rows: np.ndarray):
 
 
 def label_snapshot(project: Project) -> LabelSnapshot:
-    """The project's final labels that have an embedding, in item order (module docstring)."""
+    """The project's final labels that have an embedding, in item order (module docstring). For a
+    multi-label project ``y`` holds the tag sets as an (n, L) 0/1 matrix and ``strata`` the rarest
+    tag of each set (L for the empty set), which the held-out split stratifies by."""
     as_of = timezone.now()
+    multi = project.multi_label
     labels = list(LabelClass.objects.filter(project=project).order_by("order", "pk").values_list("pk", "name"))
     column = {pk: j for j, (pk, _) in enumerate(labels)}
+    answer = "final_tags" if multi else "final_label_id"
     rows = list(
-        Item.objects.filter(project=project, final_label__isnull=False)
+        Item.objects.filter(DECIDED, project=project)
         .order_by("pk")
-        .values_list("pk", "final_label_id", "final_confidence", "final_source", "selected_as", "finalized_at")
+        .values_list("pk", answer, "final_confidence", "final_source", "selected_as", "finalized_at")
     )
     matrix = embeddings_load(project)
     ids = np.array([row[0] for row in rows], dtype=np.int64)
@@ -83,7 +89,16 @@ def label_snapshot(project: Project) -> LabelSnapshot:
         if len(ids)
         else np.empty((0, project.embedding_dim), dtype=np.float32)
     )
-    y = np.array([column[row[1]] for row in rows], dtype=np.int64)
+    strata = None
+    if multi:
+        y = np.zeros((len(rows), len(labels)), dtype=np.int64)
+        for n, row in enumerate(rows):
+            y[n, [column[t] for t in row[1] or () if t in column]] = 1
+        frequency = y.sum(axis=0)
+        rarest = np.where(y > 0, frequency[None, :], np.iinfo(np.int64).max).argmin(axis=1) if len(rows) else y[:, 0]
+        strata = np.where(y.any(axis=1), rarest, len(labels)).astype(np.int64)
+    else:
+        y = np.array([column[row[1]] for row in rows], dtype=np.int64)
     full = {LabelSource.GOLD, LabelSource.REVIEW}
     w = np.array([1.0 if row[3] in full or row[2] is None else float(row[2]) for row in rows], dtype=np.float32)
     groups = np.array(
@@ -114,6 +129,8 @@ def label_snapshot(project: Project) -> LabelSnapshot:
         label_ids=[pk for pk, _ in labels],
         digest=digest.hexdigest(),
         as_of=as_of,
+        multi_label=multi,
+        strata=strata,
     )
 
 
@@ -137,4 +154,5 @@ def unseen_by(version: ModelVersion, snap: LabelSnapshot) -> np.ndarray:
 
 def evaluation_mask(project: Project, snap: LabelSnapshot) -> np.ndarray:
     keys = uniform_keys(snap.item_ids, project.pk, salt=EVAL_KEY_SALT)
-    return evaluation.evaluation_split(snap.y, snap.groups, keys, fraction=project.eval_fraction)
+    strata = snap.y if snap.strata is None else snap.strata
+    return evaluation.evaluation_split(strata, snap.groups, keys, fraction=project.eval_fraction)

@@ -675,7 +675,12 @@ class AnnotationListSerializer(serializers.ModelSerializer):
 
 class ReviewAnnotationSerializer(serializers.Serializer):
     username = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField(required=False, help_text="Single-label projects: the label chosen.")
+    labels = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Multi-label projects: the tag set chosen (label names; [] for none of them).",
+    )
     annotator_quality = serializers.FloatField(
         allow_null=True, help_text="The annotator's Dawid-Skene accuracy (null before the first aggregation)."
     )
@@ -693,9 +698,15 @@ class ReviewVoteSerializer(serializers.Serializer):
 
 
 class ReviewReasonFactsSerializer(serializers.Serializer):
-    labels = serializers.IntegerField(help_text="Labels the item has.")
-    votes = ReviewVoteSerializer(many=True, help_text="Labels given, most frequent first.")
-    confidence = serializers.FloatField(allow_null=True, help_text="Largest posterior on the task now.")
+    labels = serializers.IntegerField(help_text="Labels (answers) the item has.")
+    votes = ReviewVoteSerializer(
+        many=True,
+        help_text="Labels given, most frequent first; multi-label: per tag, the annotators who chose it.",
+    )
+    confidence = serializers.FloatField(
+        allow_null=True,
+        help_text="Largest posterior on the task now; multi-label: the least confident tag's max(p, 1 - p).",
+    )
     threshold = serializers.FloatField(help_text="The project's min_consensus_confidence in force.")
 
 
@@ -710,13 +721,29 @@ class ReviewOutSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=ReviewStatus.choices)
     created_at = serializers.DateTimeField()
     annotations = ReviewAnnotationSerializer(many=True)
-    posterior = PosteriorEntrySerializer(many=True, help_text="Aggregated posterior, most probable label first.")
+    posterior = PosteriorEntrySerializer(
+        many=True,
+        help_text="Aggregated posterior, most probable label first; multi-label: P(tag present) per tag, "
+        "most probable first (tags under 0.001 left out).",
+    )
     model_prediction = SuggestionSerializer(allow_null=True)
     claimed_by = serializers.CharField(allow_null=True)
     resolved_by = serializers.CharField(allow_null=True)
     resolved_at = serializers.DateTimeField(allow_null=True)
-    decision = serializers.CharField(allow_null=True)
+    decision = serializers.CharField(allow_null=True, help_text="Single-label projects: the decided label.")
     note = serializers.CharField(allow_blank=True)
+    disputed = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Multi-label projects: the tags in dispute (split evenly or under the confidence threshold), "
+        "most disputed first.",
+    )
+    decision_labels = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        allow_null=True,
+        help_text="Multi-label projects: the decided tag set (null while open).",
+    )
 
 
 class ReviewResponseSerializer(serializers.Serializer):
@@ -729,8 +756,24 @@ class ReviewNextResponseSerializer(serializers.Serializer):
 
 
 class ReviewResolveSerializer(serializers.Serializer):
-    label = serializers.CharField(max_length=100, help_text="A label name of the project.")
+    """The decision: ``label`` on single-label projects, ``labels`` (a tag set) on multi-label ones."""
+
+    label = serializers.CharField(
+        max_length=100, required=False, help_text="Single-label projects: a label name of the project."
+    )
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        required=False,
+        max_length=1000,
+        help_text="Multi-label projects: the tag set, label names of the project ([] when the project allows "
+        "an empty set).",
+    )
     note = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+
+    def validate(self, attrs):
+        if "label" in attrs and "labels" in attrs:
+            raise serializers.ValidationError({"labels": "send either label or labels, not both"})
+        return attrs
 
 
 class AgreementAnnotatorSerializer(serializers.Serializer):

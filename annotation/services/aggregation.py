@@ -82,6 +82,7 @@ from ..models import (
     deleted_user_name,
 )
 from ..selectors import labelling_states
+from . import tag_aggregation
 from .consensus import entry_route_if_complete, entry_route_if_stuck
 
 logger = logging.getLogger(__name__)
@@ -368,8 +369,6 @@ def _snapshot_finish(project: Project, snapshot: AgreementSnapshot, started: flo
 def _tags_aggregate(project: Project, started: float) -> AgreementSnapshot:
     """``project_aggregate`` of a multi-label project (``tag_aggregation``), in the caller's
     transaction and lock."""
-    from . import tag_aggregation
-
     data = tag_aggregation.TagData(project)
     n_labels, n_annotations = data.label_ids.size, data.items.size
     per_item = np.bincount(data.items, minlength=data.item_ids.size)

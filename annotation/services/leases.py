@@ -179,7 +179,7 @@ def queue_fallback_fill(*, project: Project, user=None) -> int:
             return 0
         untouched = list(
             QueueEntry.objects.filter(project=project, labels_taken=0).values_list(
-                "item_id", "priority", "score", "reason", "suggested_label_id", "suggested_confidence"
+                "item_id", "priority", "score", "reason", "suggested_label_id", "suggested_confidence", "suggested_tags"
             )
         )
         candidates = [
@@ -190,8 +190,9 @@ def queue_fallback_fill(*, project: Project, user=None) -> int:
                 reason=reason,
                 suggested_label_id=suggested_label_id,
                 suggested_confidence=suggested_confidence,
+                suggested_tags=suggested_tags,
             )
-            for item_id, priority, score, reason, suggested_label_id, suggested_confidence in untouched
+            for item_id, priority, score, reason, suggested_label_id, suggested_confidence, suggested_tags in untouched
         ]
         candidates += [
             QueueCandidate(item_id=item_id, priority=-float(item_id), reason=QueueReason.FALLBACK)

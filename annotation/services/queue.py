@@ -30,6 +30,7 @@ class QueueCandidate:
     reason: str = QueueReason.ACQUISITION
     suggested_label_id: int | None = None  # the model's predicted LabelClass, if any
     suggested_confidence: float | None = None
+    suggested_tags: dict | None = None  # multi-label: {"tags": [label ids], "p": {id: p}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ def queue_replace(
                 run=run,
                 suggested_label_id=candidate.suggested_label_id,
                 suggested_confidence=candidate.suggested_confidence,
+                suggested_tags=candidate.suggested_tags,
                 labels_needed=project.labels_per_item,
             )
             for item_id, candidate in wanted.items()

@@ -8,11 +8,14 @@ Rules
   so disputed items first), then the oldest. A claim lasts the project's ``lease_seconds``; an
   expired claim is free for anyone. On PostgreSQL the pick is ``SELECT … FOR UPDATE SKIP LOCKED``,
   so two reviewers never wait on each other nor get the same task; SQLite serialises writers.
-- ``review_resolve`` records the decision: the item's final label (``final_source = review``,
-  confidence 1.0), the item final, who decided and when on the task. A claim is advisory: any
-  reviewer may resolve an open task. Resolving a resolved task again with the same label by the
-  same reviewer returns it unchanged; anything else is a ``Conflict`` (409). The decision is gold
-  for the next aggregation (which is requested): it calibrates every annotator's confusion matrix.
+- ``review_resolve`` records the decision: the item's final answer (``final_source = review``,
+  confidence 1.0), the item final, who decided and when on the task. The answer is read by the
+  project's task type (``task_types``): a ``label`` name (``decision``, ``Item.final_label``), or on
+  a multi-label project a tag set ``labels`` (``decision_tags``, ``Item.final_tags``; no final
+  label); the other field is a 400 that names it. A claim is advisory: any reviewer may resolve an
+  open task. Resolving a resolved task again with the same answer by the same reviewer returns it
+  unchanged; anything else is a ``Conflict`` (409). The decision is gold for the next aggregation
+  (which is requested): it calibrates every annotator's confusion matrix.
 - ``label_error_reviews_open`` opens review tasks with the reason ``label_error`` for labels the
   model suspects (``acquisition.services.label_errors``, after a retrain; the loop calls it), in
   the order given (surest first), at most ``cap`` of them. Only a final label whose source is
@@ -56,7 +59,8 @@ from ..models import (
     ReviewTask,
     Role,
 )
-from ..selectors import has_role, label_by_name, role_in_project
+from ..selectors import has_role, role_in_project
+from ..task_types import task_of
 from .consensus import item_posterior, posterior_json
 
 MAX_NOTE_CHARS = 5000
@@ -103,14 +107,21 @@ def review_next(*, project: Project, user) -> ReviewNext:
     return ReviewNext(task, open_count)
 
 
-def review_resolve(*, review_id: int, user, label: str, note: str = "") -> ReviewTask:
-    """Decide a review task: the label becomes the item's final (review) label. Idempotent for the
-    same reviewer and label; ``Conflict`` when already decided otherwise."""
+def review_resolve(
+    *, review_id: int, user, label: str | None = None, labels: list[str] | None = None, note: str = ""
+) -> ReviewTask:
+    """Decide a review task: the answer (a ``label``, or a tag set ``labels`` on a multi-label
+    project) becomes the item's final (review) answer. Idempotent for the same reviewer and answer;
+    ``Conflict`` when already decided otherwise."""
     task = ReviewTask.objects.select_related("project").filter(pk=review_id).first()
     if task is None:
         raise NotFound(f"review {review_id} does not exist", code="not_found")
     _require_reviewer(user, task.project)
-    decision = label_by_name(task.project_id, label)
+    kind = task_of(task.project)
+    decision = kind.parse(task.project, label=label, labels=labels)
+    # The answer's columns: ``label_id`` / ``tags`` on an annotation are ``decision`` /
+    # ``decision_tags`` on the task and ``final_label`` / ``final_tags`` on the item.
+    columns = kind.fields(decision)
     note = "" if note is None else str(note)
     if len(note) > MAX_NOTE_CHARS:
         message = f"note is longer than {MAX_NOTE_CHARS} characters"
@@ -124,17 +135,21 @@ def review_resolve(*, review_id: int, user, label: str, note: str = "") -> Revie
                 code="review_cancelled",
             )
         if task.status == ReviewStatus.RESOLVED:
-            if task.resolved_by_id == user.pk and task.decision_id == decision.pk:
+            same = kind.stored_answer(task.decision_id, task.decision_tags) == decision
+            if task.resolved_by_id == user.pk and same:
                 return task
             who = "you" if task.resolved_by_id == user.pk else "another reviewer"
             raise Conflict(f"review {review_id} was already resolved by {who}", code="already_resolved")
         task.status = ReviewStatus.RESOLVED
-        task.decision = decision
+        task.decision_id = columns["label_id"]
+        task.decision_tags = columns["tags"]
         task.note = note
         task.resolved_by = user
         task.resolved_at = now
         task.claimed_until = None
-        task.save(update_fields=["status", "decision", "note", "resolved_by", "resolved_at", "claimed_until"])
+        task.save(
+            update_fields=["status", "decision", "decision_tags", "note", "resolved_by", "resolved_at", "claimed_until"]
+        )
         # An item in review has no queue entry; should one exist, it goes with its leases.
         Assignment.objects.filter(item_id=task.item_id, status=AssignmentStatus.LEASED).update(
             status=AssignmentStatus.EXPIRED, finished_at=now
@@ -142,7 +157,8 @@ def review_resolve(*, review_id: int, user, label: str, note: str = "") -> Revie
         QueueEntry.objects.filter(item_id=task.item_id).delete()
         Item.objects.filter(pk=task.item_id).update(
             status=ItemStatus.FINALIZED,
-            final_label=decision,
+            final_label_id=columns["label_id"],
+            final_tags=columns["tags"],
             final_confidence=1.0,
             final_source=LabelSource.REVIEW,
             finalized_at=now,

@@ -201,6 +201,8 @@ def _label_error_review(project: Project, *, seed: int) -> dict:
     cap = settings.QUORUM_LABEL_ERROR_CAP
     if cap <= 0:
         return {"status": "off", "cap": 0}
+    if project.multi_label:
+        return {"status": "off", "reason": "single-label projects only", "cap": cap}
     try:
         scan = label_errors_find(project=project, seed=seed)
         tasks = label_error_reviews_open(
@@ -225,6 +227,8 @@ def _label_error_review(project: Project, *, seed: int) -> dict:
 def _stability(version: ModelVersion) -> dict:
     """The new version's agreement with earlier ones on the stop set, stored in its metrics for the
     dashboard's stopping signal (``acquisition.services.stopping``). A side check, as the review."""
+    if version.project.multi_label:
+        return {"status": "off", "reason": "single-label projects only"}
     try:
         record = version_stability(version=version)
     except Exception as exc:  # a side check: the trained, gated model stands

@@ -1,11 +1,17 @@
 /* Quorum labelling page: shows one item at a time, keeps the next one leased in the background
  * (prefetch), submits labels, skips and undoes through the REST API without page reloads.
  *
+ * Multi-label projects (config.taskType "multi_label"): the answer is a tag set. A label's key (or
+ * a click) turns its tag on or off, Enter saves the tags turned on, config.noneKey turns "none of
+ * these" on (only where config.allowEmptyTags; an empty set is refused otherwise), Shift+Enter
+ * takes the model's suggested tags without saving them.
+ *
  * API used (all JSON, session cookie + CSRF header):
  *   POST {api}projects/{id}/next            {held: [assignment ids], suggest: bool}
- *   POST {api}assignments/{id}/annotation   {label, time_spent_ms}
+ *   POST {api}assignments/{id}/annotation   {label, time_spent_ms} (multi-label: {labels: [names], time_spent_ms})
  *   POST {api}assignments/{id}/skip         {reason?}
  *   POST {api}annotations/{id}/undo
+ *   PATCH {api}annotations/{id}             {label} (multi-label: {labels})
  */
 (function () {
   "use strict";
@@ -26,6 +32,10 @@
   var POLL_IDLE_MS = 30000; // empty queue, nothing being prepared
   var EXPIRY_MARGIN_MS = 5000; // a prefetched lease this close to expiry is not shown
   var MAX_TIME_MS = 86400000;
+  var MULTI = config.taskType === "multi_label"; // tag sets: keys toggle, Enter saves
+  var ALLOW_EMPTY = MULTI && config.allowEmptyTags === true; // "none of these" is an answer
+  var NONE_KEY = config.noneKey || ""; // "": no key (the button only)
+  var TAG_P_SHOWN = 0.2; // a tag outside the model's set shows its probability from this one on
 
   function $(selector) {
     return root.querySelector(selector);
@@ -47,6 +57,11 @@
     toggle: $("#suggest-toggle"),
     recent: $("#recent"),
     recentList: $("#recent-list"),
+    none: $('[data-action="none"]'),
+    saveTags: $('[data-action="save-tags"]'),
+    saveText: $('[data-save="text"]'),
+    tagsPicked: $("#tags-picked"),
+    useSuggestion: $('[data-action="use-suggestion"]'),
     progress: {
       done_today: $('[data-progress="done_today"]'),
       remaining: $('[data-progress="remaining"]'),
@@ -58,13 +73,13 @@
   var byKey = labelButtons.byKey;
 
   var state = {
-    current: null, // the entry on screen: {assignment, suggestion, suggested, expiresAt, elapsedMs, shownAt}
+    current: null, // the entry on screen: {assignment, suggestion, suggested, expiresAt, elapsedMs, shownAt, picked, none}
     upcoming: [], // entries leased and waiting (the prefetched one, or one put aside by undo)
     busy: false, // a submit, skip or undo is in flight
     saving: null, // the entry whose label is being saved (it may already be off screen)
     loading: false, // a request for the next item (not a prefetch) is in flight
     prefetching: null, // promise of the prefetch in flight
-    history: [], // newest last: {id, label, entry, timeMs, final}: what undo brings back, what can be changed
+    history: [], // newest last: {id, label, entry, timeMs, final}: what undo brings back, what can be changed (label: a name, or the tag set)
     pending: [], // key actions pressed while the page could not take them: applied in order
     chord: null, // the first key of a two-key shortcut, waiting for the second
     lastPress: null, // {key, at}: the same label key twice within SETTLE_MS is one press
@@ -94,6 +109,8 @@
       expiresAt: isNaN(expires) ? Infinity : expires - state.clockOffset,
       elapsedMs: 0,
       shownAt: null,
+      picked: [], // multi-label: the tags turned on, in the order they were
+      none: false, // multi-label: "none of these" turned on
     };
   }
 
@@ -147,6 +164,7 @@
   function renderSuggestion() {
     var entry = state.current;
     var suggestion = entry && entry.suggestion;
+    if (MULTI) return renderTagSuggestion(entry, suggestion);
     buttons.forEach(function (button) {
       button.classList.toggle(
         "is-suggested",
@@ -175,10 +193,119 @@
     }
   }
 
-  function markChosen(labelName, className) {
+  // answer: a label name, a tag set (array of names) or null (none marked).
+  function markChosen(answer, className) {
+    var names = answer === null ? [] : [].concat(answer);
     buttons.forEach(function (button) {
-      button.classList.toggle(className, labelName !== null && button.dataset.label === labelName);
+      button.classList.toggle(className, names.indexOf(button.dataset.label) !== -1);
     });
+  }
+
+  // --- answers: a label name, or on multi-label projects a tag set ----------------------------
+
+  var LABEL_ORDER = config.labels.map(function (labelInfo) {
+    return labelInfo.name;
+  });
+
+  // The names in the project's label order (the order the API answers tag sets in).
+  function ordered(names) {
+    return LABEL_ORDER.filter(function (name) {
+      return names.indexOf(name) !== -1;
+    });
+  }
+
+  function words(answer) {
+    if (typeof answer === "string") return answer;
+    return answer.length ? answer.join(", ") : "none of these";
+  }
+
+  function answerBody(answer) {
+    return typeof answer === "string" ? { label: answer } : { labels: answer };
+  }
+
+  function sameAnswer(a, b) {
+    if (typeof a === "string" || typeof b === "string") return a === b;
+    return (
+      a.length === b.length &&
+      a.every(function (name, index) {
+        return name === b[index];
+      })
+    );
+  }
+
+  function percentOf(p) {
+    return Math.round(p * 100) + "%";
+  }
+
+  // Multi-label: the model's tags stand out with their probability; nothing is turned on by it.
+  function renderTagSuggestion(entry, suggestion) {
+    var on = Boolean(state.suggest && entry && suggestion && suggestion.labels);
+    var p = {};
+    if (on) {
+      (suggestion.tags || []).forEach(function (tag) {
+        p[tag.label] = tag.p;
+      });
+    }
+    buttons.forEach(function (button) {
+      var name = button.dataset.label;
+      var suggested = on && suggestion.labels.indexOf(name) !== -1;
+      var shown = on && typeof p[name] === "number" && (suggested || p[name] >= TAG_P_SHOWN);
+      button.classList.toggle("is-suggested", suggested);
+      var badge = button.querySelector("[data-p]");
+      if (badge) {
+        badge.hidden = !shown;
+        badge.textContent = shown ? "model " + percentOf(p[name]) : "";
+      }
+    });
+    if (el.useSuggestion) el.useSuggestion.hidden = !on;
+    if (!state.suggest || !entry) {
+      el.suggestion.hidden = true;
+      return;
+    }
+    el.suggestion.classList.remove("is-note");
+    if (on) {
+      el.suggestion.firstChild.textContent = "Model suggests ";
+      el.suggestionLabel.textContent = words(ordered(suggestion.labels));
+      el.suggestionConfidence.textContent =
+        typeof suggestion.confidence === "number" ? "(" + percentOf(suggestion.confidence) + " sure)" : "";
+      el.suggestion.hidden = false;
+    } else if (!entry.suggested) {
+      el.suggestion.firstChild.textContent = "Asking the model…";
+      el.suggestionLabel.textContent = "";
+      el.suggestionConfidence.textContent = "";
+      el.suggestion.classList.add("is-note");
+      el.suggestion.hidden = false;
+    } else {
+      el.suggestion.hidden = true;
+    }
+  }
+
+  // Multi-label: the pressed state of the tags, "none of these" and the save button.
+  function renderPicked(labelsOff) {
+    var entry = state.current;
+    var picked = entry ? ordered(entry.picked) : [];
+    var none = Boolean(entry && entry.none);
+    buttons.forEach(function (button) {
+      var on = picked.indexOf(button.dataset.label) !== -1;
+      button.classList.toggle("is-chosen", on);
+      button.setAttribute("aria-pressed", on ? "true" : "false");
+    });
+    if (el.none) {
+      el.none.classList.toggle("is-chosen", none);
+      el.none.setAttribute("aria-pressed", none ? "true" : "false");
+      el.none.setAttribute("aria-disabled", labelsOff ? "true" : "false");
+    }
+    if (el.saveTags) {
+      el.saveTags.setAttribute("aria-disabled", labelsOff || !(picked.length || none) ? "true" : "false");
+      el.saveText.textContent = picked.length
+        ? "Save " + picked.length + (picked.length === 1 ? " tag" : " tags")
+        : none
+          ? "Save “none of these”"
+          : "Save tags";
+      el.tagsPicked.textContent = picked.length ? "On: " + picked.join(", ") : none ? "None of these." : "No tag on yet.";
+    }
+    root.dataset.picked = picked.join("|");
+    root.dataset.none = String(none);
   }
 
   function canAct() {
@@ -192,6 +319,7 @@
     });
     el.skip.setAttribute("aria-disabled", labelsOff ? "true" : "false");
     el.undo.setAttribute("aria-disabled", !undoable() || state.busy ? "true" : "false");
+    if (MULTI) renderPicked(labelsOff);
     root.dataset.accepting = canAct() ? "true" : "false";
     root.dataset.queued = String(state.pending.length);
     if (state.pending.length && canAct()) window.setTimeout(drain, 0);
@@ -360,9 +488,53 @@
 
   function choose(labelName) {
     if (!canAct()) return;
+    if (MULTI) return toggle(labelName);
     submitLabel(state.current, labelName, timeSpent(state.current));
   }
 
+  // --- multi-label: turning tags on and off, saving the set -----------------------------------
+
+  function toggle(labelName) {
+    var entry = state.current;
+    var at = entry.picked.indexOf(labelName);
+    if (at === -1) entry.picked.push(labelName);
+    else entry.picked.splice(at, 1);
+    entry.none = false;
+    updateControls();
+    var now = ordered(entry.picked);
+    announce(labelName + (at === -1 ? " on. " : " off. ") + (now.length ? "Tags on: " + now.join(", ") + "." : "No tag on."));
+  }
+
+  function emptyRefused() {
+    setStatus("No tag is on: this project needs at least one tag per item.", { kind: "notice", dismissible: true });
+  }
+
+  function toggleNone() {
+    if (!canAct()) return;
+    if (!ALLOW_EMPTY) return emptyRefused();
+    var entry = state.current;
+    entry.none = !entry.none;
+    if (entry.none) entry.picked = [];
+    updateControls();
+    announce(entry.none ? "None of these. Enter saves it." : "None of these: off.");
+  }
+
+  function saveTags() {
+    if (!canAct()) return;
+    var entry = state.current;
+    var answer = ordered(entry.picked);
+    if (!answer.length && !entry.none) {
+      if (!ALLOW_EMPTY) return emptyRefused();
+      setStatus("No tag is on: turn on the tags that apply, or “None of these”" + (NONE_KEY ? " (" + NONE_KEY + ")" : "") + " when none does.", {
+        kind: "notice",
+        dismissible: true,
+      });
+      return;
+    }
+    submitLabel(entry, answer, timeSpent(entry));
+  }
+
+  // labelName: the answer, a label name or (multi-label) the tag set.
   function submitLabel(entry, labelName, timeMs) {
     if (state.busy || state.current !== entry) return;
     state.busy = true;
@@ -372,15 +544,14 @@
     markChosen(labelName, "is-chosen");
     setStatus(null);
     root.dataset.state = "saving";
-    var request = call("POST", "assignments/" + entry.assignment.id + "/annotation", {
-      label: labelName,
-      time_spent_ms: timeMs,
-    });
+    var body = answerBody(labelName);
+    body.time_spent_ms = timeMs;
+    var request = call("POST", "assignments/" + entry.assignment.id + "/annotation", body);
     // With the next item already leased, show it at once; input waits until the save is confirmed
     // (typically before the new item's settle time is over). A failed save brings this item back.
     dropExpired();
     var early = state.upcoming.length > 0 && !state.prefetching;
-    if (early) advance("Saved as " + labelName + ".");
+    if (early) advance("Saved as " + words(labelName) + ".");
     updateControls();
     request.then(
       function (data) {
@@ -396,7 +567,7 @@
           pauseClock(state.current);
           return showEmpty({ code: "paused", message: data.paused, progress: data.progress });
         }
-        if (!early) return advance("Saved as " + labelName + ".");
+        if (!early) return advance("Saved as " + words(labelName) + ".");
         if (state.current) root.dataset.state = "ready";
         updateControls();
         prefetch();
@@ -429,7 +600,7 @@
           : error.code === "lease_expired"
             ? "your hold on the item ran out and it went back to the queue."
             : "the item is no longer yours to label.";
-      var note = "“" + labelName + "” for #" + entry.assignment.item.external_id + " was not saved: " + why;
+      var note = "“" + words(labelName) + "” for #" + entry.assignment.item.external_id + " was not saved: " + why;
       var next = early ? Promise.resolve() : advance();
       return next.then(function () {
         if (state.current) root.dataset.state = "ready";
@@ -446,18 +617,18 @@
       }
       state.current = null;
       entry.elapsedMs = timeMs;
-      show(entry, "Your label “" + labelName + "” was not saved.");
+      show(entry, "Your label “" + words(labelName) + "” was not saved.");
     }
     root.dataset.state = "ready";
     markChosen(labelName, "is-chosen");
     updateControls();
     reportError(
       error,
-      "save “" + labelName + "”",
+      "save “" + words(labelName) + "”",
       function () {
         submitLabel(entry, labelName, timeMs);
       },
-      { kept: "Your choice “" + labelName + "” is kept. ", focusRetry: true }
+      { kept: "Your choice “" + words(labelName) + "” is kept. ", focusRetry: true }
     );
   }
 
@@ -511,13 +682,23 @@
           entry.suggested = last.entry.suggested;
         }
         entry.elapsedMs = last.timeMs;
+        if (MULTI) {
+          // The tags saved before are on again: change what is wrong and save.
+          entry.picked = last.label.slice();
+          entry.none = last.label.length === 0;
+        }
         updateProgress(data.progress);
-        show(entry, "Undone: back to the item you labelled “" + last.label + "”.");
+        show(entry, "Undone: back to the item you labelled “" + words(last.label) + "”.");
         markChosen(last.label, "is-previous");
-        setStatus("Undone. You had chosen “" + last.label + "”; pick a label again.", {
-          kind: "notice",
-          dismissible: true,
-        });
+        setStatus(
+          MULTI
+            ? "Undone. You had chosen “" + words(last.label) + "”; change the tags and press Enter."
+            : "Undone. You had chosen “" + last.label + "”; pick a label again.",
+          {
+            kind: "notice",
+            dismissible: true,
+          }
+        );
       })
       .catch(function (error) {
         state.busy = false;
@@ -571,6 +752,12 @@
       text.title = excerpt(item.text, 400);
       row.appendChild(Q.node("span", "recent-id", "#" + item.external_id));
       row.appendChild(text);
+      if (MULTI) {
+        row.appendChild(tagEditor(record));
+        if (record.final) row.appendChild(Q.node("span", "recent-state muted small", "final"));
+        el.recentList.appendChild(row);
+        return;
+      }
       var select = Q.node("select", "recent-label");
       select.setAttribute("aria-label", "Label of #" + item.external_id);
       config.labels.forEach(function (labelInfo) {
@@ -589,17 +776,52 @@
     });
   }
 
+  // Multi-label: a recently saved tag set, and a form that changes it (while the item is open).
+  function tagEditor(record) {
+    var item = record.entry.assignment.item;
+    if (record.final || record.changing) return Q.node("span", "recent-label recent-tags-text", words(record.label));
+    var details = Q.node("details", "recent-tags");
+    var summary = Q.node("summary", "recent-label", words(record.label));
+    summary.title = "Change the tags of #" + item.external_id;
+    details.appendChild(summary);
+    var form = Q.node("form", "recent-tags-form");
+    form.setAttribute("aria-label", "Tags of #" + item.external_id);
+    config.labels.forEach(function (labelInfo) {
+      var option = Q.node("label", "recent-tag");
+      var box = Q.node("input");
+      box.type = "checkbox";
+      box.value = labelInfo.name;
+      box.checked = record.label.indexOf(labelInfo.name) !== -1;
+      option.appendChild(box);
+      option.appendChild(document.createTextNode(" " + labelInfo.name));
+      form.appendChild(option);
+    });
+    var save = Q.node("button", "secondary small", "Change");
+    save.type = "submit";
+    form.appendChild(save);
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var names = Array.prototype.map.call(form.querySelectorAll("input:checked"), function (box) {
+        return box.value;
+      });
+      if (!names.length && !ALLOW_EMPTY) return emptyRefused();
+      changeLabel(record, ordered(names));
+    });
+    details.appendChild(form);
+    return details;
+  }
+
   function changeLabel(record, labelName) {
-    if (labelName === record.label) return;
+    if (sameAnswer(labelName, record.label)) return;
     var before = record.label;
     record.changing = true;
     renderRecent();
-    call("PATCH", "annotations/" + record.id, { label: labelName })
+    call("PATCH", "annotations/" + record.id, answerBody(labelName))
       .then(function () {
         record.changing = false;
         record.label = labelName;
         renderRecent();
-        setStatus("Changed #" + record.entry.assignment.item.external_id + " from “" + before + "” to “" + labelName + "”.", {
+        setStatus("Changed #" + record.entry.assignment.item.external_id + " from “" + words(before) + "” to “" + words(labelName) + "”.", {
           kind: "notice",
           dismissible: true,
         });
@@ -625,10 +847,13 @@
 
   // --- key actions: queued while the page cannot take them, chords, the suggestion ----------
 
-  // action: {kind: "label", label, key} | {kind: "skip"} | {kind: "accept"}
+  // action: {kind: "label", label, key} | {kind: "skip"} | {kind: "accept"}; multi-label also
+  // {kind: "save"} | {kind: "none", key}
   function perform(action) {
     if (action.kind === "skip") skip();
     else if (action.kind === "accept") acceptSuggestion();
+    else if (action.kind === "save") saveTags();
+    else if (action.kind === "none") toggleNone();
     else choose(action.label);
   }
 
@@ -670,11 +895,29 @@
     var entry = state.current;
     if (!entry || !canAct()) return;
     var suggestion = entry.suggestion;
+    if (MULTI) return takeSuggestedTags(entry, suggestion);
     if (state.suggest && suggestion && suggestion.label) return choose(suggestion.label);
     setStatus(
       state.suggest
         ? "The model has no suggestion for this item: pick a label."
         : "Turn on “Show model suggestion” to accept the model's label with Enter.",
+      { kind: "notice", dismissible: true }
+    );
+  }
+
+  // Multi-label: the model's tags are turned on (and only those); Enter then saves them.
+  function takeSuggestedTags(entry, suggestion) {
+    if (state.suggest && suggestion && suggestion.labels) {
+      entry.picked = ordered(suggestion.labels);
+      entry.none = ALLOW_EMPTY && entry.picked.length === 0;
+      updateControls();
+      announce("The model's tags are on: " + words(entry.picked) + ". Enter saves them.");
+      return;
+    }
+    setStatus(
+      state.suggest
+        ? "The model has no suggestion for this item: turn on the tags that apply."
+        : "Turn on “Show model suggestion” to take the model's tags with Shift+Enter.",
       { kind: "notice", dismissible: true }
     );
   }
@@ -777,6 +1020,25 @@
     });
   });
 
+  if (el.none) {
+    el.none.addEventListener("click", function () {
+      var picked = canAct();
+      toggleNone();
+      if (picked) el.text.focus({ preventScroll: true });
+    });
+  }
+  if (el.saveTags) {
+    el.saveTags.addEventListener("click", function () {
+      saveTags();
+    });
+  }
+  if (el.useSuggestion) {
+    el.useSuggestion.addEventListener("click", function () {
+      acceptSuggestion();
+      el.text.focus({ preventScroll: true });
+    });
+  }
+
   el.skipForm.addEventListener("submit", function (event) {
     event.preventDefault();
     var fromReason = document.activeElement === el.skipReason;
@@ -790,6 +1052,8 @@
 
   document.addEventListener("keydown", function (event) {
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+    // The tag form of a recently labelled item keeps its keys (Space ticks, Enter changes).
+    if (MULTI && event.target.closest && event.target.closest(".recent-tags")) return;
     if (Q.isTyping(event.target)) {
       if (event.target === el.skipReason && event.key === "Escape") {
         event.preventDefault();
@@ -820,11 +1084,17 @@
       // Enter on a button or a link keeps its own meaning.
       if (event.target.closest && event.target.closest("button, a, summary, select")) return;
       event.preventDefault();
-      if (!event.repeat) act({ kind: "accept" });
+      // Multi-label: Enter saves the tags turned on, Shift+Enter takes the model's.
+      if (!event.repeat) act({ kind: MULTI && !event.shiftKey ? "save" : "accept" });
       return;
     }
     if (filter.slashKey(event)) return;
     if (event.key.length !== 1) return;
+    if (MULTI && event.key === NONE_KEY) {
+      event.preventDefault();
+      if (!event.repeat) act({ kind: "none", key: NONE_KEY });
+      return;
+    }
     if (event.key === "S" && event.shiftKey) {
       event.preventDefault();
       el.skipReason.focus();

@@ -5,9 +5,14 @@
  * Deciding takes two steps so that no stray key press settles an item: a label shortcut (or a
  * click) picks a label, Enter (Ctrl+Enter from the note) confirms it.
  *
+ * Multi-label projects (config.taskType "multi_label"): the decision is a tag set. Each annotator's
+ * tag set, every tag's posterior P(tag applies) and the disputed tags are shown; label shortcuts
+ * (or clicks) turn tags on and off, config.noneKey turns "none of these" on (where
+ * config.allowEmptyTags), Enter confirms the tags turned on.
+ *
  * API used (all JSON, session cookie + CSRF header):
  *   POST {api}projects/{id}/reviews/next     -> {review: R | null, open}
- *   POST {api}reviews/{id}/resolve           {label, note} -> {review: R}
+ *   POST {api}reviews/{id}/resolve           {label, note} (multi-label: {labels, note}) -> {review: R}
  *   GET  {api}projects/{id}/agreement        -> {project_kappa, policy, ...}
  */
 (function () {
@@ -22,6 +27,10 @@
   var SETTLE_MS = 200; // key presses right after a new task appears are ignored (double presses)
   var POLL_MS = 20000; // no open task: look again this often while the page is visible
   var TOP_POSTERIOR = 4; // labels shown in the consensus estimate
+  var MULTI = config.taskType === "multi_label"; // tag sets: keys toggle, Enter confirms the set
+  var ALLOW_EMPTY = MULTI && config.allowEmptyTags === true;
+  var NONE_KEY = config.noneKey || ""; // "": no key (the button only)
+  var TOP_TAGS = 12; // tags shown in the tag estimate (the disputed ones always)
 
   function $(selector) {
     return root.querySelector(selector);
@@ -45,6 +54,9 @@
     kappa: $('[data-agreement="kappa"]'),
     policy: $('[data-agreement="policy"]'),
     agreementMore: $('[data-agreement="more"]'),
+    disputed: $("#disputed"),
+    disputedNames: $('[data-disputed="names"]'),
+    none: $('[data-action="none"]'),
   });
   var labelButtons = Q.labelButtons(root);
   var buttons = labelButtons.buttons;
@@ -54,6 +66,8 @@
   var state = {
     current: null, // the review task on screen (R)
     picked: null, // the label picked for it, not yet confirmed
+    tags: [], // multi-label: the tags turned on for it, not yet confirmed
+    none: false, // multi-label: "none of these" turned on
     busy: false, // a resolve is in flight
     loading: false, // a request for the next task is in flight
     acceptAfter: 0,
@@ -75,6 +89,37 @@
   }
 
   var excerpt = Q.excerpt;
+
+  var LABEL_ORDER = config.labels.map(function (labelInfo) {
+    return labelInfo.name;
+  });
+
+  // The names in the project's label order.
+  function ordered(names) {
+    return LABEL_ORDER.filter(function (name) {
+      return names.indexOf(name) !== -1;
+    });
+  }
+
+  // An answer: a label name, or a tag set (array of names).
+  function words(answer) {
+    if (typeof answer === "string") return answer;
+    return answer.length ? answer.join(", ") : "none of these";
+  }
+
+  function answerOf(annotation) {
+    return MULTI ? annotation.labels || [] : annotation.label;
+  }
+
+  // Whether a decision is ready to confirm (a label picked; multi-label: a tag on, or "none").
+  function hasPick() {
+    return MULTI ? state.tags.length > 0 || state.none : state.picked !== null;
+  }
+
+  // The decision to send: a label name, or the tag set.
+  function decision() {
+    return MULTI ? ordered(state.tags) : state.picked;
+  }
 
   function reasonWords(review) {
     // The server states the reason from the stored reason and the item's actual figures
@@ -137,6 +182,7 @@
   }
 
   function renderVotes(annotations) {
+    if (MULTI) return renderTagVotes(annotations);
     el.votes.textContent = "";
     var counts = {};
     var voters = {};
@@ -166,6 +212,91 @@
     });
   }
 
+  // Multi-label: each annotator's tag set; on each tag's button, how many chose it (of all).
+  function renderTagVotes(annotations) {
+    el.votes.textContent = "";
+    var counts = {};
+    var voters = {};
+    var total = (annotations || []).length;
+    (annotations || []).forEach(function (annotation) {
+      var tags = ordered(answerOf(annotation));
+      tags.forEach(function (name) {
+        counts[name] = (counts[name] || 0) + 1;
+        (voters[name] = voters[name] || []).push(annotation.username);
+      });
+      var li = node("li", "vote");
+      li.appendChild(node("span", "voter", annotation.username));
+      li.appendChild(document.createTextNode(" — "));
+      li.appendChild(node("strong", "vote-label" + (tags.length ? "" : " is-none"), words(tags)));
+      li.appendChild(document.createTextNode(" · "));
+      var quality = node("span", "vote-quality", qualityWords(annotation.annotator_quality));
+      if (typeof annotation.annotator_quality !== "number") quality.classList.add("is-unknown");
+      li.appendChild(quality);
+      el.votes.appendChild(li);
+    });
+    if (!el.votes.children.length) el.votes.appendChild(node("li", "muted small", "No annotations."));
+    buttons.forEach(function (button) {
+      var name = button.dataset.label;
+      var n = counts[name] || 0;
+      var badge = button.querySelector("[data-votes]");
+      button.classList.toggle("is-voted", n > 0);
+      badge.hidden = n === 0;
+      badge.textContent = n ? n + " of " + total : "";
+      button.title = n ? "Chosen by " + voters[name].join(", ") : button.dataset.description || "";
+      button.setAttribute("aria-label", n ? name + ", chosen by " + voters[name].join(", ") : name);
+    });
+  }
+
+  // Multi-label: P(tag applies) per tag, most probable first, the disputed tags marked (and on
+  // the buttons, each tag's figure).
+  function renderTagPosterior(posterior, disputed) {
+    el.posterior.textContent = "";
+    disputed = disputed || [];
+    var p = {};
+    var rows = (posterior || []).slice().sort(function (a, b) {
+      return b.p - a.p;
+    });
+    rows.forEach(function (row) {
+      p[row.label] = row.p;
+    });
+    var shown = rows.filter(function (row, index) {
+      return index < TOP_TAGS || disputed.indexOf(row.label) !== -1;
+    });
+    shown.forEach(function (row) {
+      var isDisputed = disputed.indexOf(row.label) !== -1;
+      var li = node("li", "posterior-row" + (row.p >= 0.5 ? " is-top" : "") + (isDisputed ? " is-disputed" : ""));
+      li.dataset.label = row.label;
+      li.appendChild(node("span", "posterior-label", row.label));
+      var track = node("span", "posterior-track");
+      track.setAttribute("aria-hidden", "true");
+      var bar = node("span", "posterior-bar");
+      bar.style.width = Math.max(0, Math.min(100, row.p * 100)).toFixed(1) + "%";
+      track.appendChild(bar);
+      li.appendChild(track);
+      li.appendChild(node("span", "posterior-p", percent(row.p)));
+      if (isDisputed) li.appendChild(node("span", "visually-hidden", " (disputed)"));
+      el.posterior.appendChild(li);
+    });
+    el.posterior.hidden = shown.length === 0;
+    el.posteriorNone.hidden = shown.length !== 0;
+    if (el.disputed) {
+      el.disputedNames.textContent = disputed.join(", ");
+      el.disputed.hidden = disputed.length === 0;
+    }
+    buttons.forEach(function (button) {
+      var name = button.dataset.label;
+      var isDisputed = disputed.indexOf(name) !== -1;
+      button.classList.toggle("is-disputed", isDisputed);
+      var badge = button.querySelector("[data-p]");
+      if (badge) {
+        var known = typeof p[name] === "number";
+        badge.hidden = !known && !isDisputed;
+        badge.textContent = (known ? percent(p[name]) : "0%") + (isDisputed ? " · disputed" : "");
+      }
+      if (isDisputed) button.setAttribute("aria-label", button.getAttribute("aria-label") + ", disputed");
+    });
+  }
+
   function renderPosterior(posterior) {
     el.posterior.textContent = "";
     var rows = (posterior || []).slice().sort(function (a, b) {
@@ -188,11 +319,12 @@
   }
 
   function renderModel(prediction) {
-    if (!prediction || !prediction.label) {
+    var answer = prediction ? (MULTI ? prediction.labels : prediction.label) : null;
+    if (!answer) {
       el.model.hidden = true;
       return;
     }
-    el.modelLabel.textContent = prediction.label;
+    el.modelLabel.textContent = words(MULTI ? ordered(answer) : answer);
     el.modelConfidence.textContent =
       typeof prediction.confidence === "number" ? "(" + percent(prediction.confidence) + " sure)" : "";
     el.model.hidden = false;
@@ -206,25 +338,38 @@
     var off = !state.current || state.busy;
     buttons.forEach(function (button) {
       button.setAttribute("aria-disabled", off ? "true" : "false");
-      var picked = state.picked !== null && button.dataset.label === state.picked;
+      var picked = MULTI
+        ? state.tags.indexOf(button.dataset.label) !== -1
+        : state.picked !== null && button.dataset.label === state.picked;
       button.classList.toggle("is-chosen", picked);
       button.setAttribute("aria-pressed", picked ? "true" : "false");
     });
-    var ready = !off && state.picked !== null;
+    if (el.none) {
+      el.none.setAttribute("aria-disabled", off ? "true" : "false");
+      el.none.classList.toggle("is-chosen", state.none);
+      el.none.setAttribute("aria-pressed", state.none ? "true" : "false");
+    }
+    var picked = hasPick();
+    var ready = !off && picked;
     el.confirm.setAttribute("aria-disabled", ready ? "false" : "true");
-    el.confirmText.textContent = state.picked !== null ? "Resolve as " + state.picked : "Resolve";
-    if (state.picked !== null) el.pickHint.classList.remove("is-nudged");
+    el.confirmText.textContent = picked ? "Resolve as " + words(decision()) : "Resolve";
+    if (picked) el.pickHint.classList.remove("is-nudged");
     el.pickHint.textContent = state.busy
       ? "Saving…"
-      : state.picked !== null
+      : picked
         ? document.activeElement === el.note
           ? "Ctrl+Enter confirms"
-          : "Enter confirms · Esc clears"
-        : "Pick a label, then confirm.";
+          : MULTI
+            ? "Enter confirms · Esc turns every tag off"
+            : "Enter confirms · Esc clears"
+        : MULTI
+          ? "Turn on the tags that apply, then confirm."
+          : "Pick a label, then confirm.";
     root.dataset.accepting = canAct() ? "true" : "false";
     root.dataset.review = state.current ? String(state.current.id) : "";
     root.dataset.externalId = state.current ? String(state.current.item.external_id) : "";
-    root.dataset.picked = state.picked || "";
+    root.dataset.picked = MULTI ? ordered(state.tags).join("|") : state.picked || "";
+    if (MULTI) root.dataset.none = String(state.none);
   }
 
   function setView(view) {
@@ -236,6 +381,8 @@
   function show(review, message) {
     state.current = review;
     state.picked = null;
+    state.tags = [];
+    state.none = false;
     var item = review.item || {};
     setView("ready");
     Q.showItem(el, item);
@@ -243,7 +390,8 @@
     el.reason.hidden = !review.reason;
     root.dataset.reason = review.reason || "";
     renderVotes(review.annotations);
-    renderPosterior(review.posterior);
+    if (MULTI) renderTagPosterior(review.posterior, review.disputed);
+    else renderPosterior(review.posterior);
     renderModel(review.model_prediction);
     el.note.value = review.note || "";
     if (el.filter) filter.clear();
@@ -252,8 +400,9 @@
     updateControls();
     if (el.panel.getBoundingClientRect().top < 0) el.panel.scrollIntoView({ block: "start" });
     var said = (review.annotations || []).map(function (annotation) {
-      return annotation.username + " chose " + annotation.label;
+      return annotation.username + " chose " + words(answerOf(annotation));
     });
+    if (MULTI && review.disputed && review.disputed.length) said.push("Disputed: " + review.disputed.join(", "));
     announce(
       (message ? message + " " : "") +
         "Review task. " +
@@ -298,6 +447,8 @@
     var wasEmpty = root.dataset.state === "empty";
     state.current = null;
     state.picked = null;
+    state.tags = [];
+    state.none = false;
     setView("empty");
     updateControls();
     if (!wasEmpty) announce("No disagreements waiting.");
@@ -339,22 +490,50 @@
 
   function pick(labelName) {
     if (!canAct()) return;
+    if (MULTI) return toggle(labelName);
     state.picked = labelName;
     updateControls();
     announce("Picked " + labelName + ". Press Enter to resolve, Escape to clear.");
   }
 
   function clearPick() {
-    if (state.picked === null || state.busy) return;
+    if (!hasPick() || state.busy) return;
     state.picked = null;
+    state.tags = [];
+    state.none = false;
     updateControls();
-    announce("Pick cleared.");
+    announce(MULTI ? "Every tag off." : "Pick cleared.");
+  }
+
+  // Multi-label: a tag on or off.
+  function toggle(labelName) {
+    var at = state.tags.indexOf(labelName);
+    if (at === -1) state.tags.push(labelName);
+    else state.tags.splice(at, 1);
+    state.none = false;
+    updateControls();
+    var now = ordered(state.tags);
+    announce(
+      labelName + (at === -1 ? " on. " : " off. ") + (now.length ? "Tags on: " + now.join(", ") + "." : "No tag on.")
+    );
+  }
+
+  function toggleNone() {
+    if (!canAct()) return;
+    if (!ALLOW_EMPTY) {
+      setStatus("This project needs at least one tag per item.", { kind: "notice", dismissible: true });
+      return;
+    }
+    state.none = !state.none;
+    if (state.none) state.tags = [];
+    updateControls();
+    announce(state.none ? "None of these. Press Enter to resolve." : "None of these: off.");
   }
 
   function confirm() {
     if (!canAct()) return;
-    if (state.picked === null) {
-      announce("Pick a label first.");
+    if (!hasPick()) {
+      announce(MULTI ? "Turn on a tag first" + (ALLOW_EMPTY ? ", or none of these." : ".") : "Pick a label first.");
       el.pickHint.classList.add("is-nudged");
       window.setTimeout(function () {
         el.pickHint.classList.remove("is-nudged");
@@ -362,24 +541,27 @@
       return;
     }
     var review = state.current;
-    var labelName = state.picked;
+    var labelName = decision();
     var note = el.note.value.trim();
     var fromNote = document.activeElement === el.note;
     state.busy = true;
     setStatus(null);
     root.dataset.state = "saving";
     updateControls();
-    call("POST", "reviews/" + review.id + "/resolve", { label: labelName, note: note })
+    var body = MULTI ? { labels: labelName, note: note } : { label: labelName, note: note };
+    call("POST", "reviews/" + review.id + "/resolve", body)
       .then(function () {
         state.busy = false;
         state.resolved += 1;
         el.resolved.textContent = state.resolved.toLocaleString();
         state.current = null;
         state.picked = null;
+        state.tags = [];
+        state.none = false;
         el.note.value = "";
         if (fromNote) el.text.focus({ preventScroll: true });
         loadAgreement();
-        return loadNext({ message: "Resolved as " + labelName + "." });
+        return loadNext({ message: "Resolved as " + words(labelName) + "." });
       })
       .catch(function (error) {
         state.busy = false;
@@ -391,6 +573,8 @@
           var why = error.detail || "another reviewer resolved it";
           state.current = null;
           state.picked = null;
+          state.tags = [];
+          state.none = false;
           el.note.value = "";
           return loadNext({ message: "Not saved." }).then(function () {
             setStatus("Your decision for #" + review.item.external_id + " was not saved: " + why + ".", {
@@ -399,7 +583,7 @@
             });
           });
         }
-        reportError(error, "resolve as “" + labelName + "”", confirm, {
+        reportError(error, "resolve as “" + words(labelName) + "”", confirm, {
           kept: "Your pick and note are kept. ",
           focusRetry: true,
         });
@@ -432,6 +616,7 @@
     });
   });
   el.confirm.addEventListener("click", confirm);
+  if (el.none) el.none.addEventListener("click", toggleNone);
   el.note.addEventListener("focus", updateControls);
   el.note.addEventListener("blur", updateControls);
   el.check.addEventListener("click", function () {
@@ -457,10 +642,11 @@
     }
     if (event.key === "Enter") {
       if (target && target.classList && target.classList.contains("label-btn")) {
-        // Enter on a label button picks it; on the picked one, it confirms.
+        // Enter on a label button picks it; on the picked one, it confirms. Multi-label: Enter
+        // confirms the tags turned on (Space turns the focused one on or off).
         event.preventDefault();
         if (event.repeat) return;
-        if (state.picked === target.dataset.label) confirm();
+        if (MULTI || state.picked === target.dataset.label) confirm();
         else pick(target.dataset.label);
         return;
       }
@@ -471,7 +657,7 @@
       return;
     }
     if (event.key === "Escape") {
-      if (state.picked !== null) {
+      if (hasPick()) {
         event.preventDefault();
         clearPick();
       }
@@ -479,6 +665,11 @@
     }
     if (filter.slashKey(event)) return;
     if (event.key.length !== 1) return;
+    if (MULTI && event.key === NONE_KEY) {
+      event.preventDefault();
+      if (!event.repeat) toggleNone();
+      return;
+    }
     if (event.key === noteKey || event.key === "N") {
       if (el.workspace.hidden) return;
       event.preventDefault();

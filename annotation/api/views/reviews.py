@@ -74,15 +74,19 @@ class ReviewDetail(APIView):
 
 
 class ReviewResolve(APIView):
-    """Decide a review task: the label becomes the item's final label (source ``review``). The same
-    decision sent again by the same reviewer answers 200 unchanged; 409 when already decided
-    otherwise; 400 for an unknown label."""
+    """Decide a review task: the label becomes the item's final label (source ``review``); on a
+    multi-label project the tag set ``labels`` becomes the item's final tag set. The same decision
+    sent again by the same reviewer answers 200 unchanged; 409 when already decided otherwise; 400
+    for an unknown label, or for the answer field the project does not take (``label`` on a
+    multi-label project, ``labels`` on a single-label one), naming the field."""
 
     @extend_schema(request=ReviewResolveSerializer, responses={200: ReviewResponseSerializer})
     def post(self, request, review_id):
         task = selectors.review_for_user(request.user, review_id)
         data = validated(ReviewResolveSerializer, request.data)
-        resolved = services.review_resolve(review_id=task.pk, user=request.user, label=data["label"], note=data["note"])
+        resolved = services.review_resolve(
+            review_id=task.pk, user=request.user, label=data.get("label"), labels=data.get("labels"), note=data["note"]
+        )
         return Response({"review": selectors.review_payloads([resolved])[0]})
 
 
