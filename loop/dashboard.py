@@ -87,6 +87,7 @@ def model_history(project: Project) -> list[dict]:
                 "labels": version.n_labels,
                 "accuracy": held_out.get("accuracy"),
                 "macro_f1": held_out.get("macro_f1"),
+                "micro_f1": held_out.get("micro_f1"),  # multi-label versions only
                 "n_eval": version.n_eval,
                 "stability": stability if isinstance(stability, dict) else None,
             }
@@ -97,9 +98,21 @@ def model_history(project: Project) -> list[dict]:
 def learning_curve(history: list[dict]) -> list[dict]:
     """The learning curve: one point per version of ``model_history`` that has a held-out accuracy."""
     return [
-        {key: row[key] for key in ("labels", "accuracy", "macro_f1", "version", "status")}
+        {key: row.get(key) for key in ("labels", "accuracy", "macro_f1", "micro_f1", "version", "status")}
         for row in history
         if row["accuracy"] is not None
+    ]
+
+
+def per_tag_kappa(project: Project, snapshot: AgreementSnapshot | None) -> list[tuple[str, float | None]]:
+    """Multi-label projects: Cohen's kappa of each tag (as a present / absent question) from the latest
+    aggregation, in the project's label order; empty for single-label projects."""
+    if snapshot is None or not project.multi_label:
+        return []
+    values = (snapshot.kappa_matrix or {}).get("per_label") or []
+    names = dict(LabelClass.objects.filter(project=project).values_list("pk", "name"))
+    return [
+        (names.get(label_id, str(label_id)), value) for label_id, value in zip(snapshot.label_ids, values, strict=False)
     ]
 
 

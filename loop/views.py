@@ -188,22 +188,31 @@ def _dashboard_context(project: Project, role: str) -> dict:
     kappa = (snapshot.kappa_matrix if snapshot else {}) or {}
     versions = list(selectors.model_versions_for_project(project)[:10])
     distribution = dashboard.label_distribution(project)
+    multi = project.multi_label
+    lines = [
+        {"name": "subset accuracy" if multi else "accuracy", "points": [(p["labels"], p["accuracy"]) for p in curve]},
+        {"name": "macro-F1", "points": [(p["labels"], p["macro_f1"]) for p in curve if p["macro_f1"] is not None]},
+    ]
+    if multi:
+        lines.append(
+            {"name": "micro-F1", "points": [(p["labels"], p["micro_f1"]) for p in curve if p["micro_f1"] is not None]}
+        )
     return {
         "project": project,
         "role": role,
         "is_admin": annotation_selectors.has_role(role, Role.ADMIN),
         "progress": dashboard.progress(project),
-        "labels_chart": charts.bar_chart(distribution, title="Final labels per class"),
+        "labels_chart": charts.bar_chart(
+            distribution, title="Decided items carrying each tag" if multi else "Final labels per class"
+        ),
         "label_count": len(distribution),
         "curve_chart": charts.line_chart(
-            [
-                {"name": "accuracy", "points": [(p["labels"], p["accuracy"]) for p in curve]},
-                {
-                    "name": "macro-F1",
-                    "points": [(p["labels"], p["macro_f1"]) for p in curve if p["macro_f1"] is not None],
-                },
-            ],
-            title="Held-out accuracy and macro-F1 of each model version against the labels it was trained on",
+            lines,
+            title=(
+                "Held-out subset accuracy, micro- and macro-F1 of each model version against the labels it was trained on"
+                if multi
+                else "Held-out accuracy and macro-F1 of each model version against the labels it was trained on"
+            ),
             x_label="final labels",
             y_label="held-out score",
             y_range=(0.0, 1.0),
@@ -212,8 +221,13 @@ def _dashboard_context(project: Project, role: str) -> dict:
         "stopping": curves.stopping_rule(history),
         "snapshot": snapshot,
         "heatmap": charts.heatmap(
-            kappa.get("annotators", []), kappa.get("values", []), title="Cohen's kappa between pairs of annotators"
+            kappa.get("annotators", []),
+            kappa.get("values", []),
+            title="Agreement on tag sets (kappa with the MASI distance) between pairs of annotators"
+            if multi
+            else "Cohen's kappa between pairs of annotators",
         ),
+        "per_tag_kappa": dashboard.per_tag_kappa(project, snapshot),
         "annotators": dashboard.annotator_rows(project, snapshot),
         "queue": dashboard.queue_summary(project),
         "jobs": dashboard.active_jobs(project),

@@ -114,3 +114,25 @@ def test_the_next_version_is_gated_on_whole_tag_sets(pool, recording_supply):
     assert gate["current_version"] == first.version
     assert gate["n"] > 0 and "subset_accuracy" in gate["candidate"]
     assert second.status in (ModelVersion.Status.CURRENT, ModelVersion.Status.REJECTED)
+
+
+def test_dashboard_and_models_page_speak_of_tags(pool, recording_supply, client_for, admin_user, make_user):
+    from annotation.models import Annotation
+    from annotation.services.aggregation import project_aggregate
+
+    finalise(pool, 35)
+    run_job(pool)
+    label_ids = list(pool.labels.order_by("order", "pk").values_list("pk", flat=True))
+    people = [make_user(name) for name in ("p1", "p2")]
+    for pk in pool.by_cluster[1][40:60]:
+        for user in people:
+            Annotation.objects.create(project=pool, item_id=pk, user=user, tags=[label_ids[1]])
+    project_aggregate(project=pool)
+    client = client_for(admin_user)
+    page = client.get(f"/projects/{pool.pk}/dashboard")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Decided items carrying each tag" in html and "micro-F1" in html
+    assert 'data-testid="per-tag-kappa"' in html and "MASI" in html
+    models = client.get(f"/projects/{pool.pk}/models")
+    assert models.status_code == 200
