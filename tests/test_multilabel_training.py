@@ -136,3 +136,4 @@ def test_dashboard_and_models_page_speak_of_tags(pool, recording_supply, client_
     assert 'data-testid="per-tag-kappa"' in html and "MASI" in html
     models = client.get(f"/projects/{pool.pk}/models")
     assert models.status_code == 200
+    assert "Subset accuracy" in models.content.decode() and "Hamming loss" in models.content.decode()
