@@ -5,8 +5,11 @@ column (``train`` / ``test``) or without one: then the rows are all the pool, an
 stratified ``HELD_OUT`` share of each class (at least one row of a class with two or more) is set
 aside as the test split (``held_out_split``; the shipped demo slice,
 ``annotation/demo/banking77_sample.csv``, is such a file). Texts are in a ``text`` column, classes in
-``category`` or ``label``.
-A ``categories.json`` beside the CSV files fixes the class order; otherwise classes are sorted.
+``category`` or ``label``; or, for a multi-label dataset, tag sets in a ``labels`` column with the names
+joined by ``|`` (an empty cell is the empty set): ``Split.labels`` is then an (n, L) 0/1 matrix and
+``LabelledDataset.multi_label`` is true.
+A ``categories.json`` (a JSON list) or ``labels.txt`` (one name a line) beside the CSV files fixes the
+class order; otherwise classes are sorted.
 Files are read with the csv module (texts may hold quoted newlines).
 """
 
@@ -26,6 +29,8 @@ import numpy as np
 from .encoders import get_encoder
 
 LABEL_COLUMNS = ("category", "label")
+TAGS_COLUMN = "labels"
+TAG_SEPARATOR = "|"
 HELD_OUT = 0.2  # test share of a single CSV without a split column
 
 
@@ -36,7 +41,7 @@ class DatasetError(ValueError):
 @dataclass(frozen=True)
 class Split:
     texts: list[str]
-    labels: np.ndarray  # int64 indices into ``LabelledDataset.categories``
+    labels: np.ndarray  # int64 indices into ``LabelledDataset.categories``; multi-label: (n, L) 0/1
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -48,6 +53,7 @@ class LabelledDataset:
     train: Split
     test: Split
     categories: list[str]
+    multi_label: bool = False
 
 
 def _rows(path: Path) -> tuple[list[dict[str, str]], str]:
@@ -60,15 +66,19 @@ def _rows(path: Path) -> tuple[list[dict[str, str]], str]:
         raise DatasetError(f"{path}: cannot read it as UTF-8 CSV ({exc})") from None
     if "text" not in fields:
         raise DatasetError(f"{path}: no 'text' column (columns: {fields})")
-    label_column = next((name for name in LABEL_COLUMNS if name in fields), None)
+    label_column = next((name for name in (*LABEL_COLUMNS, TAGS_COLUMN) if name in fields), None)
     if label_column is None:
-        raise DatasetError(f"{path}: no 'category' or 'label' column (columns: {fields})")
+        raise DatasetError(f"{path}: no 'category', 'label' or 'labels' column (columns: {fields})")
     for line, row in enumerate(rows, start=2):
         if not (row.get("text") or "").strip():
             raise DatasetError(f"{path}, line {line}: empty text")
-        if not (row.get(label_column) or "").strip():
+        if label_column != TAGS_COLUMN and not (row.get(label_column) or "").strip():
             raise DatasetError(f"{path}, line {line}: empty {label_column}")
     return rows, label_column
+
+
+def _tag_names(cell: str) -> list[str]:
+    return [name.strip() for name in (cell or "").split(TAG_SEPARATOR) if name.strip()]
 
 
 def held_out_split(labels: list[str], fraction: float = HELD_OUT, seed: int = 0) -> np.ndarray:
@@ -112,8 +122,20 @@ def load_dataset(path: str | Path) -> LabelledDataset:
     if not parts[0][0] or not parts[1][0]:
         raise DatasetError(f"{path}: the train and test splits must both have rows")
 
-    seen = sorted({row[col].strip() for rows, col in parts for row in rows})
-    if categories_file.is_file():
+    multi = parts[0][1] == TAGS_COLUMN
+    if any((col == TAGS_COLUMN) != multi for _, col in parts):
+        raise DatasetError(f"{path}: the train and test splits must both have tag sets (labels) or both one label")
+    if multi:
+        seen = sorted({name for rows, col in parts for row in rows for name in _tag_names(row[col])})
+    else:
+        seen = sorted({row[col].strip() for rows, col in parts for row in rows})
+    names_file = categories_file.with_name("labels.txt")
+    if not categories_file.is_file() and names_file.is_file():
+        categories = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        unknown = sorted(set(seen) - set(categories))
+        if unknown:
+            raise DatasetError(f"{names_file}: classes used in the data but not listed: {unknown[:5]}")
+    elif categories_file.is_file():
         categories = [str(c) for c in json.loads(categories_file.read_text(encoding="utf-8"))]
         unknown = sorted(set(seen) - set(categories))
         if unknown:
@@ -123,12 +145,26 @@ def load_dataset(path: str | Path) -> LabelledDataset:
     if len(categories) < 2:
         raise DatasetError(f"{path}: needs at least two classes, found {categories}")
     index = {name: i for i, name in enumerate(categories)}
-    train, test = (
-        Split([row["text"] for row in rows], np.array([index[row[col].strip()] for row in rows], dtype=np.int64))
-        for rows, col in parts
-    )
+    if multi:
+
+        def tags(rows, col) -> np.ndarray:
+            Y = np.zeros((len(rows), len(categories)), dtype=np.int64)
+            for n, row in enumerate(rows):
+                Y[n, [index[name] for name in _tag_names(row[col])]] = 1
+            return Y
+
+        train, test = (Split([row["text"] for row in rows], tags(rows, col)) for rows, col in parts)
+    else:
+        train, test = (
+            Split([row["text"] for row in rows], np.array([index[row[col].strip()] for row in rows], dtype=np.int64))
+            for rows, col in parts
+        )
     return LabelledDataset(
-        name=path.stem if path.is_file() else path.name, train=train, test=test, categories=categories
+        name=path.stem if path.is_file() else path.name,
+        train=train,
+        test=test,
+        categories=categories,
+        multi_label=multi,
     )
 
 
