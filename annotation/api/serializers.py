@@ -533,8 +533,7 @@ class AnnotationAnswerSerializer(serializers.Serializer):
     def validate(self, attrs):
         if "label" in attrs and "labels" in attrs:
             raise serializers.ValidationError({"labels": "send either label or labels, not both"})
-        if "label" not in attrs and "labels" not in attrs:
-            raise serializers.ValidationError({"label": "required: label (or labels on a multi-label project)"})
+        # Neither: the project's task type says which one is missing (``task_types``).
         return attrs
 
 
@@ -755,25 +754,10 @@ class ReviewNextResponseSerializer(serializers.Serializer):
     open = serializers.IntegerField(help_text="Open review tasks of the project.")
 
 
-class ReviewResolveSerializer(serializers.Serializer):
+class ReviewResolveSerializer(AnnotationAnswerSerializer):
     """The decision: ``label`` on single-label projects, ``labels`` (a tag set) on multi-label ones."""
 
-    label = serializers.CharField(
-        max_length=100, required=False, help_text="Single-label projects: a label name of the project."
-    )
-    labels = serializers.ListField(
-        child=serializers.CharField(max_length=100),
-        required=False,
-        max_length=1000,
-        help_text="Multi-label projects: the tag set, label names of the project ([] when the project allows "
-        "an empty set).",
-    )
     note = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
-
-    def validate(self, attrs):
-        if "label" in attrs and "labels" in attrs:
-            raise serializers.ValidationError({"labels": "send either label or labels, not both"})
-        return attrs
 
 
 class AgreementAnnotatorSerializer(serializers.Serializer):

@@ -141,6 +141,17 @@ def _extra_label_priority(project_id: int, value: float) -> float:
     return float(routing.priorities_on_queue_scale([value], new)[0])
 
 
+def _ask_one_more(project: Project, entry: QueueEntry, value: float) -> None:
+    """``EXTRA_LABEL``: the entry asks for one more label, placed among the new items by ``value``."""
+    priority = _extra_label_priority(project.pk, value)
+    QueueEntry.objects.filter(pk=entry.pk).update(
+        labels_needed=entry.labels_needed + 1, reason=QueueReason.EXTRA_LABEL, priority=priority
+    )
+    entry.labels_needed += 1
+    entry.reason = QueueReason.EXTRA_LABEL
+    entry.priority = priority
+
+
 def posterior_json(posterior: Mapping[int, float]) -> dict[str, float]:
     return {str(label_id): round(p, 6) for label_id, p in posterior.items() if p >= 1e-3}
 
@@ -213,13 +224,7 @@ def item_consensus_apply(
         entry.delete()
         return Decision(Outcome.FINAL, label=label_id, confidence=decision.confidence, value=decision.value)
     if decision.outcome is Outcome.EXTRA_LABEL:
-        priority = _extra_label_priority(project.pk, decision.value)
-        QueueEntry.objects.filter(pk=entry.pk).update(
-            labels_needed=entry.labels_needed + 1, reason=QueueReason.EXTRA_LABEL, priority=priority
-        )
-        entry.labels_needed += 1
-        entry.reason = QueueReason.EXTRA_LABEL
-        entry.priority = priority
+        _ask_one_more(project, entry, decision.value)
         return decision
     Item.objects.filter(pk=entry.item_id).update(status=ItemStatus.IN_REVIEW, updated_at=now)
     ReviewTask.objects.get_or_create(
@@ -348,13 +353,7 @@ def _tags_consensus_apply(
         entry.delete()
         return Decision(Outcome.FINAL, label=None, confidence=result.confidence, value=decision.value)
     if decision.outcome is Outcome.EXTRA_LABEL:
-        priority = _extra_label_priority(project.pk, decision.value)
-        QueueEntry.objects.filter(pk=entry.pk).update(
-            labels_needed=entry.labels_needed + 1, reason=QueueReason.EXTRA_LABEL, priority=priority
-        )
-        entry.labels_needed += 1
-        entry.reason = QueueReason.EXTRA_LABEL
-        entry.priority = priority
+        _ask_one_more(project, entry, decision.value)
         return decision
     Item.objects.filter(pk=entry.item_id).update(
         status=ItemStatus.IN_REVIEW, tag_posteriors=posteriors_json, updated_at=now
