@@ -39,28 +39,9 @@ def test_labels_through_the_api_retrain_promote_and_reorder_the_queue(
 ):
     monkeypatch.setenv("QUORUM_AGGREGATION_DELAY_SECONDS", "1")  # the worker process reads it at start
     settings.QUORUM_AGGREGATION_DELAY_SECONDS = 1
-    response = admin_api.post(
-        "/api/v1/projects",
-        {
-            "name": "Loop end to end",
-            "labels": list(TEMPLATES),
-            "encoder": "hashing:64",
-            "embedding_dim": 64,
-            "batch_size": 10,
-            "labels_per_item": 2,
-            "retrain_after": 10,
-            "acquisition_strategy": "margin",
-            "exploration_fraction": 0.2,
-        },
-        format="json",
+    project_id, annotators = _loop_project(
+        admin_api, make_user, token_api, name="Loop end to end", labels=list(TEMPLATES)
     )
-    assert response.status_code == 201, response.content
-    project_id = response.json()["id"]
-    annotators = []
-    for name in ("ann1", "ann2"):
-        make_user(name)
-        services.membership_set(project=_project(project_id), username=name, role=Role.ANNOTATOR)
-        annotators.append(token_api(_user(name)))
 
     with celery_worker(tmp_path) as (process, log_path):
 
@@ -123,6 +104,30 @@ def test_labels_through_the_api_retrain_promote_and_reorder_the_queue(
         assert task in text
 
 
+def _loop_project(admin_api, make_user, token_api, **fields):
+    """A project made through the API for the loop (hashing encoder, batches of 10, two labels per
+    item, retraining after 10), with two annotators holding API tokens: ``(project id, [clients])``."""
+    body = {
+        "encoder": "hashing:64",
+        "embedding_dim": 64,
+        "batch_size": 10,
+        "labels_per_item": 2,
+        "retrain_after": 10,
+        "acquisition_strategy": "margin",
+        "exploration_fraction": 0.2,
+        **fields,
+    }
+    response = admin_api.post("/api/v1/projects", body, format="json")
+    assert response.status_code == 201, response.content
+    project_id = response.json()["id"]
+    annotators = []
+    for name in ("ann1", "ann2"):
+        make_user(name)
+        services.membership_set(project=_project(project_id), username=name, role=Role.ANNOTATOR)
+        annotators.append(token_api(_user(name)))
+    return project_id, annotators
+
+
 def _project(project_id):
     from annotation.models import Project
 
@@ -151,29 +156,14 @@ def test_a_multi_label_project_runs_the_loop_on_tag_sets(
     suggestions."""
     monkeypatch.setenv("QUORUM_AGGREGATION_DELAY_SECONDS", "1")
     settings.QUORUM_AGGREGATION_DELAY_SECONDS = 1
-    response = admin_api.post(
-        "/api/v1/projects",
-        {
-            "name": "Tags end to end",
-            "task_type": "multi_label",
-            "labels": ["refund", "card_lost", "complaint"],
-            "encoder": "hashing:64",
-            "embedding_dim": 64,
-            "batch_size": 10,
-            "labels_per_item": 2,
-            "retrain_after": 10,
-            "acquisition_strategy": "margin",
-            "exploration_fraction": 0.2,
-        },
-        format="json",
+    project_id, annotators = _loop_project(
+        admin_api,
+        make_user,
+        token_api,
+        name="Tags end to end",
+        labels=["refund", "card_lost", "complaint"],
+        task_type="multi_label",
     )
-    assert response.status_code == 201, response.content
-    project_id = response.json()["id"]
-    annotators = []
-    for name in ("ann1", "ann2"):
-        make_user(name)
-        services.membership_set(project=_project(project_id), username=name, role=Role.ANNOTATOR)
-        annotators.append(token_api(_user(name)))
     truth = {}
     records = []
     for i in range(30):
