@@ -68,7 +68,7 @@ def _rows(path: Path) -> tuple[list[dict[str, str]], str]:
         raise DatasetError(f"{path}: no 'text' column (columns: {fields})")
     label_column = next((name for name in (*LABEL_COLUMNS, TAGS_COLUMN) if name in fields), None)
     if label_column is None:
-        raise DatasetError(f"{path}: no 'category', 'label' or 'labels' column (columns: {fields})")
+        raise DatasetError(f"{path}: no 'category' or 'label' column, nor 'labels' for tag sets (columns: {fields})")
     for line, row in enumerate(rows, start=2):
         if not (row.get("text") or "").strip():
             raise DatasetError(f"{path}, line {line}: empty text")

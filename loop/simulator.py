@@ -16,10 +16,21 @@ One run (``simulate_run``) is one project with one strategy and one seed:
 annotators gave (``labels`` × ``labels_per_item`` when nothing needs an extra label).
 
 Annotators are right with probability ``accuracy`` and otherwise pick one of the other classes
-uniformly at random. The project is set so that consensus never waits for an expert (no review, no
+uniformly at random. On a dataset of tag sets (``LabelledDataset.multi_label``) the project is a
+multi-label one and the annotators are ``tag_simulation.SimulatedTagger``s, who leave out each true tag
+with ``tag_miss_rate`` and add ``tag_add_rate`` wrong tags per answer on average; the points then hold
+subset accuracy (``accuracy``), micro- and macro-F1 and the Hamming loss of the model's tag sets. The project is set so that consensus never waits for an expert (no review, no
 extra labels once the project kappa is known): the labels are what the aggregator makes of the answers.
 Until 20 items carry two labels the consensus rule sends disagreements to review, and no simulated
 expert resolves them: those items count as annotated but not as labels.
+
+``RunConfig.retrain_after`` (default: the batch) spaces the retrains, hence the curve's points: a
+strategy that ignores the model (``random``) picks the same way whatever the spacing, so its reference
+curve may be measured at a fraction of the cost. ``RunConfig.semi_supervised`` sets ``QUORUM_SEMI_SUPERVISED`` for the run (``None``: the setting as it
+is), so one process can compare the semi-supervised head with the plain one. ``label_error_cap`` sets
+``QUORUM_LABEL_ERROR_CAP``: the label-error check after each retrain only opens review tasks, which no
+simulated reviewer decides and which leave every label final, so it changes no curve; ``0`` skips its
+out-of-fold fits (up to 20 s a round on two cores), ``None`` keeps the setting.
 """
 
 from __future__ import annotations
@@ -33,7 +44,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from celery.app.task import Task
 from celery.result import AsyncResult
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.test.utils import override_settings
 
 from acquisition import evaluation
 from acquisition.datasets import LabelledDataset
@@ -44,6 +57,8 @@ from annotation import services as annotation_services
 from annotation.ingest_records import CleanRecord, text_digest
 from annotation.models import Annotation, Item, Project, Role
 from annotation.services.projects import LabelSpec
+
+from .tag_simulation import SimulatedTagger, tag_point
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +111,8 @@ class SimulatedAnnotator:
     n_classes: int
     rng: np.random.Generator
 
-    def answer(self, truth: int) -> int:
+    def answer(self, truth) -> int:
+        truth = int(truth)
         if self.accuracy >= 1.0 or self.rng.random() < self.accuracy:
             return truth
         wrong = int(self.rng.integers(self.n_classes - 1))
@@ -115,6 +131,12 @@ class RunConfig:
     budget: int = 2000
     exploration: float = 0.1
     encoder: str = ""
+    retrain_after: int | None = None  # the project's retrain_after; None: ``batch``
+    semi_supervised: bool | None = None  # QUORUM_SEMI_SUPERVISED for the run; None: the setting
+    label_error_cap: int | None = None  # QUORUM_LABEL_ERROR_CAP for the run; None: the setting
+    line: str = ""  # the name of the run's learning curve (default: the strategy)
+    tag_miss_rate: float = 0.0  # multi-label datasets: chance an answer leaves out each true tag
+    tag_add_rate: float = 0.0  # multi-label datasets: wrong tags added per answer, on average
 
 
 @dataclass
@@ -125,10 +147,16 @@ class RunResult:
     seconds: float = 0.0
     tasks: dict = field(default_factory=dict)
     project_id: int | None = None
+    line: str = ""
+    semi_supervised: bool | None = None
+    budget: int | None = None
 
     def as_dict(self) -> dict:
         return {
             "strategy": self.strategy,
+            "line": self.line or self.strategy,
+            "semi_supervised": self.semi_supervised,
+            "budget": self.budget,
             "seed": self.seed,
             "points": self.points,
             "seconds": round(self.seconds, 2),
@@ -153,17 +181,33 @@ def simulate_run(
     log=print,
 ) -> RunResult:
     """Drive one project through the loop until ``config.budget`` items have final labels (module docstring)."""
+    overrides = {}
+    if config.semi_supervised is not None:
+        overrides["QUORUM_SEMI_SUPERVISED"] = bool(config.semi_supervised)
+    if config.label_error_cap is not None:
+        overrides["QUORUM_LABEL_ERROR_CAP"] = int(config.label_error_cap)
+    with override_settings(**overrides):
+        return _simulate_run(dataset, train_vectors, test_vectors, config, log=log)
+
+
+def _simulate_run(
+    dataset: LabelledDataset, train_vectors: np.ndarray, test_vectors: np.ndarray, config: RunConfig, *, log
+) -> RunResult:
     started = time.perf_counter()
-    result = RunResult(config.strategy, config.seed)
+    result = RunResult(config.strategy, config.seed, line=config.line or config.strategy, budget=config.budget)
+    result.semi_supervised = bool(settings.QUORUM_SEMI_SUPERVISED)
+    name = result.line
     n_classes = len(dataset.categories)
     prefix = f"sim-{uuid.uuid4().hex[:6]}-"
     admin, users = _users(prefix, config.annotators)
     if config.labels_per_item > config.annotators:
         raise ValueError("labels_per_item cannot exceed the number of annotators")
+    multi = bool(getattr(dataset, "multi_label", False))
     project = annotation_services.project_create(
         user=admin,
         name=f"simulation {dataset.name} {config.strategy} seed {config.seed}",
         labels=[LabelSpec(name) for name in dataset.categories],
+        task_type="multi_label" if multi else "text_classification",
         acquisition_strategy=config.strategy,
         batch_size=config.batch,
         exploration_fraction=config.exploration,
@@ -173,7 +217,7 @@ def simulate_run(
         review_all_below_kappa=-1.0,
         review_disagreements_below_kappa=-1.0,
         min_consensus_confidence=0.0,
-        retrain_after=config.batch,
+        retrain_after=config.retrain_after or config.batch,
         embedding_dim=int(train_vectors.shape[1]),
         **({"encoder": config.encoder} if config.encoder else {}),
     )
@@ -181,10 +225,18 @@ def simulate_run(
     for user in users:
         annotation_services.membership_set(project=project, username=user.username, role=Role.ANNOTATOR)
     rng = np.random.default_rng(config.seed)
-    annotators = [
-        SimulatedAnnotator(user, config.annotator_accuracy, n_classes, np.random.default_rng([config.seed, i]))
-        for i, user in enumerate(users)
-    ]
+    if multi:
+        annotators = [
+            SimulatedTagger(
+                user, config.tag_miss_rate, config.tag_add_rate, n_classes, np.random.default_rng([config.seed, i])
+            )
+            for i, user in enumerate(users)
+        ]
+    else:
+        annotators = [
+            SimulatedAnnotator(user, config.annotator_accuracy, n_classes, np.random.default_rng([config.seed, i]))
+            for i, user in enumerate(users)
+        ]
 
     with InProcessWorker() as worker:
         order = rng.permutation(len(dataset.train))
@@ -202,7 +254,7 @@ def simulate_run(
         annotation_services.items_ingest(project=project, records=records, rejected=[], fmt="json", user=admin)
         worker.run_until_idle()
         truth = {
-            pk: int(dataset.train.labels[int(external_id.removeprefix("train-"))])
+            pk: dataset.train.labels[int(external_id.removeprefix("train-"))]
             for pk, external_id in Item.objects.filter(project=project).values_list("pk", "external_id")
         }
         label_names = dataset.categories
@@ -217,12 +269,12 @@ def simulate_run(
                 point["annotations"] = Annotation.objects.filter(project=project).count()
                 result.points.append(point)
                 log(
-                    f"  [{config.strategy} seed {config.seed}] {point['labels']:>5} labels  "
+                    f"  [{name} seed {config.seed}] {point['labels']:>5} labels  "
                     f"v{point['version']} {point['outcome']:<8}  test accuracy {point['accuracy']:.4f}  "
                     f"macro-F1 {point['macro_f1']:.4f}  ({time.perf_counter() - started:.0f} s)"
                 )
             if handed == 0 and not new_points:
-                log(f"  [{config.strategy} seed {config.seed}] the queue stays empty at {labelled_items} labels: stop")
+                log(f"  [{name} seed {config.seed}] the queue stays empty at {labelled_items} labels: stop")
                 break
         result.tasks = dict(worker.executed)
     result.seconds = time.perf_counter() - started
@@ -244,8 +296,15 @@ def _annotate_round(project: Project, annotators, truth: dict, label_names: list
                 active.remove(annotator)
                 continue
             started_items.add(assignment.item_id)
-            label = label_names[annotator.answer(truth[assignment.item_id])]
-            annotation_services.annotation_submit(assignment_id=assignment.pk, user=annotator.user, label=label)
+            answer = annotator.answer(truth[assignment.item_id])
+            if isinstance(answer, list):  # a tag set (``tag_simulation.SimulatedTagger``)
+                annotation_services.annotation_submit(
+                    assignment_id=assignment.pk, user=annotator.user, labels=[label_names[j] for j in answer]
+                )
+            else:
+                annotation_services.annotation_submit(
+                    assignment_id=assignment.pk, user=annotator.user, label=label_names[answer]
+                )
             handed += 1
     return handed
 
@@ -260,10 +319,14 @@ def _evaluate_jobs(project: Project, seen: set[int], dataset: LabelledDataset, t
         current = ModelVersion.objects.filter(project=project, status=ModelVersion.Status.CURRENT).first()
         if current is None or job.model_version is None:
             continue
-        probs = probabilities_in_order(model_load(current), current, test_vectors, dataset.categories)
-        metrics = evaluation.classification_metrics(dataset.test.labels, probs, dataset.categories)
+        if getattr(dataset, "multi_label", False):
+            metrics = tag_point(model_load(current), current, test_vectors, dataset.test.labels, dataset.categories)
+        else:
+            probs = probabilities_in_order(model_load(current), current, test_vectors, dataset.categories)
+            metrics = evaluation.classification_metrics(dataset.test.labels, probs, dataset.categories)
         points.append(
             {
+                **{key: metrics[key] for key in ("micro_f1", "hamming_loss") if key in metrics},
                 "labels": job.model_version.n_labels,
                 "version": current.version,
                 "trained_version": job.model_version.version,
@@ -272,6 +335,8 @@ def _evaluate_jobs(project: Project, seen: set[int], dataset: LabelledDataset, t
                 "macro_f1": metrics["macro_f1"],
                 "held_out": job.model_version.n_eval,
                 "job_seconds": (job.timings or {}).get("total"),
+                "train_seconds": (job.timings or {}).get("train"),
+                "head": ((job.model_version.hyperparameters or {}).get("head") or {}).get("chosen"),
             }
         )
     return points

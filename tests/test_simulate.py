@@ -181,7 +181,11 @@ def test_simulate_command_writes_learning_curves(tmp_path):
         assert run["tasks"]["annotation.tasks.project_aggregate_task"] >= 4
     assert set(report["mean"]) == {"random", "margin"}
     assert report["target"]["accuracy"] is not None
-    assert "labels to reach random's accuracy" in result.stdout
+    assert "labels to reach random@" in result.stdout
+    margin_row = next(
+        line for line in result.stdout.splitlines() if line.startswith("margin ") and "checkpoint" in line
+    )
+    assert ">= at every checkpoint" in margin_row or "below at checkpoints @" in margin_row
     assert "[margin seed 1]" in result.stdout  # progress while it runs
     svg = (tmp_path / "curves.svg").read_text()
     assert svg.count('data-chart="line"') == 2 and 'data-series="margin"' in svg
@@ -200,3 +204,91 @@ def test_simulate_refuses_bad_arguments(tmp_path):
         call_command("simulate", dataset=str(dataset), strategy="random", annotators=1, labels_per_item=2)
     with pytest.raises(CommandError, match="no such file"):
         call_command("simulate", dataset=str(tmp_path / "nope"), strategy="random")
+
+
+# ------------------------------------------------------------------------------ the printed summary
+def _run(line, seed, points, strategy=None):
+    return {
+        "strategy": strategy or line.removesuffix("+ssl"),
+        "line": line,
+        "seed": seed,
+        "points": [{"labels": n, "accuracy": a, "macro_f1": a / 2} for n, a in points],
+    }
+
+
+def test_labels_to_reach_interpolates_the_first_crossing():
+    from loop.management.commands.simulate import labels_to_reach
+
+    curve = [{"labels": n, "accuracy": a} for n, a in [(100, 0.5), (200, 0.7), (300, 0.65), (400, 0.9)]]
+    # the first crossing of 0.6 lies between 100 and 200: numpy's interpolation of labels on accuracy
+    assert labels_to_reach(curve, 0.6) == pytest.approx(float(np.interp(0.6, [0.5, 0.7], [100, 200])))
+    assert labels_to_reach(curve, 0.8) == pytest.approx(float(np.interp(0.8, [0.65, 0.9], [300, 400])))
+    assert labels_to_reach(curve, 0.7) == 200.0  # reached exactly at a point
+    assert labels_to_reach(curve, 0.4) == 100.0  # the first point already reaches it
+    assert labels_to_reach(curve, 0.95) is None
+
+
+def test_compare_reports_labels_to_target_per_seed_and_checkpoints_below_the_reference():
+    from loop.management.commands.simulate import compare, format_summary
+
+    random_points = [
+        [(200, 0.50), (500, 0.70), (1000, 0.80), (2000, 0.90)],
+        [(200, 0.54), (500, 0.72), (1000, 0.82), (2000, 0.86)],
+    ]
+    msal_points = [[(200, 0.60), (500, 0.85), (1000, 0.91)], [(200, 0.40), (500, 0.86), (800, 0.89), (1000, 0.93)]]
+    runs = [_run("random+ssl", s, p) for s, p in enumerate(random_points)]
+    runs += [_run("msal+ssl", s, p) for s, p in enumerate(msal_points)]
+    report = compare(runs, reference="random+ssl")
+    target = report["target"]
+    assert target["line"] == "random+ssl" and target["labels"] == 2000
+    assert target["accuracy"] == pytest.approx(0.88)  # mean of 0.90 and 0.86
+    msal = report["lines"]["msal+ssl"]
+    # seed 0 crosses 0.88 between 500 (0.85) and 1000 (0.91); seed 1 between 500 (0.86) and 800 (0.89)
+    seed0 = float(np.interp(0.88, [0.85, 0.91], [500, 1000]))
+    seed1 = float(np.interp(0.88, [0.86, 0.89], [500, 800]))
+    assert msal["labels_to_target_per_seed"] == pytest.approx([seed0, seed1])
+    assert msal["labels_to_target_seed_mean"] == pytest.approx((seed0 + seed1) / 2)
+    # the mean curve: 0.855 at 500, (0.85 + 0.89) / 2 = 0.87 at 800, 0.92 at 1000
+    assert msal["labels_to_target"] == pytest.approx(float(np.interp(0.88, [0.87, 0.92], [800, 1000])))
+    # at 200 msal's mean (0.50) is under random's (0.52): the one checkpoint below; 2000 not reached
+    assert msal["below_reference_at"] == [200] and msal["never_below_reference"] is False
+    assert msal["accuracy_at"] == pytest.approx({"200": 0.50, "500": 0.855, "800": 0.87, "1000": 0.92})
+    assert report["lines"]["random+ssl"]["labels_to_target"] == 2000.0
+    text = format_summary({"lines": report["lines"], "checkpoints": report["checkpoints"], "target": target})
+    assert "labels to reach random+ssl@2,000 accuracy (0.8800)" in text
+    row = next(line for line in text.splitlines() if line.startswith("msal+ssl") and "below" in line)
+    assert f"{round(seed0):,}" in row and f"{round(seed1):,}" in row and "below at checkpoints @200" in row
+    # a line that never reaches the target says so, seed by seed
+    runs.append(_run("margin+ssl", 0, [(200, 0.55), (500, 0.75)]))
+    report = compare(runs, reference="random+ssl")
+    assert report["lines"]["margin+ssl"]["labels_to_target"] is None
+    assert report["lines"]["margin+ssl"]["labels_to_target_seed_mean"] is None
+    assert report["lines"]["margin+ssl"]["never_below_reference"] is True
+
+
+def test_merge_reports_joins_runs_made_apart(tmp_path):
+    from django.core.management import call_command
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"config": {}, "dataset": {}, "runs": [_run("random", 0, [(500, 0.6), (2000, 0.8)])]}))
+    b.write_text(json.dumps({"config": {}, "dataset": {}, "runs": [_run("msal", 0, [(500, 0.7), (1000, 0.9)])]}))
+    from io import StringIO
+
+    out = StringIO()
+    call_command("simulate", merge=[str(a), str(b)], stdout=out)
+    text = out.getvalue()
+    expected = float(np.interp(0.8, [0.7, 0.9], [500, 1000]))
+    assert "labels to reach random@2,000 accuracy (0.8000)" in text
+    msal_row = next(line for line in text.splitlines() if line.startswith("msal ") and "checkpoint" in line)
+    assert f"{round(expected):,}" in msal_row and ">= at every checkpoint" in msal_row
+
+
+def test_line_names_follow_the_head():
+    from django.core.management.base import CommandError
+
+    from loop.management.commands.simulate import _heads, line_name
+
+    assert [line_name("msal", h) for h in _heads("on,off")] == ["msal+ssl", "msal"]
+    assert [line_name("random", h) for h in _heads(None)] == ["random"]
+    with pytest.raises(CommandError, match="on, off or on,off"):
+        _heads("maybe")
