@@ -72,7 +72,7 @@ def run_job(project):
 def test_snapshot_holds_tag_sets_and_stratifies_the_split_by_the_rarest_tag(pool):
     finalise(pool, 40)
     snap = label_snapshot(pool)
-    assert snap.multi_label and snap.y.shape == (120, 3)
+    assert snap.multi_label and snap.y.shape == (120, 3) and len(snap) == 120
     assert sorted(map(tuple, np.unique(snap.y, axis=0).tolist())) == [(0, 1, 0), (1, 0, 0), (1, 0, 1)]
     # tag a is the commonest (clusters 0 and 2): cluster 2's sets are stratified by tag c
     assert set(snap.strata.tolist()) == {0, 1, 2}
@@ -86,6 +86,7 @@ def test_a_job_trains_the_one_vs_rest_head_and_fills_the_queue_with_tag_suggesti
     job = run_job(pool)
     assert job.status == TrainingJob.Status.SUCCEEDED and job.outcome == "promoted", job.error
     version = job.model_version
+    assert version.n_labels == 105 and version.n_train + version.n_eval == 105  # items, not item x tag cells
     assert version.hyperparameters["head"]["kind"] == "one_vs_rest"
     figures = version.metrics["eval"]
     for key in ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss", "per_label", "ece_per_tag"):

@@ -45,7 +45,7 @@ class LabelSnapshot:
     strata: np.ndarray | None = None  # (n,) the class the held-out split stratifies by (y when None)
 
     def __len__(self) -> int:
-        return int(self.y.size)
+        return int(self.y.shape[0])  # items (a multi-label y is (n, L))
 
     def texts(self, rows: np.ndarray) -> list[str]:
         """The texts of the labels at ``rows`` (a mask or indices), read from the database."""
