@@ -90,7 +90,7 @@ def test_binary_ece_hand_worked_and_against_calibration_curve():
 
 def test_head_recovers_separable_tags():
     X, Y = _clustered(900, seed=1)
-    head = ML.OneVsRestHead(tol=1e-6, epochs=300).fit(X[:600], Y[:600])
+    head = ML.OneVsRestHead().fit(X[:600], Y[:600])
     pred = head.predict(X[600:])
     assert pred.shape == (300, 4) and pred.dtype == np.uint8
     assert f1_score(Y[600:], pred, average="micro") > 0.98
@@ -125,6 +125,39 @@ def test_cv_thresholds_beat_one_half_on_imbalanced_tags():
     assert tuned > half + 0.1
 
 
+def test_expected_f1_threshold_hand_worked():
+    # Σq = 2.1; k = 1..4: 2·.9/3.1, 2·1.7/4.1 (best, .829), 2·2.0/5.1, 2·2.1/6.1 -> cut between .8 and .3
+    assert ML._expected_f1_threshold(np.array([0.3, 0.9, 0.1, 0.8])) == pytest.approx(0.55)
+    # ties: only cuts between distinct values
+    assert ML._expected_f1_threshold(np.array([0.4, 0.4, 0.4])) == pytest.approx(0.2)
+
+
+def test_pool_thresholds_follow_the_expected_f1_and_beat_one_half():
+    """With calibrated probabilities the F1-optimal threshold is half the optimal F1 (Lipton et al. 2014)."""
+    rng = np.random.default_rng(5)
+    n, d, L = 9000, 16, 3
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    Z = X[:, :L] * 1.2 - 3.5
+    Y = (rng.random((n, L)) < 1 / (1 + np.exp(-Z))).astype(np.uint8)
+    train, pool, test = slice(0, 3000), slice(3000, 6000), slice(6000, None)
+    head = ML.OneVsRestHead().fit(X[train], Y[train], X_unlabelled=X[pool])
+    assert head.threshold_source_ == "pool" and head.tuned_.all()
+    Pp = head.predict_proba(X[pool]).astype(np.float64)
+    for j in range(L):
+        q = np.sort(Pp[:, j])[::-1]
+        best = np.max(2 * np.cumsum(q) / (q.sum() + np.arange(1, len(q) + 1)))
+        assert head.thresholds_[j] == pytest.approx(best / 2, abs=0.02)
+    P = head.predict_proba(X[test])
+    tuned = f1_score(Y[test], ML.predict_tags(P, head.thresholds_), average="macro", zero_division=0)
+    half = f1_score(Y[test], ML.predict_tags(P, None), average="macro", zero_division=0)
+    assert tuned > half + 0.1
+    # the pool is sampled down to max_unlabelled rows, seeded
+    small = ML.OneVsRestHead(max_unlabelled=500).fit(X[train], Y[train], X_unlabelled=X[pool])
+    again = ML.OneVsRestHead(max_unlabelled=500).fit(X[train], Y[train], X_unlabelled=torch.from_numpy(X[pool]))
+    np.testing.assert_allclose(small.thresholds_, again.thresholds_, atol=1e-6)
+    assert np.abs(small.thresholds_ - head.thresholds_).max() < 0.05
+
+
 def test_few_positives_keep_one_half_and_constant_tags_get_their_base_rate():
     X, Y = _clustered(200, seed=4)
     Y = np.concatenate([Y[:, :2], np.zeros((200, 1), np.uint8), np.ones((200, 1), np.uint8)], 1)
@@ -156,17 +189,17 @@ def test_allow_empty_false_predicts_the_argmax_tag():
 
 def test_weight_decay_grid_is_chosen_by_out_of_fold_loss():
     X, Y = _clustered(400, seed=7, noise=1.5)
-    head = ML.OneVsRestHead(weight_decay=(0.01, 1.0, 100.0)).fit(X, Y)
+    head = ML.OneVsRestHead(weight_decay=(0.01, 1.0, 100.0), epochs=40).fit(X, Y)
     assert set(head.cv_loss_) == {0.01, 1.0, 100.0}
     assert head.weight_decay_ == min(head.cv_loss_, key=head.cv_loss_.get)
-    single = ML.OneVsRestHead(weight_decay=head.weight_decay_).fit(X, Y)
-    np.testing.assert_allclose(head.predict_proba(X), single.predict_proba(X), atol=1e-4)
+    single = ML.OneVsRestHead(weight_decay=head.weight_decay_, epochs=40).fit(X, Y)
+    np.testing.assert_allclose(head.predict_proba(X), single.predict_proba(X), atol=1e-6)
 
 
 def test_warm_start_reaches_the_same_model():
-    X, Y = _clustered(500, seed=8, noise=0.8)
-    cold = ML.OneVsRestHead(tol=1e-7, epochs=300).fit(X, Y)
-    warm = ML.OneVsRestHead(tol=1e-7, epochs=300, warm_start=True).fit(X[:400], Y[:400]).fit(X, Y)
+    X, Y = _clustered(300, seed=8, noise=0.8)
+    cold = ML.OneVsRestHead(cv=0, tol=1e-7, epochs=300).fit(X, Y)
+    warm = ML.OneVsRestHead(cv=0, tol=1e-7, epochs=300, warm_start=True).fit(X[:200], Y[:200]).fit(X, Y)
     np.testing.assert_allclose(warm.predict_proba(X), cold.predict_proba(X), atol=1e-3)
 
 
