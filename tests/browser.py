@@ -105,7 +105,16 @@ def open_page(chromium, live_server):
         return page
 
     yield make
+    from playwright.sync_api import Error as PlaywrightError  # loaded only where browser tests run
+
     for context in contexts:
+        # Let requests still in flight (a prefetch after the last key) finish first: a live-server
+        # thread inside a transaction at teardown would block the database flush of the next test.
+        for page in context.pages:
+            try:
+                page.wait_for_load_state("networkidle", timeout=5_000)
+            except PlaywrightError:  # a page that never goes idle is closed all the same
+                pass
         context.close()
 
 
