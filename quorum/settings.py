@@ -401,6 +401,9 @@ QUORUM_ZERO_SHOT = env_bool("QUORUM_ZERO_SHOT", True)
 # unlabelled pool, mixed with the supervised head; acquisition.semisupervised) and its node budget.
 QUORUM_SEMI_SUPERVISED = env_bool("QUORUM_SEMI_SUPERVISED", True)
 QUORUM_SEMI_SUPERVISED_MAX_UNLABELLED = env_int("QUORUM_SEMI_SUPERVISED_MAX_UNLABELLED", 10_000, minimum=0)
+# Multi-label projects: the unlabelled pool items (a stable sample) whose predicted probabilities set
+# each tag's threshold (expected F1 over the pool, ``acquisition.multilabel``).
+QUORUM_TAG_THRESHOLD_POOL = env_int("QUORUM_TAG_THRESHOLD_POOL", 20_000, minimum=1)
 # Seconds a burst of annotations waits before the project's labels are re-aggregated.
 QUORUM_AGGREGATION_DELAY_SECONDS = env_int("QUORUM_AGGREGATION_DELAY_SECONDS", 10, minimum=0)
 # PyTorch intra-op threads per Celery worker process (0: PyTorch's default, one per core).

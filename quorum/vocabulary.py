@@ -43,8 +43,15 @@ TASK_TYPE_CHOICES: tuple[tuple[str, str], ...] = (
 #: ``least_confidence``, ``bald`` and ``qbc`` are single-label only.
 TASK_STRATEGIES: dict[str, tuple[str, ...]] = {
     TEXT_CLASSIFICATION: ("msal", "margin", "entropy", "least_confidence", "bald", "qbc", "coreset", "random"),
-    MULTI_LABEL: ("msal", "margin", "entropy", "max_entropy", "mmc", "coreset", "random"),
+    MULTI_LABEL: ("margin", "msal", "entropy", "max_entropy", "mmc", "coreset", "random"),
 }
+
+
+def default_strategy(task_type: str) -> str:
+    """The strategy a new project of ``task_type`` starts with when the request names none: the first
+    of ``TASK_STRATEGIES`` (single-label ``msal``, multi-label ``margin``; the measurements behind each
+    are in ``docs/strategies.md`` and ``acquisition.multilabel.DEFAULT_MULTILABEL_STRATEGY``)."""
+    return TASK_STRATEGIES.get(task_type, TASK_STRATEGIES[TEXT_CLASSIFICATION])[0]
 
 
 def is_multi_label(task_type: str) -> bool:

@@ -90,6 +90,17 @@ def test_create_multi_label_project_and_its_settings(admin_api):
     assert "task_type" in response.json()["errors"] if "errors" in response.json() else "task_type" in response.json()
 
 
+def test_a_project_without_a_strategy_starts_with_its_task_types_default(admin_api):
+    # multi-label: the cardinality margin (measured on GoEmotions); single-label keeps msal
+    assert create(admin_api)["acquisition_strategy"] == "margin"
+    body = {"name": "single", "labels": TAGS, "encoder": "hashing:4"}
+    response = admin_api.post("/api/v1/projects", body, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["acquisition_strategy"] == "msal"
+    # a strategy named in the request is kept
+    assert create(admin_api, name="named", acquisition_strategy="mmc")["acquisition_strategy"] == "mmc"
+
+
 def test_two_agreeing_tag_sets_make_the_item_final(ml_project, annotators):
     item = make_items(ml_project, 1)[0]
     enqueue(ml_project, [item])

@@ -87,7 +87,10 @@ def test_a_job_trains_the_one_vs_rest_head_and_fills_the_queue_with_tag_suggesti
     assert job.status == TrainingJob.Status.SUCCEEDED and job.outcome == "promoted", job.error
     version = job.model_version
     assert version.n_labels == 105 and version.n_train + version.n_eval == 105  # items, not item x tag cells
-    assert version.hyperparameters["head"]["kind"] == "one_vs_rest"
+    head = version.hyperparameters["head"]
+    assert head["kind"] == "one_vs_rest"
+    # the thresholds were read off the unlabelled pool (the items without a final label)
+    assert head["threshold_source"] == "pool" and head["n_unlabelled"] == 3 * PER_CLUSTER - 105
     figures = version.metrics["eval"]
     for key in ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss", "per_label", "ece_per_tag"):
         assert key in figures

@@ -242,7 +242,7 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
     strategy = project.acquisition_strategy
     try:
         if multi:
-            version, serving, committee, state, train_seconds = _fit_tags(version, snap, train, test, hyper, device)
+            version, serving, committee, state, train_seconds = _fit_tags(project, version, snap, train, test, hyper, device)
             metrics = version.metrics
         elif finetune:
             committee = FineTunedClassifier(**hyper, random_state=seed, device=device)
@@ -306,19 +306,29 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
 def tag_head_hyperparameters(project: Project) -> dict:
     """The one-vs-rest head of a multi-label project (``multilabel.OneVsRestHead``): its L2 strength
     chosen among a few by out-of-fold cross-entropy, per-tag thresholds by cross-validated F1."""
-    return {"weight_decay": [0.01, 0.1, 1.0], "cv": 5, "allow_empty": bool(project.allow_empty_tags)}
+    return {
+        "weight_decay": [0.01, 0.1, 1.0],
+        "cv": 5,
+        "allow_empty": bool(project.allow_empty_tags),
+        "max_unlabelled": int(getattr(settings, "QUORUM_TAG_THRESHOLD_POOL", 20_000)),
+    }
 
 
-def _fit_tags(version: ModelVersion, snap: LabelSnapshot, train, test, hyper: dict, device: str):
+def _fit_tags(project: Project, version: ModelVersion, snap: LabelSnapshot, train, test, hyper: dict, device: str):
     """Multi-label ``model_fit``: the one-vs-rest head on the training split (evaluated on the
     held-out tag sets), and the serving head refitted on every label with the chosen strength.
-    Returns ``(version with metrics, serving, evaluation head, state, train seconds)``."""
+    Both read their per-tag thresholds off the unlabelled pool (a stable sample of at most
+    ``max_unlabelled`` items without a final label; ``multilabel`` module docstring: the expected F1
+    over the pool's probabilities), falling back to cross-validated thresholds when the pool is
+    empty. Returns ``(version with metrics, serving, evaluation head, state, train seconds)``."""
     from ..multilabel import OneVsRestHead  # PyTorch loads where a model runs, not in web processes
 
     params = {k: v for k, v in hyper["head"].items() if k != "kind"}
+    pool = unlabelled_sample(project, snap, params["max_unlabelled"])[1]
+    pool = pool if len(pool) else None
     started = time.perf_counter()
     head = OneVsRestHead(**params, random_state=version.seed, device=device)
-    head.fit(snap.X[train], snap.y[train], sample_weight=snap.weights[train])
+    head.fit(snap.X[train], snap.y[train], sample_weight=snap.weights[train], X_unlabelled=pool)
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
     metrics = _evaluate(version, head, snap, train, test)
@@ -329,11 +339,13 @@ def _fit_tags(version: ModelVersion, snap: LabelSnapshot, train, test, hyper: di
         serving = OneVsRestHead(
             **(params | {"weight_decay": head.weight_decay_}), random_state=version.seed, device=device
         )
-        serving.fit(snap.X, snap.y, sample_weight=snap.weights)
+        serving.fit(snap.X, snap.y, sample_weight=snap.weights, X_unlabelled=pool)
         train_seconds += time.perf_counter() - started
     hyper["head"] = hyper["head"] | {
         "chosen_weight_decay": float(head.weight_decay_),
         "tuned_thresholds": int(head.tuned_.sum()),
+        "threshold_source": head.threshold_source_,
+        "n_unlabelled": 0 if pool is None else len(pool),
     }
     state = head.state_dict()
     if serving is not head:

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from quorum.errors import ServiceError
+from quorum.vocabulary import TEXT_CLASSIFICATION, default_strategy
 
 from ..models import LabelClass, Membership, Project, QueueEntry, QueueReason, Role
 from ..selectors import labelling_states
@@ -56,10 +57,13 @@ def _check_label_specs(specs: list[LabelSpec], existing: list[LabelClass] = ()) 
 
 @transaction.atomic
 def project_create(*, user, name: str, labels: list[LabelSpec], **settings) -> Project:
-    """Create a project with its label set; the creator becomes its admin."""
+    """Create a project with its label set; the creator becomes its admin. Without an
+    ``acquisition_strategy`` the project starts with its task type's default
+    (``quorum.vocabulary.default_strategy``)."""
     if not labels:
         raise ServiceError({"labels": "a project needs at least one label"})
     _check_label_specs(labels)
+    settings.setdefault("acquisition_strategy", default_strategy(settings.get("task_type", TEXT_CLASSIFICATION)))
     project = Project(name=name, created_by=user, **settings)
     _validate(project)
     project.save()
