@@ -242,7 +242,9 @@ def model_fit(*, project: Project, seed: int | None = None, job=None) -> ModelVe
     strategy = project.acquisition_strategy
     try:
         if multi:
-            version, serving, committee, state, train_seconds = _fit_tags(project, version, snap, train, test, hyper, device)
+            version, serving, committee, state, train_seconds = _fit_tags(
+                project, version, snap, train, test, hyper, device
+            )
             metrics = version.metrics
         elif finetune:
             committee = FineTunedClassifier(**hyper, random_state=seed, device=device)
