@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -122,6 +124,18 @@ def test_submit_shape_and_idempotency(project, items, ann, bob):  # bob: the ite
     changed = api.post(submit_url(assignment["id"]), {"label": "other"}, format="json")
     assert changed.status_code == 200 and changed.json()["annotation"]["label"] == "other"
     assert_queue_consistent(project)
+
+
+def test_a_submit_reads_the_latest_agreement_snapshot_once(project, items, ann):
+    # Before any aggregation there is no snapshot; the consensus path used to look it up again for
+    # the posterior and for the policy (three identical queries on every submit of a new project).
+    _, api = ann
+    assignment = get_next(api, project)["assignment"]
+    with CaptureQueriesContext(connection) as queries:
+        response = api.post(submit_url(assignment["id"]), {"label": "refund"}, format="json")
+    assert response.status_code == 201, response.content
+    reads = [q["sql"] for q in queries.captured_queries if 'FROM "annotation_agreementsnapshot"' in q["sql"]]
+    assert len(reads) == 1, reads
 
 
 def test_skip_shape(project, items, ann, bob):

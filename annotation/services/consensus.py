@@ -72,6 +72,10 @@ __all__ = [
 NEW_ITEMS_CAP = 2000  # new entries read to place an extra-label request (the head of the queue)
 
 
+#: ``snapshot`` argument default: not read yet (``None`` means read, and the project has none).
+UNREAD = object()
+
+
 def _latest_snapshot(project_id: int):
     return (
         AgreementSnapshot.objects.filter(project_id=project_id)
@@ -81,9 +85,9 @@ def _latest_snapshot(project_id: int):
     )
 
 
-def project_policy(project: Project, snapshot=None) -> Policy:
+def project_policy(project: Project, snapshot=UNREAD) -> Policy:
     """The review policy of ``project`` from its latest snapshot's kappa and its thresholds."""
-    if snapshot is None:
+    if snapshot is UNREAD:
         snapshot = _latest_snapshot(project.pk)
     return routing.review_policy(
         None if snapshot is None else snapshot.project_kappa,
@@ -93,7 +97,7 @@ def project_policy(project: Project, snapshot=None) -> Policy:
     )
 
 
-def item_posterior(project_id: int, annotations: Sequence[tuple[int, int]], snapshot=None) -> dict[int, float]:
+def item_posterior(project_id: int, annotations: Sequence[tuple[int, int]], snapshot=UNREAD) -> dict[int, float]:
     """``{label_id: p}`` for one item from its ``(user_id, label_id)`` annotations (module docstring).
 
     The snapshot's ``priors`` and the ``AnnotatorQuality.confusion`` rows are the aggregator's
@@ -104,7 +108,7 @@ def item_posterior(project_id: int, annotations: Sequence[tuple[int, int]], snap
     final without a third (``tests/test_hierarchical_ds.py``).
     """
     label_ids = [label_id for _, label_id in annotations]
-    if snapshot is None:
+    if snapshot is UNREAD:
         snapshot = _latest_snapshot(project_id)
     if snapshot is not None and snapshot.label_ids:
         column = {label_id: j for j, label_id in enumerate(snapshot.label_ids)}
@@ -179,7 +183,7 @@ def item_consensus_apply(
         return _tags_consensus_apply(
             project=project, entry=entry, annotations=annotations, posterior=posterior, policy=policy, state=state
         )
-    snapshot = _latest_snapshot(project.pk) if posterior is None or policy is None else None
+    snapshot = _latest_snapshot(project.pk) if posterior is None or policy is None else UNREAD
     if posterior is None:
         posterior = item_posterior(project.pk, annotations, snapshot)
     if policy is None:
@@ -257,7 +261,7 @@ def project_tag_ids(project_id: int) -> list[int]:
 
 
 def item_tag_posterior(
-    project_id: int, annotations: Sequence[tuple[int, tuple[int, ...]]], snapshot=None, tag_ids=None
+    project_id: int, annotations: Sequence[tuple[int, tuple[int, ...]]], snapshot=UNREAD, tag_ids=None
 ) -> dict[int, float]:
     """``{label_id: P(tag present)}`` for every label of the project from the item's ``(user_id,
     tag set)`` annotations: the latest aggregation's per-tag prior log-odds (``snapshot.priors``) and
@@ -271,7 +275,7 @@ def item_tag_posterior(
         for label_id in tags:
             if label_id in column:
                 answers[r, column[label_id]] = 1
-    if snapshot is None:
+    if snapshot is UNREAD:
         snapshot = _latest_snapshot(project_id)
     posterior = None
     if snapshot is not None and snapshot.label_ids and list(snapshot.label_ids) == list(tag_ids):
@@ -306,7 +310,7 @@ def _tags_consensus_apply(
 ) -> Decision:
     """``item_consensus_apply`` for a tag set (``routing.route_tags``): final when every tag is
     confident, with the decided set; the review task names the disputed tags."""
-    snapshot = _latest_snapshot(project.pk) if posterior is None or policy is None else None
+    snapshot = _latest_snapshot(project.pk) if posterior is None or policy is None else UNREAD
     tag_ids = project_tag_ids(project.pk)
     if posterior is None:
         posterior = item_tag_posterior(project.pk, annotations, snapshot, tag_ids)
