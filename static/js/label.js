@@ -1029,7 +1029,10 @@
   }
   if (el.saveTags) {
     el.saveTags.addEventListener("click", function () {
+      var saving = canAct();
       saveTags();
+      // Like a tapped tag, the tapped save button keeps no focus for the next item.
+      if (saving) el.text.focus({ preventScroll: true });
     });
   }
   if (el.useSuggestion) {

@@ -615,7 +615,12 @@
       pick(button.dataset.label);
     });
   });
-  el.confirm.addEventListener("click", confirm);
+  el.confirm.addEventListener("click", function () {
+    var resolving = canAct() && hasPick();
+    confirm();
+    // A tapped confirm button keeps no focus (nor its highlight) for the next task.
+    if (resolving) el.text.focus({ preventScroll: true });
+  });
   if (el.none) el.none.addEventListener("click", toggleNone);
   el.note.addEventListener("focus", updateControls);
   el.note.addEventListener("blur", updateControls);
